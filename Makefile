@@ -1,0 +1,43 @@
+# slate — see README.md. `make demo` and `make test` do their own set-up.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+export SLATE_CACHE ?= $(CURDIR)/.cache
+LDFLAGS  := -s -w -X github.com/slateos/slate/version.Version=$(VERSION)
+BIN      := bin/slate
+
+.PHONY: all build setup demo test test-short bench fuzz vet fmt clean FORCE
+
+all: build
+
+# A static binary: it becomes /init and PID 1 of every image.
+$(BIN): FORCE
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/slate
+
+build: $(BIN)
+
+setup:
+	scripts/setup.sh
+
+demo: setup build
+	$(BIN) build -c configs/default.yaml -o out/default
+	$(BIN) vm run out/default/disk.raw --until 'SLATE-READY' --timeout 180s
+
+vet:
+	$(GO) vet ./...
+	test -z "$$(gofmt -l .)"
+
+test: setup vet
+	$(GO) test -count=1 -timeout 80m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./configs
+	$(GO) test -run '^$$' -fuzz FuzzParseEntryName -fuzztime 30s ./partitions
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,377 @@
+// Package builder turns an image spec into artifacts: the GPT raw disk
+// (ESP with systemd-boot and slot A's entry, kernel and initramfs; ROOT-A;
+// an empty ROOT-B and STATE), optionally qcow2, and a build report.
+// It needs no root, no loop devices and no mkfs tools.
+package builder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/kmod"
+	"github.com/slateos/slate/partitions"
+	"github.com/slateos/slate/version"
+)
+
+// Options of one build.
+type Options struct {
+	Spec     *configs.Spec
+	OutDir   string
+	Formats  []string // "raw" (default), "qcow2"
+	CacheDir string   // kernel and systemd-boot cache; default .cache
+	// Slate is the static slate binary to embed; default: this executable.
+	Slate string
+	// Epoch is every timestamp in the image; default SOURCE_DATE_EPOCH, or
+	// DefaultEpoch when that is unset, so builds are reproducible either way.
+	Epoch *time.Time
+	// Progress receives step updates (a progress bar on a terminal).
+	Progress Progress
+}
+
+// DefaultEpoch is used when SOURCE_DATE_EPOCH is unset: a fixed time keeps
+// two builds of the same inputs byte-identical. (FAT cannot store times
+// before 1980.)
+var DefaultEpoch = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Progress is told about build steps.
+type Progress interface {
+	Step(name string)
+	Done()
+}
+
+type nopProgress struct{}
+
+func (nopProgress) Step(string) {}
+func (nopProgress) Done()       {}
+
+// Artifact is one output file.
+type Artifact struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Report is DIR/build.json.
+type Report struct {
+	Name          string     `json:"name"`
+	Version       string     `json:"version"`
+	Slate         string     `json:"slate_version"`
+	Kernel        string     `json:"kernel_version"`
+	Loader        string     `json:"loader"`
+	Epoch         int64      `json:"source_date_epoch"`
+	DiskSize      int64      `json:"disk_size"`
+	InitramfsSize int64      `json:"initramfs_size"`
+	InitramfsMods int        `json:"initramfs_modules"`
+	RootUsed      int64      `json:"root_used"`
+	RootModules   int        `json:"root_modules"`
+	Partitions    []PartInfo `json:"partitions"`
+	Artifacts     []Artifact `json:"artifacts"`
+	Seconds       float64    `json:"build_seconds"`
+}
+
+// PartInfo is one partition in the report.
+type PartInfo struct {
+	Num   int    `json:"number"`
+	Label string `json:"label"`
+	Type  string `json:"type_guid"`
+	GUID  string `json:"guid"`
+	Start int64  `json:"start"`
+	Size  int64  `json:"size"`
+}
+
+// Build runs the whole build. Nothing is left in OutDir on failure: every
+// artifact is written in a temporary folder and renamed into place at the
+// end.
+func Build(ctx context.Context, o Options) (_ *Report, err error) {
+	t0 := time.Now()
+	ok := false
+	spec := o.Spec
+	if spec == nil {
+		return nil, fmt.Errorf("no spec")
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if err := spec.CheckFiles(); err != nil {
+		return nil, err
+	}
+	formats, err := parseFormats(o.Formats)
+	if err != nil {
+		return nil, err
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir()
+	}
+	prog := o.Progress
+	if prog == nil {
+		prog = nopProgress{}
+	}
+	defer prog.Done()
+	epoch := resolveEpoch(o.Epoch)
+	tp := &timedProgress{Progress: prog, last: t0}
+	defer tp.finish()
+	prog = tp
+
+	prog.Step("inputs")
+	in, err := ResolveInputs(spec, o.CacheDir, o.Slate)
+	if err != nil {
+		return nil, err
+	}
+	layout, err := partitions.Plan(int64(spec.Disk.Size), int64(spec.Disk.ESP), int64(spec.Disk.Root), spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("$.disk: %w", err)
+	}
+
+	prog.Step("kernel modules")
+	ix, err := kmod.Open(in.ModulesDir, filepath.Join(o.CacheDir, "modindex"))
+	if err != nil {
+		return nil, fmt.Errorf("kernel modules %s: %w", in.ModulesDir, err)
+	}
+	initMods, err := ix.Resolve(append(append([]string(nil), kmod.DefaultInitramfs...), spec.Kernel.InitramfsModules...))
+	if err != nil {
+		return nil, fmt.Errorf("$.kernel.initramfs_modules: %w", err)
+	}
+	rootMods, err := ix.Resolve(append(append([]string(nil), kmod.DefaultRoot...), spec.Kernel.Modules...))
+	if err != nil {
+		return nil, fmt.Errorf("$.kernel.modules: %w", err)
+	}
+
+	if _, err := os.Stat(o.OutDir); os.IsNotExist(err) {
+		if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create output folder: %w", err)
+		}
+		// A failed build leaves no empty folder behind either.
+		defer func() {
+			if !ok {
+				_ = os.Remove(o.OutDir)
+			}
+		}()
+	}
+	tmp, err := os.MkdirTemp(o.OutDir, ".slate-build-")
+	if err != nil {
+		return nil, fmt.Errorf("create temporary folder in %s: %w", o.OutDir, err)
+	}
+	defer os.RemoveAll(tmp)
+
+	rep := &Report{
+		Name: spec.Name, Version: spec.Version, Slate: version.Version,
+		Kernel: in.KernelVersion, Loader: in.Loader, Epoch: epoch.Unix(), DiskSize: layout.Size,
+		InitramfsMods: len(initMods), RootModules: len(rootMods),
+	}
+
+	prog.Step("initramfs")
+	var initrd bytes.Buffer
+	if err := buildInitramfs(&initrd, ix, initMods, in.Slate, epoch); err != nil {
+		return nil, err
+	}
+	rep.InitramfsSize = int64(initrd.Len())
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	rawPath := filepath.Join(tmp, "disk.raw")
+	disk, err := os.OpenFile(rawPath, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create disk image: %w", err)
+	}
+	defer disk.Close()
+	if err := disk.Truncate(layout.Size); err != nil {
+		return nil, fmt.Errorf("size disk image to %d bytes: %w", layout.Size, err)
+	}
+	if err := partitions.WriteGPT(disk, layout); err != nil {
+		return nil, err
+	}
+
+	prog.Step("root filesystem")
+	used, err := buildRoot(disk, layout.Part(partitions.NumRootA), spec, in, ix, rootMods, epoch)
+	if err != nil {
+		return nil, err
+	}
+	rep.RootUsed = used
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	prog.Step("ESP")
+	if err := buildESP(disk, layout, spec, in, initrd.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := disk.Close(); err != nil {
+		return nil, fmt.Errorf("close disk image: %w", err)
+	}
+	for _, p := range layout.Parts {
+		rep.Partitions = append(rep.Partitions, PartInfo{Num: p.Num, Label: p.Label, Type: p.Type, GUID: p.GUID, Start: p.Start, Size: p.Size})
+	}
+
+	names := []string{}
+	if formats["qcow2"] {
+		prog.Step("qcow2")
+		if err := convertQcow2(ctx, rawPath, filepath.Join(tmp, "disk.qcow2")); err != nil {
+			return nil, err
+		}
+		names = append(names, "disk.qcow2")
+	}
+	if !formats["raw"] {
+		if err := os.Remove(rawPath); err != nil {
+			return nil, err
+		}
+	} else {
+		names = append([]string{"disk.raw"}, names...)
+	}
+
+	prog.Step("checksums")
+	for _, n := range names {
+		a, err := hashFile(filepath.Join(tmp, n))
+		if err != nil {
+			return nil, err
+		}
+		a.Path = n
+		rep.Artifacts = append(rep.Artifacts, a)
+	}
+	rep.Seconds = time.Since(t0).Seconds()
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "build.json"), append(js, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("write build.json: %w", err)
+	}
+	// Move into place: images first, the report last, so a build.json
+	// always describes the images beside it.
+	for _, n := range append(names, "build.json") {
+		if err := os.Rename(filepath.Join(tmp, n), filepath.Join(o.OutDir, n)); err != nil {
+			return nil, fmt.Errorf("move %s into %s: %w", n, o.OutDir, err)
+		}
+	}
+	// A format not asked for this time must not leave a stale image behind
+	// that build.json does not describe.
+	for _, n := range []string{"disk.raw", "disk.qcow2"} {
+		if !contains(names, n) {
+			_ = os.Remove(filepath.Join(o.OutDir, n))
+		}
+	}
+	ok = true
+	logrus.WithFields(logrus.Fields{"dir": o.OutDir, "took": time.Since(t0).Round(time.Millisecond)}).Info("image built")
+	return rep, nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func parseFormats(fs []string) (map[string]bool, error) {
+	m := map[string]bool{}
+	if len(fs) == 0 {
+		m["raw"] = true
+	}
+	for _, f := range fs {
+		for _, x := range strings.Split(f, ",") {
+			x = strings.TrimSpace(x)
+			switch x {
+			case "raw", "qcow2":
+				m[x] = true
+			case "":
+			default:
+				return nil, fmt.Errorf("--format: unknown format %q (want raw, qcow2)", x)
+			}
+		}
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("--format: no format given (want raw, qcow2)")
+	}
+	return m, nil
+}
+
+// DefaultCacheDir is $SLATE_CACHE, or .cache in the current folder.
+func DefaultCacheDir() string {
+	if d := os.Getenv("SLATE_CACHE"); d != "" {
+		return d
+	}
+	return ".cache"
+}
+
+func resolveEpoch(e *time.Time) time.Time {
+	if e != nil {
+		return e.UTC()
+	}
+	t := DefaultEpoch
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			t = time.Unix(n, 0).UTC()
+		}
+	}
+	// go-diskfs's FAT writer takes file times from SOURCE_DATE_EPOCH
+	// itself; set it so the ESP gets the same fixed time.
+	_ = os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(t.Unix(), 10))
+	return t
+}
+
+func hashFile(p string) (Artifact, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("hash %s: %w", p, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("hash %s: %w", p, err)
+	}
+	return Artifact{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+func convertQcow2(ctx context.Context, raw, out string) error {
+	bin, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return fmt.Errorf("--format qcow2 needs qemu-img: apt-get install qemu-utils")
+	}
+	cmd := exec.CommandContext(ctx, bin, "convert", "-q", "-f", "raw", "-O", "qcow2", raw, out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu-img convert to qcow2: %w: %s", err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// timedProgress logs how long each step took, for `--log-level debug`.
+type timedProgress struct {
+	Progress
+	step string
+	last time.Time
+}
+
+func (p *timedProgress) Step(name string) {
+	p.finish()
+	p.step, p.last = name, time.Now()
+	p.Progress.Step(name)
+}
+
+func (p *timedProgress) finish() {
+	if p.step != "" {
+		logrus.WithField("took", time.Since(p.last).Round(time.Millisecond)).Debugf("build step %s done", p.step)
+	}
+}
+
+func (p *timedProgress) Done() {
+	p.finish()
+	p.step = ""
+	p.Progress.Done()
+}

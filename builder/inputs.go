@@ -1,0 +1,100 @@
+package builder
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/slateos/slate/configs"
+)
+
+// Inputs are the host files a build reads besides the spec.
+type Inputs struct {
+	Vmlinuz       string
+	ModulesDir    string // /lib/modules/<kver> tree
+	KernelVersion string
+	Loader        string // systemd-bootx64.efi
+	Slate         string // the static slate binary to embed
+}
+
+// hostLoader is where Debian's systemd-boot-efi package puts the loader.
+const hostLoader = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+
+// ResolveInputs finds the kernel, systemd-boot and slate binary for spec,
+// and says exactly what is missing and how to get it.
+func ResolveInputs(spec *configs.Spec, cacheDir, slateBin string) (Inputs, error) {
+	var in Inputs
+	if spec.Kernel.Vmlinuz != "" {
+		in.Vmlinuz = spec.Path(spec.Kernel.Vmlinuz)
+		in.ModulesDir = spec.Path(spec.Kernel.ModulesDir)
+		for _, p := range []struct{ path, field string }{{in.Vmlinuz, "$.kernel.vmlinuz"}, {in.ModulesDir, "$.kernel.modules_dir"}} {
+			if _, err := os.Stat(p.path); err != nil {
+				return in, fmt.Errorf("%s: %w", p.field, err)
+			}
+		}
+	} else {
+		pkg := spec.Kernel.Package
+		root := filepath.Join(cacheDir, "kernel", pkg)
+		vms, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+		mods, _ := filepath.Glob(filepath.Join(root, "lib", "modules", "*"))
+		if len(vms) == 0 || len(mods) == 0 {
+			return in, fmt.Errorf("$.kernel.package: kernel package %s is not in the cache (%s has no boot/vmlinuz-* and lib/modules/*): run scripts/fetch-kernel.sh %s", pkg, root, cacheDir)
+		}
+		sort.Strings(vms)
+		sort.Strings(mods)
+		in.Vmlinuz = vms[len(vms)-1]
+		in.ModulesDir = mods[len(mods)-1]
+	}
+	in.KernelVersion = filepath.Base(in.ModulesDir)
+
+	in.Loader = filepath.Join(cacheDir, "systemd-boot", strings.TrimPrefix(hostLoader, "/"))
+	if _, err := os.Stat(in.Loader); err != nil {
+		if _, herr := os.Stat(hostLoader); herr != nil {
+			return in, fmt.Errorf("systemd-boot not found at %s nor %s: run scripts/fetch-kernel.sh %s (or apt-get install systemd-boot-efi)", in.Loader, hostLoader, cacheDir)
+		}
+		in.Loader = hostLoader
+	}
+
+	if slateBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return in, fmt.Errorf("find the slate binary to embed: %w", err)
+		}
+		slateBin = exe
+	}
+	in.Slate = slateBin
+	if err := CheckStatic(slateBin); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+// CheckStatic makes sure the binary that becomes /init and PID 1 is a
+// static linux/amd64 ELF: the initramfs and root have no libc.
+func CheckStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("slate binary %s: not an ELF executable: %w", path, err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_X86_64 {
+		return fmt.Errorf("slate binary %s is for %s, images are x86_64: build with GOOS=linux GOARCH=amd64", path, f.Machine)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("slate binary %s is dynamically linked (has an ELF interpreter): build it with CGO_ENABLED=0", path)
+		}
+	}
+	libs, err := f.ImportedLibraries()
+	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+		return fmt.Errorf("slate binary %s: read dynamic section: %w", path, err)
+	}
+	if len(libs) > 0 {
+		return fmt.Errorf("slate binary %s needs shared libraries %v: build it with CGO_ENABLED=0", path, libs)
+	}
+	return nil
+}

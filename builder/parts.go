@@ -1,0 +1,290 @@
+package builder
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/ext4fs"
+	"github.com/slateos/slate/initramfs"
+	"github.com/slateos/slate/kmod"
+	"github.com/slateos/slate/partitions"
+)
+
+// ImageInfoPath is where the resolved spec lives in every root: the booted
+// system reads its version, services and network from it. It is under
+// /usr so the writable /etc cannot shadow it.
+const ImageInfoPath = "/usr/lib/slate/image.json"
+
+// ImageInfo is ImageInfoPath's content.
+type ImageInfo struct {
+	Spec          *configs.Spec `json:"spec"`
+	KernelVersion string        `json:"kernel_version"`
+	Slate         string        `json:"slate_version"`
+}
+
+func openFile(p string) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return os.Open(p) }
+}
+
+func buildInitramfs(w io.Writer, ix *kmod.Index, mods []*kmod.Module, slate string, epoch time.Time) error {
+	a := initramfs.New(epoch)
+	st, err := os.Stat(slate)
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	if err := a.AddFile("init", 0o755, st.Size(), openFile(slate)); err != nil {
+		return err
+	}
+	if err := ix.WriteTree(a, mods); err != nil {
+		return fmt.Errorf("initramfs modules: %w", err)
+	}
+	if _, err := a.WriteTo(w); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ext4Writer adapts ext4fs to kmod.Writer (owner root).
+type ext4Writer struct{ fs *ext4fs.FS }
+
+func (e ext4Writer) AddFile(p string, mode fs.FileMode, size int64, open func() (io.ReadCloser, error)) error {
+	if err := e.fs.Mkdir(path.Dir(path.Join("/", p)), 0o755, 0, 0); err != nil {
+		return err
+	}
+	return e.fs.AddFile(path.Join("/", p), mode, 0, 0, size, open)
+}
+
+func (e ext4Writer) Mkdir(p string, mode fs.FileMode) error {
+	return e.fs.Mkdir(path.Join("/", p), mode, 0, 0)
+}
+
+func staticBytes(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// rootDirs are the folders of every root; /proc, /sys, /dev, /run, /var
+// and /tmp are mount points.
+var rootDirs = []struct {
+	path string
+	mode fs.FileMode
+}{
+	{"/etc", 0o755}, {"/usr/bin", 0o755}, {"/usr/sbin", 0o755}, {"/usr/lib/slate", 0o755},
+	{"/sbin", 0o755}, {"/bin", 0o755}, {"/lib/modules", 0o755},
+	{"/proc", 0o555}, {"/sys", 0o555}, {"/dev", 0o755}, {"/run", 0o755},
+	{"/var", 0o755}, {"/tmp", 0o777 | fs.ModeSticky}, {"/root", 0o700}, {"/home", 0o755}, {"/mnt", 0o755},
+}
+
+func etcFiles(spec *configs.Spec) map[string]string {
+	return map[string]string{
+		"/etc/passwd":      "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
+		"/etc/group":       "root:x:0:\nnogroup:x:65534:\n",
+		"/etc/hostname":    spec.Hostname + "\n",
+		"/etc/hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t" + spec.Hostname + "\n",
+		"/etc/resolv.conf": "",
+		"/etc/os-release": fmt.Sprintf("NAME=slate\nID=slate\nPRETTY_NAME=\"slate %s %s\"\nVERSION_ID=%s\nIMAGE_ID=%s\nIMAGE_VERSION=%s\n",
+			spec.Name, spec.Version, spec.Version, spec.Name, spec.Version),
+	}
+}
+
+func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time) (int64, error) {
+	opts := ext4fs.Options{
+		Size:  part.Size,
+		Label: "slate-root",
+		Time:  epoch,
+	}
+	opts.UUID = uuid.MustParse(partitions.DeriveGUID(spec.Name+"\x00"+spec.Version, "root-fs"))
+	opts.HashSeed = uuid.MustParse(partitions.DeriveGUID(spec.Name+"\x00"+spec.Version, "root-hash"))
+	fsys, err := ext4fs.New(opts)
+	if err != nil {
+		return 0, fmt.Errorf("root filesystem: %w", err)
+	}
+	for _, d := range rootDirs {
+		if err := fsys.Mkdir(d.path, d.mode, 0, 0); err != nil {
+			return 0, fmt.Errorf("root: %s: %w", d.path, err)
+		}
+	}
+	st, err := os.Stat(in.Slate)
+	if err != nil {
+		return 0, fmt.Errorf("root: %w", err)
+	}
+	if err := fsys.AddFile("/usr/bin/slate", 0o755, 0, 0, st.Size(), openFile(in.Slate)); err != nil {
+		return 0, fmt.Errorf("root: /usr/bin/slate: %w", err)
+	}
+	if err := fsys.Symlink("/sbin/init", "../usr/bin/slate", 0, 0); err != nil {
+		return 0, fmt.Errorf("root: /sbin/init: %w", err)
+	}
+	etc := etcFiles(spec)
+	for _, p := range sortedKeys(etc) {
+		b := []byte(etc[p])
+		if err := fsys.AddFile(p, 0o644, 0, 0, int64(len(b)), staticBytes(b)); err != nil {
+			return 0, fmt.Errorf("root: %s: %w", p, err)
+		}
+	}
+	info, err := json.MarshalIndent(ImageInfo{Spec: spec, KernelVersion: in.KernelVersion, Slate: versionString()}, "", "  ")
+	if err != nil {
+		return 0, err
+	}
+	if err := fsys.AddFile(ImageInfoPath, 0o644, 0, 0, int64(len(info)), staticBytes(info)); err != nil {
+		return 0, fmt.Errorf("root: %s: %w", ImageInfoPath, err)
+	}
+	if err := ix.WriteTree(ext4Writer{fsys}, mods); err != nil {
+		return 0, fmt.Errorf("root modules: %w", err)
+	}
+	for i, f := range spec.Root.Files {
+		if err := addContent(fsys, spec, f); err != nil {
+			return 0, fmt.Errorf("$.root.files[%d]: %w", i, err)
+		}
+	}
+	if err := fsys.WriteTo(disk, part.Start); err != nil {
+		return 0, fmt.Errorf("write root filesystem to %s: %w", part.Label, err)
+	}
+	return usedBytes(fsys)
+}
+
+// addContent copies a host file or folder into the root.
+func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File) error {
+	src := spec.Path(f.Src)
+	st, err := os.Lstat(src)
+	if err != nil {
+		return err
+	}
+	if err := fsys.Mkdir(path.Dir(f.Dst), 0o755, 0, 0); err != nil {
+		return fmt.Errorf("%s: %w", path.Dir(f.Dst), err)
+	}
+	if !st.IsDir() {
+		return addOne(fsys, src, f.Dst, st, f.Mode)
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		dst := path.Join(f.Dst, filepath.ToSlash(rel))
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return fsys.Mkdir(dst, info.Mode().Perm(), 0, 0)
+		}
+		return addOne(fsys, p, dst, info, f.Mode)
+	})
+}
+
+func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode) error {
+	switch {
+	case st.Mode()&fs.ModeSymlink != 0:
+		t, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		return fsys.Symlink(dst, t, 0, 0)
+	case st.Mode().IsRegular():
+		perm := st.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+		if mode != 0 {
+			perm = modeOf(mode)
+		}
+		return fsys.AddFile(dst, perm, 0, 0, st.Size(), openFile(src))
+	default:
+		return fmt.Errorf("%s: only files, folders and symbolic links can be copied, not %s", src, st.Mode().Type())
+	}
+}
+
+func modeOf(m configs.Mode) fs.FileMode {
+	p := fs.FileMode(m) & fs.ModePerm
+	if m&0o4000 != 0 {
+		p |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		p |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		p |= fs.ModeSticky
+	}
+	return p
+}
+
+// LoaderConf has no default: systemd-boot then boots the highest version
+// that is not bad, which is how the A/B flip and the fall-back work.
+const LoaderConf = "timeout 0\neditor no\nauto-entries no\nauto-firmware no\n"
+
+// EntryFor renders slot's boot entry.
+func EntryFor(spec *configs.Spec, slot string, rootGUID string) partitions.EntryConfig {
+	args := []string{"root=PARTUUID=" + strings.ToLower(rootGUID), "ro", "slate.slot=" + slot, "panic=10"}
+	for _, c := range spec.Console {
+		args = append(args, "console="+c)
+	}
+	args = append(args, spec.Kernel.Args...)
+	dir := partitions.SlotDir(slot)
+	return partitions.EntryConfig{
+		Title:   fmt.Sprintf("slate %s %s (slot %s)", spec.Name, spec.Version, slot),
+		Version: spec.Version,
+		Slot:    slot,
+		Linux:   dir + "/vmlinuz",
+		Initrd:  dir + "/initrd.img",
+		Options: strings.Join(args, " "),
+	}
+}
+
+func buildESP(disk *os.File, l partitions.Layout, spec *configs.Spec, in Inputs, initrd []byte) error {
+	esp, err := partitions.CreateESP(disk, l.Part(partitions.NumESP))
+	if err != nil {
+		return err
+	}
+	loader, err := os.ReadFile(in.Loader)
+	if err != nil {
+		return fmt.Errorf("read systemd-boot: %w", err)
+	}
+	kernel, err := os.ReadFile(in.Vmlinuz)
+	if err != nil {
+		return fmt.Errorf("read kernel: %w", err)
+	}
+	ent := EntryFor(spec, "a", l.Part(partitions.NumRootA).GUID)
+	name := partitions.Entry{Version: spec.Version, Slot: "a"}.Name()
+	files := []struct {
+		path string
+		data []byte
+	}{
+		{"/EFI/BOOT/BOOTX64.EFI", loader},
+		{"/loader/loader.conf", []byte(LoaderConf)},
+		{ent.Linux, kernel},
+		{ent.Initrd, initrd},
+		{path.Join(partitions.EntriesDir, name), ent.Render()},
+	}
+	total := int64(0)
+	for _, f := range files {
+		total += int64(len(f.data))
+	}
+	// Room for the other slot's kernel and initramfs on the next update.
+	if need := 2*total + 4<<20; need > int64(spec.Disk.ESP) {
+		return fmt.Errorf("$.disk.esp: %d bytes are too small for two slots' kernel and initramfs (%d bytes needed)", spec.Disk.ESP, need)
+	}
+	for _, f := range files {
+		if err := esp.WriteFile(f.path, bytes.NewReader(f.data)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func usedBytes(fsys *ext4fs.FS) (int64, error) {
+	st, err := fsys.Stats()
+	if err != nil {
+		return 0, fmt.Errorf("root filesystem: %w", err)
+	}
+	return int64(st.Blocks-st.FreeBlocks) * int64(st.BlockSize), nil
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/configs"
+)
+
+func newBuildCmd() *cobra.Command {
+	var spec, out, cache, slateBin, ver string
+	var formats []string
+	cmd := &cobra.Command{
+		Use:   "build -c SPEC -o DIR",
+		Short: "Build a bootable disk image from a spec",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := configs.Load(spec)
+			if err != nil {
+				return err
+			}
+			if ver != "" {
+				s.Version = ver
+			}
+			rep, err := builder.Build(cmd.Context(), builder.Options{
+				Spec: s, OutDir: out, Formats: formats, CacheDir: cache, Slate: slateBin,
+				Progress: newProgress(),
+			})
+			if err != nil {
+				return err
+			}
+			for _, a := range rep.Artifacts {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s/%s  %d bytes  sha256:%s\n", out, a.Path, a.Size, a.SHA256)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/build.json  (%s %s, kernel %s, %.1fs)\n", out, rep.Name, rep.Version, rep.Kernel, rep.Seconds)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&spec, "config", "c", "", "image spec (YAML)")
+	cmd.Flags().StringVarP(&out, "output", "o", "out", "output folder")
+	cmd.Flags().StringSliceVar(&formats, "format", []string{"raw"}, "image formats: raw, qcow2 (comma-separated)")
+	cmd.Flags().StringVar(&cache, "cache", "", "cache folder with the kernel and systemd-boot (default $SLATE_CACHE or .cache)")
+	cmd.Flags().StringVar(&slateBin, "slate", "", "static slate binary to embed (default: this one)")
+	cmd.Flags().StringVar(&ver, "version", "", "override the spec's version")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// barProgress shows build steps as a progress bar on a terminal.
+type barProgress struct {
+	bar   *progressbar.ProgressBar
+	start time.Time
+}
+
+func newProgress() builder.Progress {
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
+	}
+	bar := progressbar.NewOptions(7,
+		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionSetDescription("building"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionClearOnFinish(),
+	)
+	return &barProgress{bar: bar, start: time.Now()}
+}
+
+func (p *barProgress) Step(name string) {
+	p.bar.Describe(name)
+	_ = p.bar.Add(1)
+}
+
+func (p *barProgress) Done() { _ = p.bar.Finish() }

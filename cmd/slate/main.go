@@ -1,0 +1,25 @@
+// Command slate builds, inspects and runs slate images; inside an image
+// the same binary is /init of the initramfs and PID 1 of the system.
+package main
+
+import (
+	"os"
+
+	"github.com/slateos/slate/initramfs/stage1"
+	"github.com/slateos/slate/system"
+)
+
+func main() {
+	if os.Getpid() == 1 {
+		// The kernel runs the initramfs' /init; init switches root and
+		// execs the slot's /sbin/init, which is this binary again.
+		if os.Args[0] == "/init" {
+			stage1.Main()
+		}
+		system.Main()
+		return
+	}
+	if err := newRoot().Execute(); err != nil {
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slateos/slate/qemu"
+)
+
+func newVMCmd() *cobra.Command {
+	vm := &cobra.Command{Use: "vm", Short: "Run images in QEMU"}
+	var serial, mem, accel string
+	var timeout time.Duration
+	var forwards []string
+	run := &cobra.Command{
+		Use:   "run IMAGE",
+		Short: "Boot an image in QEMU (UEFI) with the serial console on stdout",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fw, err := parseForwards(forwards)
+			if err != nil {
+				return err
+			}
+			return qemu.Run(cmd.Context(), qemu.Options{
+				Image:      args[0],
+				Mem:        mem,
+				Accel:      accel,
+				Forwards:   fw,
+				Network:    len(fw) > 0,
+				Serial:     os.Stdout,
+				SerialFile: serial,
+			}, timeout)
+		},
+	}
+	run.Flags().StringVar(&serial, "serial", "", "also write the serial console to this file")
+	run.Flags().DurationVar(&timeout, "timeout", 0, "stop the VM after this long (0: no limit)")
+	run.Flags().StringVar(&mem, "mem", "1G", "guest memory")
+	run.Flags().StringVar(&accel, "accel", "auto", "accelerator: auto (KVM only when a probe boot works), tcg, kvm")
+	run.Flags().StringSliceVar(&forwards, "forward", nil, "forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (HOSTPORT:GUESTPORT, repeatable)")
+	vm.AddCommand(run)
+	return vm
+}
+
+func parseForwards(ss []string) ([]qemu.Forward, error) {
+	var out []qemu.Forward
+	for _, s := range ss {
+		h, g, ok := strings.Cut(s, ":")
+		hp, err1 := strconv.Atoi(h)
+		gp, err2 := strconv.Atoi(g)
+		if !ok || err1 != nil || err2 != nil || hp < 1 || hp > 65535 || gp < 1 || gp > 65535 {
+			return nil, fmt.Errorf("--forward %q: want HOSTPORT:GUESTPORT with ports 1-65535", s)
+		}
+		out = append(out, qemu.Forward{HostPort: hp, GuestPort: gp})
+	}
+	return out, nil
+}

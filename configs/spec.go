@@ -1,0 +1,84 @@
+// Package configs holds the image spec: its type, parsing from YAML,
+// defaults and validation. Every error names the field by JSON path.
+package configs
+
+// Spec is one image: what the builder turns into a disk, and (as the
+// resolved copy baked into the root at /usr/lib/slate/image.json) what the
+// booted system reads to know its name, version, services and network.
+type Spec struct {
+	Name     string    `yaml:"name" json:"name"`
+	Version  string    `yaml:"version" json:"version"`
+	Hostname string    `yaml:"hostname,omitempty" json:"hostname,omitempty"`
+	Kernel   Kernel    `yaml:"kernel,omitempty" json:"kernel"`
+	Disk     Disk      `yaml:"disk,omitempty" json:"disk"`
+	Root     Root      `yaml:"root,omitempty" json:"root"`
+	Services []Service `yaml:"services,omitempty" json:"services,omitempty"`
+	Network  Network   `yaml:"network,omitempty" json:"network"`
+	Console  []string  `yaml:"console,omitempty" json:"console,omitempty"`
+
+	// Dir is the folder of the spec file; relative paths in the spec are
+	// resolved against it. Not part of the YAML.
+	Dir string `yaml:"-" json:"-"`
+}
+
+// Kernel selects the kernel of every slot and its modules.
+type Kernel struct {
+	// Package is a Debian kernel package unpacked by scripts/fetch-kernel.sh
+	// into the cache (default linux-image-amd64). Ignored when Vmlinuz is set.
+	Package string `yaml:"package,omitempty" json:"package,omitempty"`
+	// Vmlinuz and ModulesDir name a kernel outside the cache: a bzImage and
+	// its /lib/modules/<version> tree. Both or neither.
+	Vmlinuz    string `yaml:"vmlinuz,omitempty" json:"vmlinuz,omitempty"`
+	ModulesDir string `yaml:"modules_dir,omitempty" json:"modules_dir,omitempty"`
+	// Args are extra kernel command-line arguments.
+	Args []string `yaml:"args,omitempty" json:"args,omitempty"`
+	// InitramfsModules are added to the initramfs' boot module closure.
+	InitramfsModules []string `yaml:"initramfs_modules,omitempty" json:"initramfs_modules,omitempty"`
+	// Modules are added to the root's module set: module names ("e1000e")
+	// or folders of the module tree ("kernel/drivers/net/ethernet/intel").
+	Modules []string `yaml:"modules,omitempty" json:"modules,omitempty"`
+}
+
+// Disk sizes, in bytes once parsed ("4GiB", "256MiB", "1G", "512M").
+type Disk struct {
+	Size Size `yaml:"size,omitempty" json:"size"`
+	ESP  Size `yaml:"esp,omitempty" json:"esp"`
+	Root Size `yaml:"root,omitempty" json:"root"`
+}
+
+// Root is what goes into each slot's root filesystem besides slate itself.
+type Root struct {
+	Files []File `yaml:"files,omitempty" json:"files,omitempty"`
+}
+
+// File copies a host file or folder (Src, relative to the spec) to Dst in
+// the root. Mode applies to a file, or to every file under a folder; empty
+// keeps the host mode.
+type File struct {
+	Src  string `yaml:"src" json:"src"`
+	Dst  string `yaml:"dst" json:"dst"`
+	Mode Mode   `yaml:"mode,omitempty" json:"mode,omitempty"`
+}
+
+// Restart policies of a service.
+const (
+	RestartAlways    = "always"
+	RestartOnFailure = "on-failure"
+	RestartNever     = "never"
+)
+
+// Service is a process the supervisor starts, watches and restarts.
+type Service struct {
+	Name    string            `yaml:"name" json:"name"`
+	Command string            `yaml:"command" json:"command"`
+	Args    []string          `yaml:"args,omitempty" json:"args,omitempty"`
+	Env     map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+	// Restart is always, on-failure (default) or never.
+	Restart string `yaml:"restart,omitempty" json:"restart,omitempty"`
+}
+
+// Network configuration of the booted system.
+type Network struct {
+	// DHCP brings up the first wired interface with DHCPv4.
+	DHCP bool `yaml:"dhcp,omitempty" json:"dhcp,omitempty"`
+}

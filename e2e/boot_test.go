@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slateos/slate/qemu"
+)
+
+// nthMatch waits until re has matched n console lines and returns the
+// submatches of the n-th. The console is kept whole, so lines from
+// earlier boots count too.
+func nthMatch(t *testing.T, vm *qemu.VM, re string, n int, d time.Duration) []string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(d)
+	for {
+		seen := 0
+		for _, l := range vm.Lines() {
+			if m := rx.FindStringSubmatch(l); m != nil {
+				seen++
+				if seen == n {
+					return m
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("console: %q matched %d times, want %d, within %s", re, seen, n, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func writeSpec(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "spec.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// testSpec is the default image plus the probe: it checks the read-only
+// root and /var from inside, reboots once and powers off on the second
+// boot; and a service that crashes twice before it stays up.
+func testSpec(t *testing.T) string {
+	return writeSpec(t, fmt.Sprintf(`name: slate-e2e
+version: 1.0.0
+hostname: e2e-host
+root:
+  files:
+    - src: %s
+      dst: /usr/local/bin/probe
+      mode: "0755"
+services:
+  - name: hello
+    command: /usr/bin/slate
+    args: [version]
+    restart: never
+  - name: crasher
+    command: /usr/local/bin/probe
+    args: [crash]
+    restart: on-failure
+  - name: probe
+    command: /usr/local/bin/probe
+    restart: never
+`, probeBin))
+}
+
+func TestBootToReady(t *testing.T) {
+	needQEMU(t)
+	out := build(t, testSpec(t))
+	vm := boot(t, filepath.Join(out, "disk.raw"), qemu.Options{})
+	t0 := time.Now()
+
+	// first boot
+	nthMatch(t, vm, `^SLATE-READY version=1\.0\.0 slot=a$`, 1, 3*time.Minute)
+	t.Logf("first SLATE-READY after %s", time.Since(t0).Round(time.Millisecond))
+	nthMatch(t, vm, `^\[hello\] slate `, 1, 30*time.Second)
+	m := nthMatch(t, vm, `PROBE boot=(\d+) usr-write=(\S+) etc-write=(\S+) hostname=(\S+)`, 1, 30*time.Second)
+	if m[1] != "1" || m[2] != "denied" || m[3] != "ok" || m[4] != "e2e-host" {
+		t.Errorf("first boot probe: boot=%s usr-write=%s etc-write=%s hostname=%s; want 1 denied ok e2e-host", m[1], m[2], m[3], m[4])
+	}
+	// the crasher fails twice and is restarted each time
+	nthMatch(t, vm, `CRASH run=3`, 1, 60*time.Second)
+
+	// the probe asks for a reboot; the second boot must see /var's counter
+	nthMatch(t, vm, `^SLATE-READY version=1\.0\.0 slot=a$`, 2, 3*time.Minute)
+	m = nthMatch(t, vm, `PROBE boot=(\d+) usr-write=(\S+)`, 2, 30*time.Second)
+	if m[1] != "2" {
+		t.Errorf("second boot probe: boot=%s, want 2 (a file under /var did not survive the reboot)", m[1])
+	}
+	if m[2] != "denied" {
+		t.Errorf("second boot: usr-write=%s, want denied", m[2])
+	}
+	// then powers off: QEMU exits by itself
+	done := make(chan error, 1)
+	go func() { done <- vm.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("QEMU after poweroff: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("guest did not power off")
+	}
+	all := strings.Join(vm.Lines(), "\n")
+	if strings.Contains(all, "SLATE-FAILED") {
+		t.Errorf("console has SLATE-FAILED")
+	}
+	if !strings.Contains(all, "SLATE-STATE action=created") {
+		t.Errorf("first boot did not create STATE")
+	}
+	if n := strings.Count(all, "SLATE-STATE action=created"); n != 1 {
+		t.Errorf("STATE created %d times, want once", n)
+	}
+	t.Logf("whole run %s", time.Since(t0).Round(time.Millisecond))
+}

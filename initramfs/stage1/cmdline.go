@@ -1,0 +1,58 @@
+// Package stage1 is slate's init in the initramfs: it runs as PID 1 from
+// the kernel, loads the boot modules, finds and mounts the slot's root
+// read-only, prepares STATE (/var) and a writable /etc, and switches root
+// into slate as PID 1 of the booted system.
+package stage1
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Cmdline is what init reads from the kernel command line.
+type Cmdline struct {
+	Root     string // PARTUUID of the slot's root partition (upper case)
+	Slot     string // a or b
+	Debug    bool   // slate.debug: wait instead of rebooting on failure
+	RootWait int    // slate.rootwait=<seconds>, default 30
+	Raw      map[string]string
+}
+
+// ParseCmdline parses /proc/cmdline. root= must be PARTUUID=<guid>: the
+// boot entry names its root partition, so the entry is the single source
+// of truth for what boots.
+func ParseCmdline(s string) (Cmdline, error) {
+	c := Cmdline{RootWait: 30, Raw: map[string]string{}}
+	for _, f := range strings.Fields(s) {
+		k, v, _ := strings.Cut(f, "=")
+		c.Raw[k] = v
+		switch k {
+		case "root":
+			id, ok := strings.CutPrefix(v, "PARTUUID=")
+			if !ok || len(id) != 36 {
+				return c, fmt.Errorf("kernel command line: root=%q: want root=PARTUUID=<guid>", v)
+			}
+			c.Root = strings.ToUpper(id)
+		case "slate.slot":
+			if v != "a" && v != "b" {
+				return c, fmt.Errorf("kernel command line: slate.slot=%q: want a or b", v)
+			}
+			c.Slot = v
+		case "slate.debug":
+			c.Debug = true
+		case "slate.rootwait":
+			var n int
+			if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 1 || n > 3600 {
+				return c, fmt.Errorf("kernel command line: slate.rootwait=%q: want seconds 1..3600", v)
+			}
+			c.RootWait = n
+		}
+	}
+	if c.Root == "" {
+		return c, fmt.Errorf("kernel command line has no root=PARTUUID=<guid>")
+	}
+	if c.Slot == "" {
+		return c, fmt.Errorf("kernel command line has no slate.slot=a|b")
+	}
+	return c, nil
+}

@@ -1,0 +1,353 @@
+package stage1
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+	"github.com/u-root/u-root/pkg/mount"
+	"golang.org/x/sys/unix"
+
+	"github.com/slateos/slate/bootlog"
+	"github.com/slateos/slate/ext4fs"
+	"github.com/slateos/slate/kmod"
+	"github.com/slateos/slate/partitions"
+)
+
+// NewRoot is where the slot's root is mounted before switch_root.
+const NewRoot = "/newroot"
+
+// OverlayDir holds the upper and work folders of the /etc overlay on STATE.
+const OverlayDir = "lib/slate/overlay/etc"
+
+// stageError carries the boot stage that failed, for SLATE-FAILED.
+type stageError struct {
+	stage string
+	err   error
+}
+
+func (e *stageError) Error() string { return e.stage + ": " + e.err.Error() }
+func (e *stageError) Unwrap() error { return e.err }
+
+func fail(stage string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &stageError{stage: stage, err: err}
+}
+
+// Main runs init. It does not return: it either execs /sbin/init of the
+// slot's root, or reports the failure and reboots (or waits, with
+// slate.debug) so boot counting can do its work.
+func Main() {
+	start := time.Now()
+	err := run(start)
+	stage := "init"
+	var se *stageError
+	if errors.As(err, &se) {
+		stage = se.stage
+		err = se.err
+	}
+	bootlog.Event("FAILED", "stage", stage, "err", err.Error())
+	debug := false
+	if b, rerr := os.ReadFile("/proc/cmdline"); rerr == nil {
+		debug = bytes.Contains(b, []byte("slate.debug"))
+	}
+	if debug {
+		logrus.Error("slate.debug is set: waiting instead of rebooting")
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
+	logrus.Error("rebooting in 5 s")
+	time.Sleep(5 * time.Second)
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+func run(start time.Time) error {
+	if err := mountEarly(); err != nil {
+		return fail("mount", err)
+	}
+	bootlog.Setup(os.Stdout, "slate-init")
+	// u-root's switch_root logs through the standard logger.
+	log.SetOutput(io.Discard)
+
+	raw, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fail("cmdline", err)
+	}
+	cl, err := ParseCmdline(string(raw))
+	if err != nil {
+		return fail("cmdline", err)
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	kver := string(bytes.TrimRight(uts.Release[:], "\x00"))
+	logrus.WithFields(logrus.Fields{"kernel": kver, "slot": cl.Slot, "root": cl.Root}).Info("slate init starting")
+
+	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", kver)}
+	if err := ld.Probe("ext4", "overlay"); err != nil {
+		return fail("modules", err)
+	}
+	if _, err := ld.ProbeDevices("/sys"); err != nil {
+		logrus.WithError(err).Warn("loading device modules")
+	}
+	logrus.WithField("took", bootlog.Since(start)).Info("modules loaded")
+
+	disk, rootNum, err := waitRoot(ld, cl)
+	if err != nil {
+		return fail("root", err)
+	}
+	rootDev := disk.Dev(rootNum)
+	if err := os.MkdirAll(NewRoot, 0o755); err != nil {
+		return fail("root", err)
+	}
+	if err := unix.Mount(rootDev, NewRoot, "ext4", unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
+		return fail("root", fmt.Errorf("mount %s read-only on %s: %w", rootDev, NewRoot, err))
+	}
+	logrus.WithFields(logrus.Fields{"dev": rootDev, "took": bootlog.Since(start)}).Info("root mounted read-only")
+
+	if err := setupState(disk); err != nil {
+		return fail("state", err)
+	}
+	if err := setupEtc(); err != nil {
+		return fail("etc", err)
+	}
+	if err := unix.Mount("tmpfs", filepath.Join(NewRoot, "tmp"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+		return fail("tmp", fmt.Errorf("mount /tmp: %w", err))
+	}
+	if _, err := os.Stat(filepath.Join(NewRoot, "sbin/init")); err != nil {
+		return fail("switch_root", fmt.Errorf("slot %s has no /sbin/init: %w", cl.Slot, err))
+	}
+	bootlog.Event("INIT", "slot", cl.Slot, "root", rootDev, "took", bootlog.Since(start))
+	if err := mount.SwitchRoot(NewRoot, "/sbin/init"); err != nil {
+		return fail("switch_root", err)
+	}
+	return fail("switch_root", errors.New("exec of /sbin/init returned"))
+}
+
+func mountEarly() error {
+	for _, m := range []struct{ src, dst, typ, data string }{
+		{"proc", "/proc", "proc", ""},
+		{"sysfs", "/sys", "sysfs", ""},
+		{"devtmpfs", "/dev", "devtmpfs", "mode=0755"},
+		{"tmpfs", "/run", "tmpfs", "mode=0755"},
+	} {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.typ, unix.MS_NOSUID, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.typ, m.dst, err)
+		}
+	}
+	return nil
+}
+
+// waitRoot polls (bounded by slate.rootwait) for the partition named by
+// root=PARTUUID=, loading modules for devices that show up meanwhile
+// (USB disks take a while).
+func waitRoot(ld *kmod.Loader, cl Cmdline) (Disk, int, error) {
+	deadline := time.Now().Add(time.Duration(cl.RootWait) * time.Second)
+	var seen []string
+	for {
+		disks, err := ScanDisks("/sys/block", "/dev")
+		if err == nil {
+			if d, n, ok := FindPartUUID(disks, cl.Root); ok {
+				return d, n, nil
+			}
+			seen = seen[:0]
+			for _, d := range disks {
+				seen = append(seen, d.Name)
+			}
+		}
+		if time.Now().After(deadline) {
+			return Disk{}, 0, fmt.Errorf("no partition with PARTUUID %s after %ds (disks with a GPT: %s)", cl.Root, cl.RootWait, strings.Join(seen, ", "))
+		}
+		time.Sleep(50 * time.Millisecond)
+		_, _ = ld.ProbeDevices("/sys")
+	}
+}
+
+// setupState mounts STATE on /var. On first boot STATE has no filesystem:
+// grow the partition to the end of the disk if the disk is larger than
+// the image, then format it.
+func setupState(disk Disk) error {
+	var state partitions.Part
+	for _, p := range disk.Layout.Parts {
+		if strings.EqualFold(p.Type, partitions.TypeState) {
+			state = p
+		}
+	}
+	if state.Num == 0 {
+		return fmt.Errorf("disk %s has no STATE partition (type %s)", disk.Name, partitions.TypeState)
+	}
+	dev := disk.Dev(state.Num)
+	has, err := hasExt4(dev)
+	if err != nil {
+		return err
+	}
+	if !has {
+		t := time.Now()
+		size, err := growState(disk, state)
+		if err != nil {
+			return err
+		}
+		if err := mkfsState(dev, size, disk.Layout.GUID); err != nil {
+			return err
+		}
+		bootlog.Event("STATE", "action", "created", "dev", dev, "size", size, "took", bootlog.Since(t))
+	}
+	dst := filepath.Join(NewRoot, "var")
+	if err := unix.Mount(dev, dst, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("mount STATE %s on /var: %w", dev, err)
+	}
+	return nil
+}
+
+func hasExt4(dev string) (bool, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return false, fmt.Errorf("open STATE %s: %w", dev, err)
+	}
+	defer f.Close()
+	var magic [2]byte
+	if _, err := f.ReadAt(magic[:], 1024+0x38); err != nil {
+		return false, fmt.Errorf("read STATE superblock of %s: %w", dev, err)
+	}
+	return binary.LittleEndian.Uint16(magic[:]) == 0xEF53, nil
+}
+
+// growState extends STATE to the end of a disk that is larger than the
+// image, and tells the kernel the new size. It returns STATE's size.
+func growState(disk Disk, state partitions.Part) (int64, error) {
+	whole := "/dev/" + disk.Name
+	f, err := os.OpenFile(whole, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", whole, err)
+	}
+	defer f.Close()
+	grown, err := partitions.GrowState(f, disk.Size)
+	if err != nil {
+		return 0, err
+	}
+	if !grown {
+		return state.Size, nil
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("sync %s: %w", whole, err)
+	}
+	l, err := partitions.ReadGPT(f, disk.Size)
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range l.Parts {
+		if p.Num == state.Num {
+			if err := blkpgResize(f, p.Num, p.Start, p.Size); err != nil {
+				return 0, fmt.Errorf("tell the kernel %s%d grew: %w", disk.Name, p.Num, err)
+			}
+			bootlog.Event("STATE", "action", "grown", "from", state.Size, "to", p.Size)
+			return p.Size, nil
+		}
+	}
+	return 0, fmt.Errorf("STATE partition %d vanished after growing", state.Num)
+}
+
+// blkpgResize is BLKPG_RESIZE_PARTITION: unlike BLKRRPART it works while
+// other partitions of the disk (our root) are mounted.
+func blkpgResize(f *os.File, num int, start, size int64) error {
+	type blkpgPartition struct {
+		Start   int64
+		Length  int64
+		Pno     int32
+		Devname [64]byte
+		Volname [64]byte
+		_       [4]byte
+	}
+	type blkpgIoctlArg struct {
+		Op      int32
+		Flags   int32
+		Datalen int32
+		_       [4]byte
+		Data    uintptr
+	}
+	p := blkpgPartition{Start: start, Length: size, Pno: int32(num)}
+	arg := blkpgIoctlArg{Op: 3 /* BLKPG_RESIZE_PARTITION */, Datalen: int32(unsafe.Sizeof(p)), Data: uintptr(unsafe.Pointer(&p))}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKPG, uintptr(unsafe.Pointer(&arg)))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func mkfsState(dev string, size int64, seed string) error {
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open STATE %s: %w", dev, err)
+	}
+	defer f.Close()
+	opts := ext4fs.Options{
+		Size:          size,
+		Label:         partitions.LabelState,
+		Time:          time.Now(),
+		JournalBlocks: journalBlocks(size),
+	}
+	opts.UUID = uuid.MustParse(partitions.DeriveGUID(seed, "state-fs"))
+	opts.HashSeed = uuid.MustParse(partitions.DeriveGUID(seed, "state-hash"))
+	fsys, err := ext4fs.New(opts)
+	if err != nil {
+		return fmt.Errorf("format STATE: %w", err)
+	}
+	if err := fsys.WriteTo(f, 0); err != nil {
+		return fmt.Errorf("format STATE %s: %w", dev, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync STATE %s: %w", dev, err)
+	}
+	return nil
+}
+
+// journalBlocks picks a journal size as mke2fs does, roughly: 16 MiB for
+// small filesystems up to 128 MiB for large ones (4 KiB blocks).
+func journalBlocks(size int64) int {
+	switch {
+	case size < 1<<30:
+		return 4096
+	case size < 16<<30:
+		return 16384
+	default:
+		return 32768
+	}
+}
+
+// setupEtc gives the system a writable /etc: an overlay whose lower layer
+// is the slot's read-only /etc and whose upper layer lives on STATE, so
+// local changes survive updates of the slot.
+func setupEtc() error {
+	upper := filepath.Join(NewRoot, "var", OverlayDir, "upper")
+	work := filepath.Join(NewRoot, "var", OverlayDir, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	etc := filepath.Join(NewRoot, "etc")
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", etc, upper, work)
+	if err := unix.Mount("overlay", etc, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlay on /etc (%s): %w", opts, err)
+	}
+	return nil
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what building and testing slate needs on a Debian machine, then
+# fetch the kernel and systemd-boot into the cache. Safe to run again.
+set -euo pipefail
+
+pkgs=(qemu-system-x86 qemu-utils ovmf systemd-boot-efi mtools dosfstools gdisk e2fsprogs kmod)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	echo "setup: installing ${missing[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+here="$(cd "$(dirname "$0")" && pwd)"
+"$here/fetch-kernel.sh" "${SLATE_CACHE:-$here/../.cache}"

@@ -1,0 +1,325 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/slateos/slate/configs"
+)
+
+// backoffPolicy is how long a service waits before a restart: base after a
+// run of at least reset, then doubling on each quick failure up to max.
+type backoffPolicy struct {
+	base, max, reset time.Duration
+}
+
+var defaultBackoff = backoffPolicy{base: 100 * time.Millisecond, max: 10 * time.Second, reset: 10 * time.Second}
+
+// next is the delay before the next start, given the previous delay (0 for
+// none yet) and how long the process that just ended ran.
+func (p backoffPolicy) next(prev, ran time.Duration) time.Duration {
+	if prev <= 0 || ran >= p.reset {
+		return p.base
+	}
+	if prev >= p.max/2 {
+		return p.max
+	}
+	return min(2*prev, p.max)
+}
+
+// exit is how one start of a service ended: a wait status, or an error
+// when the process could not be started at all.
+type exit struct {
+	status   unix.WaitStatus
+	startErr error
+}
+
+// failed reports whether the end counts as a failure for on-failure.
+func (e exit) failed() bool {
+	return e.startErr != nil || !e.status.Exited() || e.status.ExitStatus() != 0
+}
+
+// String is the key=value part of the exited line.
+func (e exit) String() string {
+	switch {
+	case e.startErr != nil:
+		return fmt.Sprintf("err=%q", e.startErr.Error())
+	case e.status.Signaled():
+		return "signal=" + unix.SignalName(e.status.Signal())
+	default:
+		return fmt.Sprintf("code=%d", e.status.ExitStatus())
+	}
+}
+
+// shouldRestart applies a restart policy ("" is on-failure) to an end.
+func shouldRestart(policy string, e exit) bool {
+	switch policy {
+	case configs.RestartAlways:
+		return true
+	case configs.RestartNever:
+		return false
+	default:
+		return e.failed()
+	}
+}
+
+// service is one entry of the spec and the state of its current process.
+type service struct {
+	spec configs.Service
+	// exitc receives the wait status of the current process from the
+	// reaper. At most one process of a service runs at a time, so one slot
+	// never blocks the reaper.
+	exitc chan unix.WaitStatus
+	log   *os.File // nil when logs go to the console only
+
+	// Guarded by supervisor.mu.
+	proc *os.Process
+}
+
+// startServices starts one goroutine per service. With no services the
+// system is ready at once.
+func (s *supervisor) startServices() {
+	for _, spec := range s.cfg.Services {
+		svc := &service{spec: spec, exitc: make(chan unix.WaitStatus, 1)}
+		if s.logDir != "" {
+			f, err := os.OpenFile(filepath.Join(s.logDir, spec.Name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				logrus.WithError(err).WithField("service", spec.Name).Error("supervisor: service log goes to the console only")
+			} else {
+				svc.log = f
+			}
+		}
+		s.services = append(s.services, svc)
+	}
+	s.readyMu.Lock()
+	s.maybeReadyLocked()
+	s.readyMu.Unlock()
+	for _, svc := range s.services {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.supervise(svc)
+		}()
+	}
+}
+
+// supervise starts a service and restarts it per policy until the
+// supervisor stops.
+func (s *supervisor) supervise(svc *service) {
+	name := svc.spec.Name
+	var delay time.Duration
+	everStarted := false
+	for {
+		begin := time.Now()
+		pid, err := s.start(svc)
+		if errors.Is(err, errStopping) {
+			return
+		}
+		var e exit
+		if err != nil {
+			e.startErr = err
+			s.printf("SLATE-SERVICE name=%s state=failed err=%q\n", name, err.Error())
+		} else {
+			s.printf("SLATE-SERVICE name=%s state=started pid=%d\n", name, pid)
+			if !everStarted {
+				everStarted = true
+				s.markStarted()
+			}
+			e.status = <-svc.exitc
+			s.printf("SLATE-SERVICE name=%s state=exited %s\n", name, e)
+		}
+		if s.isStopping() {
+			return
+		}
+		if !shouldRestart(svc.spec.Restart, e) {
+			s.printf("SLATE-SERVICE name=%s state=stopped\n", name)
+			return
+		}
+		delay = s.cfg.backoff.next(delay, time.Since(begin))
+		s.printf("SLATE-SERVICE name=%s state=restarting in=%s\n", name, delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-s.stopc:
+			t.Stop()
+			return
+		}
+	}
+}
+
+func (s *supervisor) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// start starts one process of svc with its output going to the console and
+// its log. The PID is registered under s.mu, which the reaper takes before
+// it looks a PID up, so an exit that comes before StartProcess returns is
+// still given to the service.
+func (s *supervisor) start(svc *service) (int, error) {
+	env := serviceEnv(svc.spec.Env)
+	path, err := lookPath(svc.spec.Command, envValue(env, "PATH"))
+	if err != nil {
+		return 0, err
+	}
+	stdin, err := openStdin()
+	if err != nil {
+		return 0, err
+	}
+	defer stdin.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("output pipe: %w", err)
+	}
+	argv := append([]string{svc.spec.Command}, svc.spec.Args...)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		r.Close()
+		w.Close()
+		return 0, errStopping
+	}
+	proc, err := os.StartProcess(path, argv, &os.ProcAttr{
+		Dir:   "/",
+		Env:   env,
+		Files: []*os.File{stdin, w, w},
+		// A session of its own: the service has no controlling terminal,
+		// and the whole group can be signalled at stop time.
+		Sys: &syscall.SysProcAttr{Setsid: true},
+	})
+	w.Close()
+	if err != nil {
+		r.Close()
+		return 0, fmt.Errorf("start %s: %w", svc.spec.Command, err)
+	}
+	svc.proc = proc
+	s.byPID[proc.Pid] = svc
+	var log io.Writer // a nil *os.File in an interface would not be nil
+	if svc.log != nil {
+		log = svc.log
+	}
+	s.outputWG.Add(1)
+	go func() {
+		defer s.outputWG.Done()
+		defer r.Close()
+		copyLines(r, s.console, "["+svc.spec.Name+"] ", log)
+	}()
+	return proc.Pid, nil
+}
+
+// openStdin opens /dev/null, or when there is none (a /dev not mounted
+// yet) the read end of a pipe with no writer, which reads the same: EOF.
+func openStdin() (*os.File, error) {
+	if f, err := os.Open(os.DevNull); err == nil {
+		return f, nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("stdin: %w", err)
+	}
+	w.Close()
+	return r, nil
+}
+
+// serviceEnv is the environment of a service: PATH, then the spec's
+// variables in name order (a PATH in the spec wins).
+func serviceEnv(vars map[string]string) []string {
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	env := make([]string, 0, len(vars)+1)
+	if _, ok := vars["PATH"]; !ok {
+		env = append(env, "PATH="+servicePath)
+	}
+	for _, k := range names {
+		env = append(env, k+"="+vars[k])
+	}
+	return env
+}
+
+func envValue(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// lookPath finds a command the way execvp does, but in the service's PATH
+// rather than the supervisor's own.
+func lookPath(cmd, path string) (string, error) {
+	if strings.Contains(cmd, "/") {
+		return cmd, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, cmd)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("command %q not found in %s", cmd, path)
+}
+
+// stopServices stops restarts, sends SIGTERM to every running service,
+// SIGKILL to those still running after the stop timeout, and waits for
+// them to be reaped (bounded by killWait after the SIGKILL).
+func (s *supervisor) stopServices() {
+	s.mu.Lock()
+	s.stopping = true
+	close(s.stopc)
+	s.signalAllLocked(unix.SIGTERM)
+	s.mu.Unlock()
+
+	if !waitTimeout(&s.wg, s.cfg.stopTimeout) {
+		s.mu.Lock()
+		for _, svc := range s.services {
+			if svc.proc != nil {
+				logrus.WithField("service", svc.spec.Name).Warn("supervisor: service ignored SIGTERM, killing it")
+			}
+		}
+		s.signalAllLocked(unix.SIGKILL)
+		s.mu.Unlock()
+		if !waitTimeout(&s.wg, killWait) {
+			logrus.Error("supervisor: services still running after SIGKILL")
+		}
+	}
+	// Output copiers end when the last writer of their pipe is gone; an
+	// orphan that kept the pipe open must not hold up the shutdown.
+	waitTimeout(&s.outputWG, time.Second)
+	for _, svc := range s.services {
+		if svc.log != nil {
+			svc.log.Close()
+		}
+	}
+}
+
+// signalAllLocked sends sig to every running service and its process
+// group. The reaper reaps under s.mu, so a registered PID has not been
+// reaped and cannot name another process or group yet.
+func (s *supervisor) signalAllLocked(sig syscall.Signal) {
+	for _, svc := range s.services {
+		if svc.proc == nil {
+			continue
+		}
+		_ = svc.proc.Signal(sig)
+		_ = unix.Kill(-svc.proc.Pid, sig)
+	}
+}

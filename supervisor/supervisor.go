@@ -1,0 +1,403 @@
+// Package supervisor is PID 1 of a booted slate system: it sets the
+// hostname, brings up the network, starts the services of the image spec,
+// restarts them per policy, reaps every orphan, and on a shutdown request
+// stops the services, unmounts the writable filesystems and powers off or
+// reboots.
+//
+// The same code runs outside PID 1 (tests, a supervisor in a container):
+// Run then makes the process a child subreaper so that orphans of its
+// services are still reaped by it, and returns after stopping the services
+// instead of calling reboot(2).
+//
+// Once the services start, Run owns every child of the process: it reaps
+// them with wait4(-1), so nothing else in the process may start and wait
+// for children of its own (exec.Cmd.Wait would fail with ECHILD) until Run
+// returns. Config.BeforeServices runs before that and may.
+//
+// Console lines, one per event, key=value after a fixed prefix:
+//
+//	SLATE-SERVICE name=web state=started pid=42
+//	SLATE-SERVICE name=web state=exited code=1        (or signal=SIGKILL)
+//	SLATE-SERVICE name=web state=failed err="..."     (could not be started)
+//	SLATE-SERVICE name=web state=restarting in=200ms
+//	SLATE-SERVICE name=web state=stopped              (policy says no restart)
+//	SLATE-READY version=1.2.0 slot=a                  (once, all services started)
+//	SLATE-NET iface=eth0 addr=10.0.2.15/24 gw=10.0.2.2 (or err="...")
+//	SLATE-SHUTDOWN action=poweroff                    (or reboot)
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/slateos/slate/configs"
+)
+
+// DefaultLogDir is where each service's output is appended as <name>.log.
+const DefaultLogDir = "/var/log/slate"
+
+// servicePath is the PATH every service starts with; the spec's Env cannot
+// replace it, so a service finds the same tools on every image.
+const servicePath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Config is what Run needs: the identity of the running system, its services
+// and network, and where output goes.
+type Config struct {
+	// Version and Slot are printed in the SLATE-READY line.
+	Version, Slot string
+	// Hostname is set with sethostname(2) when PID1 is true and it is not
+	// empty.
+	Hostname string
+	// Services are all started at once, then each restarted per its
+	// policy. Their names name their log files and must be unique.
+	Services []configs.Service
+	// DHCP brings up the first wired interface with DHCPv4, in the
+	// background: services do not wait for it.
+	DHCP bool
+	// LogDir receives <service>.log files; DefaultLogDir when empty.
+	LogDir string
+	// Console receives service output prefixed with "[name] " and the
+	// SLATE- lines; os.Stdout when nil (that is /dev/console in PID 1).
+	Console io.Writer
+	// PID1 is true when the process really is PID 1: it then sets the
+	// hostname, brings up loopback, and ends a shutdown with reboot(2).
+	PID1 bool
+	// BeforeServices, when set, runs after hostname and loopback and before
+	// DHCP and the services (for example to load network drivers). It runs
+	// before the reaper starts, so it may start and wait for programs of
+	// its own. An error is logged and the boot goes on: a PID 1 that stops
+	// is a kernel panic.
+	BeforeServices func(ctx context.Context) error
+
+	// Knobs for tests; zero values mean the defaults below.
+	backoff     backoffPolicy
+	stopTimeout time.Duration // SIGTERM to SIGKILL
+	netDir      string        // /sys/class/net
+	resolvConf  string        // /etc/resolv.conf
+}
+
+// Default timings of a booted system.
+const (
+	defaultStopTimeout = 10 * time.Second
+	// killWait bounds how long a stop waits for SIGKILLed processes to be
+	// reaped: a process stuck in uninterruptible sleep must not hold up a
+	// power-off forever.
+	killWait = 5 * time.Second
+)
+
+// Kind is what a shutdown request asks for.
+type Kind int
+
+// Shutdown kinds. Halt is carried out as a power-off: a halted machine that
+// keeps its power on is of no use to anyone and would leave a VM hanging.
+const (
+	Poweroff Kind = iota
+	Reboot
+	Halt
+)
+
+// String names the kind as it appears in the SLATE-SHUTDOWN line.
+func (k Kind) String() string {
+	switch k {
+	case Poweroff:
+		return "poweroff"
+	case Reboot:
+		return "reboot"
+	case Halt:
+		return "halt"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// signal is the signal PID 1 takes as a request of this kind; the mapping
+// follows sysvinit and systemd, so tools such as ACPI daemons and container
+// runtimes that send SIGTERM or SIGPWR to PID 1 do the expected thing.
+func (k Kind) signal() (syscall.Signal, error) {
+	switch k {
+	case Poweroff:
+		return unix.SIGUSR2, nil
+	case Reboot:
+		return unix.SIGTERM, nil
+	case Halt:
+		return unix.SIGUSR1, nil
+	}
+	return 0, fmt.Errorf("unknown shutdown kind %d", int(k))
+}
+
+// kindOf maps a signal received by PID 1 to the shutdown it asks for.
+func kindOf(sig os.Signal) (Kind, bool) {
+	switch sig {
+	case unix.SIGTERM, unix.SIGINT: // SIGINT: ctrl-alt-del
+		return Reboot, true
+	case unix.SIGUSR2, unix.SIGPWR:
+		return Poweroff, true
+	case unix.SIGUSR1:
+		return Halt, true
+	}
+	return 0, false
+}
+
+// shutdownSignals are the signals Run catches as shutdown requests.
+var shutdownSignals = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR}
+
+// RequestShutdown asks PID 1 to power off, reboot or halt, the way
+// `slate poweroff` and `slate reboot` do. It returns once the signal is
+// sent; the shutdown itself happens in PID 1.
+func RequestShutdown(kind Kind) error {
+	sig, err := kind.signal()
+	if err != nil {
+		return err
+	}
+	if err := unix.Kill(1, sig); err != nil {
+		return fmt.Errorf("send %s to PID 1 for %s: %w", unix.SignalName(sig), kind, err)
+	}
+	return nil
+}
+
+// Run supervises the system until a shutdown is requested, by a signal (see
+// Kind) or by cancelling ctx (taken as a power-off). With cfg.PID1 it then
+// powers off or reboots the machine and returns only if that fails; without
+// it, it returns nil once the services are stopped. It returns an error
+// early, before starting anything, when the services are not valid.
+func Run(ctx context.Context, cfg Config) error {
+	if err := checkServices(cfg.Services); err != nil {
+		return err
+	}
+	s := newSupervisor(cfg)
+
+	// Catch shutdown requests before anything is started, so a request
+	// that arrives during boot is not lost (or, outside PID 1, does not kill
+	// the process with services left behind).
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, shutdownSignals...)
+	defer signal.Stop(sigc)
+
+	if cfg.PID1 {
+		// Make ctrl-alt-del send SIGINT to PID 1 instead of rebooting on the
+		// spot, so services are stopped and filesystems unmounted first.
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+			logrus.WithError(err).Warn("supervisor: cannot route ctrl-alt-del to PID 1")
+		}
+	} else {
+		restore, err := becomeSubreaper()
+		if err != nil {
+			return err
+		}
+		defer restore()
+	}
+
+	// The hook runs before the reaper starts, so it may run programs with
+	// exec.Cmd (modprobe, say) and wait for them itself.
+	s.bringUp(ctx)
+
+	stopReaper := s.startReaper()
+	defer stopReaper()
+
+	netCtx, cancelNet := context.WithCancel(ctx)
+	defer cancelNet()
+	var netDone sync.WaitGroup
+	if cfg.DHCP {
+		netDone.Add(1)
+		go func() {
+			defer netDone.Done()
+			s.runDHCP(netCtx)
+		}()
+	}
+
+	s.startServices()
+
+	kind := Poweroff
+	select {
+	case sig := <-sigc:
+		kind, _ = kindOf(sig)
+		logrus.WithField("signal", sig.String()).Info("supervisor: shutdown requested")
+	case <-ctx.Done():
+		logrus.Info("supervisor: context done, shutting down")
+	}
+
+	cancelNet()
+	s.stopServices()
+	// dhclient gives up on a link that is not up only after its own
+	// timeout; a shutdown does not wait for that.
+	if !waitTimeout(&netDone, time.Second) {
+		logrus.Warn("supervisor: DHCP still running at shutdown")
+	}
+	action := kind
+	if action == Halt {
+		action = Poweroff
+	}
+	s.printf("SLATE-SHUTDOWN action=%s\n", action)
+	if !cfg.PID1 {
+		return nil
+	}
+	return s.finalShutdown(action)
+}
+
+// checkServices rejects what would make two services share a log file or
+// make a start meaningless. The spec parser checks more; this is what the
+// supervisor itself relies on.
+func checkServices(svcs []configs.Service) error {
+	seen := map[string]bool{}
+	for i, svc := range svcs {
+		switch {
+		case svc.Name == "" || svc.Name == "." || svc.Name == ".." || strings.ContainsAny(svc.Name, "/\x00"):
+			return fmt.Errorf("services[%d]: invalid name %q", i, svc.Name)
+		case seen[svc.Name]:
+			return fmt.Errorf("services[%d]: duplicate name %q", i, svc.Name)
+		case svc.Command == "":
+			return fmt.Errorf("services[%d] (%s): empty command", i, svc.Name)
+		}
+		switch svc.Restart {
+		case "", configs.RestartAlways, configs.RestartOnFailure, configs.RestartNever:
+		default:
+			return fmt.Errorf("services[%d] (%s): unknown restart policy %q", i, svc.Name, svc.Restart)
+		}
+		seen[svc.Name] = true
+	}
+	return nil
+}
+
+// becomeSubreaper makes orphans of the services children of this process,
+// as they would be of PID 1, and returns a function restoring the previous
+// setting.
+func becomeSubreaper() (func(), error) {
+	var prev int32
+	// PR_GET_CHILD_SUBREAPER writes an int through the pointer argument.
+	if err := unix.Prctl(unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafe.Pointer(&prev)), 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("get child subreaper: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("become child subreaper: %w", err)
+	}
+	return func() {
+		if prev == 0 {
+			_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+		}
+	}, nil
+}
+
+// supervisor is the state of one Run.
+type supervisor struct {
+	cfg     Config
+	console *lineWriter
+	logDir  string // "" when it cannot be created: console only
+
+	mu       sync.Mutex
+	byPID    map[int]*service // running service processes, by PID
+	stopping bool
+	services []*service
+
+	stopc    chan struct{} // closed when the services must stop
+	wg       sync.WaitGroup
+	readyMu  sync.Mutex
+	started  int // services started at least once
+	ready    bool
+	outputWG sync.WaitGroup // output copiers
+}
+
+func newSupervisor(cfg Config) *supervisor {
+	if cfg.Console == nil {
+		cfg.Console = os.Stdout
+	}
+	if cfg.LogDir == "" {
+		cfg.LogDir = DefaultLogDir
+	}
+	if cfg.backoff == (backoffPolicy{}) {
+		cfg.backoff = defaultBackoff
+	}
+	if cfg.stopTimeout == 0 {
+		cfg.stopTimeout = defaultStopTimeout
+	}
+	if cfg.netDir == "" {
+		cfg.netDir = "/sys/class/net"
+	}
+	if cfg.resolvConf == "" {
+		cfg.resolvConf = "/etc/resolv.conf"
+	}
+	return &supervisor{
+		cfg:     cfg,
+		console: &lineWriter{w: cfg.Console},
+		byPID:   map[int]*service{},
+		stopc:   make(chan struct{}),
+	}
+}
+
+// printf writes one SLATE- line to the console.
+func (s *supervisor) printf(format string, args ...any) {
+	s.console.writeLine(fmt.Appendf(nil, format, args...))
+}
+
+// bringUp does what must happen before the services: hostname, loopback,
+// log folder, the caller's hook.
+func (s *supervisor) bringUp(ctx context.Context) {
+	if s.cfg.PID1 {
+		if h := s.cfg.Hostname; h != "" {
+			if err := unix.Sethostname([]byte(h)); err != nil {
+				logrus.WithError(err).WithField("hostname", h).Error("supervisor: set hostname")
+			}
+		}
+		if err := loopbackUp(); err != nil {
+			logrus.WithError(err).Error("supervisor: loopback")
+		}
+	}
+	if err := os.MkdirAll(s.cfg.LogDir, 0o755); err != nil {
+		logrus.WithError(err).Error("supervisor: service logs go to the console only")
+	} else {
+		s.logDir = s.cfg.LogDir
+	}
+	if s.cfg.BeforeServices != nil {
+		if err := s.cfg.BeforeServices(ctx); err != nil {
+			logrus.WithError(err).Error("supervisor: before-services hook failed, booting on")
+		}
+	}
+}
+
+// markStarted counts a service's first successful start and prints
+// SLATE-READY once all have started.
+func (s *supervisor) markStarted() {
+	s.readyMu.Lock()
+	s.started++
+	s.maybeReadyLocked()
+	s.readyMu.Unlock()
+}
+
+func (s *supervisor) maybeReadyLocked() {
+	if s.ready || s.started < len(s.services) {
+		return
+	}
+	s.ready = true
+	s.printf("SLATE-READY version=%s slot=%s\n", s.cfg.Version, s.cfg.Slot)
+	logrus.WithFields(logrus.Fields{"version": s.cfg.Version, "slot": s.cfg.Slot}).Info("slate is ready")
+}
+
+// errStopping is returned by start once a shutdown has begun.
+var errStopping = errors.New("supervisor is stopping")
+
+// waitTimeout waits for wg up to d and reports whether it finished.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}

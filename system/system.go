@@ -1,0 +1,86 @@
+// Package system is the glue between slate's init and the supervisor: as
+// PID 1 of the booted system it reads the image description from the
+// slot's root, loads the modules of devices present (NICs, watchdogs),
+// and hands over to the supervisor.
+package system
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/slateos/slate/bootlog"
+	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/kmod"
+	"github.com/slateos/slate/supervisor"
+)
+
+// Main runs PID 1. It returns only if the supervisor cannot run at all;
+// then it reports the failure and reboots so boot counting takes over.
+func Main() {
+	bootlog.Setup(os.Stdout, "slate")
+	err := run()
+	bootlog.Event("FAILED", "stage", "system", "err", err.Error())
+	time.Sleep(5 * time.Second)
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	select {}
+}
+
+// LoadImageInfo reads the image description baked into the root.
+func LoadImageInfo(root string) (*builder.ImageInfo, error) {
+	b, err := os.ReadFile(filepath.Join(root, builder.ImageInfoPath))
+	if err != nil {
+		return nil, fmt.Errorf("read image description: %w", err)
+	}
+	var info builder.ImageInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", builder.ImageInfoPath, err)
+	}
+	if info.Spec == nil {
+		return nil, fmt.Errorf("%s has no spec", builder.ImageInfoPath)
+	}
+	return &info, nil
+}
+
+// Slot reads slate.slot= from the kernel command line.
+func Slot() string {
+	b, _ := os.ReadFile("/proc/cmdline")
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "slate.slot="); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+func run() error {
+	info, err := LoadImageInfo("/")
+	if err != nil {
+		return err
+	}
+	spec := info.Spec
+	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", info.KernelVersion)}
+	if mods, err := ld.ProbeDevices("/sys"); err != nil {
+		logrus.WithError(err).Warn("loading device modules")
+	} else if len(mods) > 0 {
+		logrus.WithField("modules", strings.Join(mods, ",")).Info("device modules loaded")
+	}
+	return supervisor.Run(context.Background(), supervisor.Config{
+		Version:  spec.Version,
+		Slot:     Slot(),
+		Hostname: spec.Hostname,
+		Services: spec.Services,
+		DHCP:     spec.Network.DHCP,
+		LogDir:   "/var/log/slate",
+		Console:  os.Stdout,
+		PID1:     true,
+	})
+}
