@@ -12,6 +12,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 )
@@ -19,6 +20,12 @@ import (
 // MaxSpecSize bounds a spec file. Real specs are a few KiB; the bound keeps
 // a wrong file (an image, a log) from being parsed as YAML at length.
 const MaxSpecSize = 1 << 20
+
+// MaxSpecTokens bounds the number of YAML tokens (keys, values,
+// punctuation) in a spec. The YAML parser is quadratic in the size of one
+// mapping: a 1 MiB env map of 70000 keys takes it half a minute. A large
+// real spec has a few thousand tokens.
+const MaxSpecTokens = 20000
 
 // Defaults, applied by Parse and SetDefaults.
 const (
@@ -71,7 +78,15 @@ func Parse(data []byte, name string) (*Spec, error) {
 	}
 	// Duplicate keys are found by the index walk below, which knows the
 	// path; the parser would only know the position.
-	file, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+	tokens := lexer.Tokenize(string(data))
+	if len(tokens) > MaxSpecTokens {
+		return nil, docErr(0, "spec has more than %d YAML tokens; a spec is meant to be short", MaxSpecTokens)
+	}
+	if err := flowDepth(tokens); err != nil {
+		err.File = name
+		return nil, err
+	}
+	file, err := parser.Parse(tokens, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		return nil, yamlError(err, name, nil)
 	}
@@ -115,6 +130,29 @@ func Parse(data []byte, name string) (*Spec, error) {
 		return nil, idx.locate(err, name)
 	}
 	return s, nil
+}
+
+// flowDepth refuses flow collections nested deeper than maxFlowDepth.
+func flowDepth(tokens token.Tokens) *Error {
+	depth := 0
+	for _, tk := range tokens {
+		switch tk.Type {
+		case token.SequenceStartType, token.MappingStartType:
+			depth++
+			if depth > maxFlowDepth {
+				e := &Error{Path: "$", Msg: fmt.Sprintf("invalid YAML: [ and { nested more than %d deep", maxFlowDepth)}
+				if tk.Position != nil {
+					e.Line, e.Column = tk.Position.Line, tk.Position.Column
+				}
+				return e
+			}
+		case token.SequenceEndType, token.MappingEndType:
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return nil
 }
 
 // decode runs the YAML decoder, turning a crash of the decoder on odd
@@ -185,7 +223,19 @@ type pathIndex struct {
 	lines map[string]int
 	nodes map[string]ast.Node // path -> value node
 	bad   *Error              // the first duplicate key or bad tag
+
+	anchors  map[string]int // anchor -> expanded size
+	expanded int            // nodes added by aliases so far
 }
+
+// maxExpanded bounds what aliases may add to a spec. The decoder expands
+// every alias again, so ten lines of anchors that each merge the previous
+// one twice would keep it busy for minutes ("billion laughs").
+const maxExpanded = 10000
+
+// maxFlowDepth bounds [ and { nesting: the parser is quadratic in it, and a
+// spec needs two or three levels.
+const maxFlowDepth = 32
 
 // maxIndexDepth stops the walk on absurdly nested input; the decoder
 // rejects such input anyway.
@@ -197,14 +247,18 @@ func newIndex(body ast.Node) *pathIndex {
 		vals:  map[*token.Token]string{},
 		lines: map[string]int{},
 		nodes: map[string]ast.Node{},
+
+		anchors: map[string]int{},
 	}
 	idx.walk(body, "$", 0)
 	return idx
 }
 
-func (x *pathIndex) walk(n ast.Node, path string, depth int) {
+// walk indexes n and returns its size in nodes with every alias expanded,
+// which is what the decoder will go through.
+func (x *pathIndex) walk(n ast.Node, path string, depth int) int {
 	if n == nil || depth > maxIndexDepth {
-		return
+		return 0
 	}
 	if _, ok := x.nodes[path]; !ok {
 		x.nodes[path] = n
@@ -217,25 +271,38 @@ func (x *pathIndex) walk(n ast.Node, path string, depth int) {
 			x.lines[path] = tk.Position.Line
 		}
 	}
+	size := 1
 	switch n := n.(type) {
 	case *ast.MappingNode:
 		seen := map[string]int{}
 		for _, mv := range n.Values {
-			x.pair(mv, path, depth)
+			size += x.pair(mv, path, depth)
 			x.checkDup(seen, mv, path)
 		}
 	case *ast.MappingValueNode:
-		x.pair(n, path, depth)
+		size += x.pair(n, path, depth)
 	case *ast.SequenceNode:
 		for i, v := range n.Values {
-			x.walk(v, index(path, i), depth+1)
+			size += x.walk(v, index(path, i), depth+1)
 		}
 	case *ast.AnchorNode:
-		x.walk(n.Value, path, depth+1)
+		size += x.walk(n.Value, path, depth+1)
+		if n.Name != nil {
+			x.anchors[n.Name.GetToken().Value] = size
+		}
+	case *ast.AliasNode:
+		if n.Value != nil {
+			size += x.anchors[n.Value.GetToken().Value]
+			x.expanded += size
+			if x.expanded > maxExpanded {
+				x.fail(n, path, fmt.Sprintf("aliases expand to more than %d values", maxExpanded))
+			}
+		}
 	case *ast.TagNode:
 		x.checkTag(n, path)
-		x.walk(n.Value, path, depth+1)
+		size += x.walk(n.Value, path, depth+1)
 	}
+	return size
 }
 
 // standardTags are the YAML core tags; a spec has no use for others, and
@@ -269,13 +336,12 @@ func (x *pathIndex) fail(n ast.Node, path, msg string) {
 	}
 }
 
-func (x *pathIndex) pair(mv *ast.MappingValueNode, path string, depth int) {
+func (x *pathIndex) pair(mv *ast.MappingValueNode, path string, depth int) int {
 	if mv == nil || mv.Key == nil {
-		return
+		return 0
 	}
 	if mv.Key.IsMergeKey() {
-		x.walk(mv.Value, path, depth+1)
-		return
+		return x.walk(mv.Value, path, depth+1)
 	}
 	p := key(path, keyText(mv.Key))
 	if tk := mv.Key.GetToken(); tk != nil {
@@ -285,7 +351,7 @@ func (x *pathIndex) pair(mv *ast.MappingValueNode, path string, depth int) {
 			x.lines[p] = tk.Position.Line
 		}
 	}
-	x.walk(mv.Value, p, depth+1)
+	return 1 + x.walk(mv.Value, p, depth+1)
 }
 
 // checkDup records the first key written twice in one mapping.

@@ -3,12 +3,14 @@ package configs
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-yaml"
 )
@@ -541,4 +543,43 @@ func FuzzParse(f *testing.F) {
 		}
 		roundTrip(t, s)
 	})
+}
+
+// TestParseLimits feeds inputs that made the YAML library take minutes
+// (alias bombs, deep flow nesting, huge mappings): each must be refused
+// quickly, with a message that says why.
+func TestParseLimits(t *testing.T) {
+	var bomb strings.Builder
+	bomb.WriteString(base + "services:\n- &s0 {name: a, command: /a}\n")
+	for i := 1; i < 25; i++ {
+		fmt.Fprintf(&bomb, "- &s%d\n  <<: [*s%d, *s%d]\n", i, i-1, i-1)
+	}
+	var keys strings.Builder
+	keys.WriteString(base + "services:\n- name: a\n  command: /a\n  env:\n")
+	for i := 0; keys.Len() < MaxSpecSize-100; i++ {
+		fmt.Fprintf(&keys, "    K%d: v\n", i)
+	}
+	for _, tc := range []struct {
+		name, yaml, path, msg string
+	}{
+		{"alias bomb", bomb.String(), "$.services[", "aliases expand to more than"},
+		{"deep flow nesting", base + "console: " + strings.Repeat("[", 40) + strings.Repeat("]", 40) + "\n", "$", "nested more than 32 deep"},
+		{"unclosed deep flow", strings.Repeat("[", 500000), "$", "YAML tokens"},
+		{"huge mapping", keys.String(), "$", "YAML tokens"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := Parse([]byte(tc.yaml), "t.yaml")
+			took := time.Since(start)
+			var e *Error
+			if !errors.As(err, &e) || !strings.HasPrefix(e.Path, tc.path) || !strings.Contains(e.Msg, tc.msg) {
+				t.Errorf("got %v; want %q at %s", err, tc.msg, tc.path)
+			}
+			// Generous: the machine may be busy. Unbounded, these took
+			// from 18 s to many minutes.
+			if took > 5*time.Second {
+				t.Errorf("took %v", took)
+			}
+		})
+	}
 }

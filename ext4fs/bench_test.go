@@ -92,3 +92,32 @@ func BenchmarkWriteRoot(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkFormatState formats an empty 64 GiB filesystem into a sparse
+// file, as slate's init does for STATE on first boot.
+func BenchmarkFormatState(b *testing.B) {
+	for _, journal := range []int{0, 32768, -1} {
+		b.Run(fmt.Sprintf("journal%d", journal), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "state.img")
+			for b.Loop() {
+				f, err := New(Options{Size: 64 << 30, JournalBlocks: journal})
+				if err != nil {
+					b.Fatal(err)
+				}
+				out, err := os.Create(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := out.Truncate(64 << 30); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.WriteTo(out, 0); err != nil {
+					b.Fatal(err)
+				}
+				if err := out.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -106,6 +106,8 @@ type contentCase struct {
 	name    string
 	opts    Options
 	entries []entry
+	tree    string // a file that must have an extent tree block
+	blocks  uint64 // expected block count, if not Size/BlockSize
 }
 
 func contentCases() []contentCase {
@@ -115,22 +117,26 @@ func contentCases() []contentCase {
 	}
 	with := func(o Options, f func(*Options)) Options { f(&o); return o }
 	return []contentCase{
-		{"empty-64M", Options{Size: 64 * mib}, nil},
-		{"empty-odd-size", base(100*mib + 12345), nil},
-		{"many-files", base(64 * mib), manyFiles()},
-		{"dir-2000-entries", base(64 * mib), bigDir()},
-		{"deep-nesting", base(64 * mib), deep()},
-		{"empty-files", base(64 * mib), emptyFiles()},
-		{"mixed", base(64 * mib), mixed()},
-		{"mixed-journal", with(base(64*mib), func(o *Options) { o.JournalBlocks = 1024 }), mixed()},
-		{"mixed-1k-blocks", with(base(64*mib), func(o *Options) { o.BlockSize = 1024 }), mixed()},
-		{"mixed-2k-blocks-journal", with(base(64*mib), func(o *Options) { o.BlockSize = 2048; o.JournalBlocks = -1 }), mixed()},
-		{"large-file-1G", base(1 * gib), largeFile(150 * mib)},
+		{"empty-64M", Options{Size: 64 * mib}, nil, "", 0},
+		{"empty-odd-size", base(100*mib + 12345), nil, "", 0},
+		{"odd-multi-group", base(300*mib + 7*4096 + 100), manyFiles(), "", 0},
+		// Two groups and 10 blocks: the 10-block group is dropped.
+		{"tail-group-dropped", base(256*mib + 40*kib), mixed(), "", 65536},
+		{"many-files", base(64 * mib), manyFiles(), "", 0},
+		{"dir-2000-entries", base(64 * mib), bigDir(), "", 0},
+		{"deep-nesting", base(64 * mib), deep(), "", 0},
+		{"empty-files", base(64 * mib), emptyFiles(), "", 0},
+		{"mixed", base(64 * mib), mixed(), "", 0},
+		{"mixed-journal", with(base(64*mib), func(o *Options) { o.JournalBlocks = 1024 }), mixed(), "", 0},
+		{"mixed-1k-blocks", with(base(64*mib), func(o *Options) { o.BlockSize = 1024 }), mixed(), "", 0},
+		{"mixed-2k-blocks-journal", with(base(64*mib), func(o *Options) { o.BlockSize = 2048; o.JournalBlocks = -1 }), mixed(), "", 0},
+		{"large-file-1G", base(1 * gib), largeFile(150 * mib), "", 0},
 		// 8 MiB groups: the file crosses ~20 groups and needs an extent
 		// tree below the inode.
-		{"large-file-1k-blocks", with(base(256*mib), func(o *Options) { o.BlockSize = 1024 }), largeFile(150 * mib)},
-		{"many-inodes-3G-journal", with(base(3*gib), func(o *Options) { o.JournalBlocks = -1; o.MinInodes = 100000 }), manyFiles()},
-		{"pre-1970-time", with(base(64*mib), func(o *Options) { o.Time = testTime.AddDate(-60, 0, 0) }), mixed()},
+		{name: "large-file-1k-blocks", opts: with(base(256*mib), func(o *Options) { o.BlockSize = 1024 }),
+			entries: largeFile(150 * mib), tree: "/large"},
+		{"many-inodes-3G-journal", with(base(3*gib), func(o *Options) { o.JournalBlocks = -1; o.MinInodes = 100000 }), manyFiles(), "", 0},
+		{"pre-1970-time", with(base(64*mib), func(o *Options) { o.Time = testTime.AddDate(-60, 0, 0) }), mixed(), "", 0},
 	}
 }
 
@@ -150,6 +156,18 @@ func TestContent(t *testing.T) {
 				t.Errorf("implausible stats %+v", st)
 			}
 			checkDumpe2fs(t, img, st)
+			wantBlocks := uint64(c.opts.Size / int64(st.BlockSize))
+			if c.blocks != 0 {
+				wantBlocks = c.blocks
+			}
+			if st.Blocks != wantBlocks {
+				t.Errorf("%d blocks, want %d", st.Blocks, wantBlocks)
+			}
+			if c.tree != "" {
+				if out := debugfs(t, img, []string{"stat " + c.tree})[0]; !strings.Contains(out, "(ETB0)") {
+					t.Errorf("%s has no extent tree block:\n%s", c.tree, out)
+				}
+			}
 
 			// Same content added in another order: same bytes.
 			img2 := writeImage(t, build(t, c.opts, c.entries, true), c.opts.Size)
@@ -280,6 +298,8 @@ func TestErrors(t *testing.T) {
 			return f.WriteTo(&countingWriter{}, 0)
 		}, "/bad: open"},
 		{"write fails", small, func(f *FS) error { return f.WriteTo(failWriter{}, 0) }, "disk on fire"},
+		{"too large", Options{Size: 17 << 40}, func(f *FS) error { _, err := f.Stats(); return err }, "2^32 blocks"},
+		{"too large for 1k blocks", Options{Size: 3 << 40, BlockSize: 1024}, func(f *FS) error { _, err := f.Stats(); return err }, "too large for 1024-byte blocks"},
 		{"too many inodes", Options{Size: 8 * mib, MinInodes: 1 << 20}, func(f *FS) error { _, err := f.Stats(); return err }, "inodes"},
 	}
 	for _, c := range cases {
@@ -387,5 +407,26 @@ func TestManySubdirs(t *testing.T) {
 	}
 	if s := parseStat(t, "/many/65099", outs[1]); s.links != 2 {
 		t.Errorf("/many/65099: %d links, want 2", s.links)
+	}
+}
+
+// TestFsckDetectsCorruption makes sure the e2fsck check above can fail: a
+// damaged group descriptor checksum must be reported.
+func TestFsckDetectsCorruption(t *testing.T) {
+	opts := Options{Size: 64 * mib}
+	f := build(t, opts, mixed(), false)
+	img := writeImage(t, f, opts.Size)
+	fh, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Group 0's descriptor is at the start of block 1; bg_checksum at 30.
+	if _, err := fh.WriteAt([]byte{0x12, 0x34}, 4096+30); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	out, complaints := fsckComplaints(t, img)
+	if len(complaints) == 0 || !strings.Contains(out, "checksum") {
+		t.Fatalf("bad descriptor checksum not reported:\n%s", out)
 	}
 }

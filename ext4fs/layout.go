@@ -73,7 +73,7 @@ func newGeometry(size int64, bs int, inodes uint64) (*geometry, error) {
 		if g.blocks <= g.firstData {
 			return nil, fmt.Errorf("ext4fs: size %d is too small", size)
 		}
-		g.groups = (g.blocks - g.firstData + g.bpg - 1) / g.bpg
+		g.groups = uint32((uint64(g.blocks-g.firstData) + uint64(g.bpg) - 1) / uint64(g.bpg))
 		ipg := (inodes + uint64(g.groups) - 1) / uint64(g.groups)
 		ipg = max(align, (ipg+align-1)/align*align)
 		if ipg > uint64(8*bs) {
@@ -82,6 +82,14 @@ func newGeometry(size int64, bs int, inodes uint64) (*geometry, error) {
 		g.ipg = uint32(ipg)
 		g.itBlocks = uint32(ipg * inodeSize / uint64(bs))
 		g.gdtBlocks = (g.groups*descSize + uint32(bs) - 1) / uint32(bs)
+		if uint64(g.ipg)*uint64(g.groups) > math.MaxUint32 {
+			return nil, fmt.Errorf("ext4fs: %d inodes per group in %d groups exceed 2^32 inodes", g.ipg, g.groups)
+		}
+		if g.overhead(0)+50 > g.bpg {
+			// Without meta_bg every group with a superblock copy
+			// holds the whole descriptor table.
+			return nil, fmt.Errorf("ext4fs: size %d is too large for %d-byte blocks", size, bs)
+		}
 		last := g.groups - 1
 		// Like mke2fs, drop a last group that would hold (almost) nothing
 		// but its own metadata.

@@ -202,7 +202,7 @@ func (s *supervisor) start(svc *service) (int, error) {
 	w.Close()
 	if err != nil {
 		r.Close()
-		return 0, fmt.Errorf("start %s: %w", svc.spec.Command, err)
+		return 0, err // a *PathError: "fork/exec /path: reason"
 	}
 	svc.proc = proc
 	s.byPID[proc.Pid] = svc

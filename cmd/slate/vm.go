@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +16,7 @@ import (
 
 func newVMCmd() *cobra.Command {
 	vm := &cobra.Command{Use: "vm", Short: "Run images in QEMU"}
-	var serial, mem, accel string
+	var serial, mem, accel, until string
 	var timeout time.Duration
 	var forwards []string
 	run := &cobra.Command{
@@ -26,7 +28,7 @@ func newVMCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return qemu.Run(cmd.Context(), qemu.Options{
+			opts := qemu.Options{
 				Image:      args[0],
 				Mem:        mem,
 				Accel:      accel,
@@ -34,16 +36,44 @@ func newVMCmd() *cobra.Command {
 				Network:    len(fw) > 0,
 				Serial:     os.Stdout,
 				SerialFile: serial,
-			}, timeout)
+			}
+			if until == "" {
+				return qemu.Run(cmd.Context(), opts, timeout)
+			}
+			re, err := regexp.Compile(until)
+			if err != nil {
+				return fmt.Errorf("--until: %w", err)
+			}
+			return runUntil(cmd.Context(), opts, re, timeout)
 		},
 	}
 	run.Flags().StringVar(&serial, "serial", "", "also write the serial console to this file")
 	run.Flags().DurationVar(&timeout, "timeout", 0, "stop the VM after this long (0: no limit)")
 	run.Flags().StringVar(&mem, "mem", "1G", "guest memory")
 	run.Flags().StringVar(&accel, "accel", "auto", "accelerator: auto (KVM only when a probe boot works), tcg, kvm")
+	run.Flags().StringVar(&until, "until", "", "stop the VM (exit 0) once a console line matches this regular expression")
 	run.Flags().StringSliceVar(&forwards, "forward", nil, "forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (HOSTPORT:GUESTPORT, repeatable)")
 	vm.AddCommand(run)
 	return vm
+}
+
+// runUntil boots, waits for a console line and stops the VM.
+func runUntil(ctx context.Context, opts qemu.Options, re *regexp.Regexp, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	vm, err := qemu.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer vm.Kill()
+	if _, err := vm.WaitFor(ctx, re); err != nil {
+		return fmt.Errorf("waiting for %q on the console: %w", re, err)
+	}
+	fmt.Fprintf(os.Stderr, "slate: console matched %q, stopping the VM\n", re)
+	return vm.Stop(10 * time.Second)
 }
 
 func parseForwards(ss []string) ([]qemu.Forward, error) {
