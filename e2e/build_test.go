@@ -203,7 +203,7 @@ func TestBadSpecsWriteNothing(t *testing.T) {
 		{"duplicate service", base + svc + "  - name: a\n    command: /usr/bin/slate\n", "$.services[1].name"},
 		{"relative service command", base + "services:\n  - name: a\n    command: slate\n", "$.services[0].command"},
 		{"bad restart", base + svc + "    restart: sometimes\n", "$.services[0].restart"},
-		{"content under /var", base + "root:\n  files:\n    - src: " + content + "\n      dst: /var/x\n", "$.root.files[0].dst"},
+		{"content under var", base + "root:\n  files:\n    - src: " + content + "\n      dst: /var/x\n", "$.root.files[0].dst"},
 		{"bad mode", base + "root:\n  files:\n    - src: " + content + "\n      dst: /etc/x\n      mode: \"0999\"\n", "$.root.files[0].mode"},
 		{"unknown initramfs module", base + "kernel:\n  initramfs_modules: [no_such_module_xyz]\n", "no_such_module_xyz"},
 		{"empty spec", "", "empty"},

@@ -22,7 +22,8 @@
 //
 // Usage: New, then Mkdir/AddFile/Symlink/Link/Mknod in any order (the
 // output does not depend on the call order, only on the resulting tree), then
-// WriteTo. An FS is not safe for concurrent use.
+// WriteTo. Paths are "/"-separated and taken from the root; symlinks in them
+// are not followed. An FS is not safe for concurrent use.
 package ext4fs
 
 import (

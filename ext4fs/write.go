@@ -17,7 +17,6 @@ type plan struct {
 	lastIno uint32
 	journal *node
 	parents []*node // index = inode number; parent of each directory
-	next    uint32  // first block never allocated
 	states  []groupState
 	free    uint64
 }
@@ -165,7 +164,6 @@ func (f *FS) plan() (*plan, error) {
 			return nil, err
 		}
 	}
-	p.next = a.next
 
 	// Group descriptors follow from the linear allocation.
 	p.states = make([]groupState, g.groups)

@@ -319,3 +319,8 @@ func readModaliases(root string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// LoadFile is the default Loader.Load: finit_module(2) for a .ko,
+// init_module(2) after decompressing a compressed one; EEXIST is success.
+// Exported so callers can wrap it (to time loads, for example).
+func LoadFile(path, params string) error { return loadModuleFile(path, params) }

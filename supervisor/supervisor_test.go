@@ -479,8 +479,7 @@ func TestBeforeServicesHook(t *testing.T) {
 		// The hook may run programs and wait for them: the reaper does
 		// not steal them yet.
 		for range 20 {
-			cmd := exec.Command(svcCommand(t))
-			cmd.Env = []string{helperEnv + "=exit"}
+			cmd := exec.Command("/bin/true")
 			if err := cmd.Run(); err != nil {
 				t.Errorf("program run by the hook: %v", err)
 				break
@@ -494,12 +493,4 @@ func TestBeforeServicesHook(t *testing.T) {
 	if !called {
 		t.Error("hook not called")
 	}
-}
-
-func svcCommand(t *testing.T) string {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return self
 }

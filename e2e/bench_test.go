@@ -1,0 +1,496 @@
+package e2e
+
+// Benchmarks of slate's budget (make bench). The machine they run on is
+// shared and noisy, so each time is reported beside a reference measured
+// in the same run (dd for the build, a do-nothing init for the boot) and
+// the ratio is what to compare. A missed target is shown in the table, not
+// failed: only a broken measurement fails.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/qemu"
+)
+
+const (
+	mib = 1 << 20
+
+	targetBuild     = 3 * time.Second
+	targetInitramfs = 16 * mib
+	targetRoot      = 64 * mib
+	targetBootRatio = 1.5
+	targetInit      = 300 * time.Millisecond
+	targetRSS       = 30 * mib
+
+	// bootRounds is how many times each image boots in BenchmarkBoot; the
+	// two kinds alternate so a burst of load hits both alike.
+	bootRounds   = 2
+	bootDeadline = 4 * time.Minute
+)
+
+var (
+	readyRE = regexp.MustCompile(`^SLATE-READY `)
+	floorRE = regexp.MustCompile(`^FLOOR-READY$`)
+	initRE  = regexp.MustCompile(`^SLATE-INIT .*\btook=(\d+)ms\b`)
+	rssRE   = regexp.MustCompile(`RSS pid1=(\d+) hwm=(\d+)`)
+)
+
+// benchNeed is need for any test or benchmark: fail under CI, skip elsewhere.
+func benchNeed(tb testing.TB, what string, ok bool) {
+	tb.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("%s is missing (CI is set: run scripts/setup.sh)", what)
+	}
+	tb.Skipf("%s is missing: run scripts/setup.sh", what)
+}
+
+func benchNeedBuild(tb testing.TB) {
+	tb.Helper()
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	kern, _ := filepath.Glob(filepath.Join(cacheDir(), "kernel", "linux-image-amd64", "boot", "vmlinuz-*"))
+	benchNeed(tb, "the cached kernel ("+cacheDir()+")", len(kern) > 0)
+}
+
+func benchNeedQEMU(tb testing.TB) {
+	tb.Helper()
+	benchNeedBuild(tb)
+	_, err := qemu.Binary()
+	benchNeed(tb, "qemu-system-x86_64", err == nil)
+	_, _, err = qemu.FindOVMF()
+	benchNeed(tb, "OVMF firmware", err == nil)
+}
+
+// slateBuild runs slate build of spec into out and returns its wall time.
+func slateBuild(tb testing.TB, spec, out string, args ...string) time.Duration {
+	tb.Helper()
+	cmd := exec.Command(slateBin, append([]string{"build", "-c", spec, "-o", out}, args...)...)
+	cmd.Env = append(os.Environ(), "SLATE_CACHE="+cacheDir())
+	t0 := time.Now()
+	b, err := cmd.CombinedOutput()
+	d := time.Since(t0)
+	if err != nil {
+		tb.Fatalf("slate build -c %s %v: %v\n%s", spec, args, err, b)
+	}
+	return d
+}
+
+// once caches a value made once per process, such as a helper binary or
+// the default image that several benchmarks read.
+type once struct {
+	sync.Once
+	val string
+	err error
+}
+
+var (
+	floorOnce, rssOnce, defaultOnce once
+)
+
+func (o *once) get(tb testing.TB, make func() (string, error)) string {
+	tb.Helper()
+	o.Do(func() { o.val, o.err = make() })
+	if o.err != nil {
+		tb.Fatal(o.err)
+	}
+	return o.val
+}
+
+func helperBin(tb testing.TB, o *once, name string) string {
+	return o.get(tb, func() (string, error) {
+		p := filepath.Join(workDir, name)
+		return p, goBuild(p, "./e2e/testdata/"+name)
+	})
+}
+
+// defaultImage builds configs/default.yaml once, which also warms the
+// cache, and returns the output folder.
+func defaultImage(tb testing.TB) string {
+	tb.Helper()
+	return defaultOnce.get(tb, func() (string, error) {
+		out := filepath.Join(workDir, "bench-default")
+		cmd := exec.Command(slateBin, "build", "-c", defaultSpec(), "-o", out)
+		cmd.Env = append(os.Environ(), "SLATE_CACHE="+cacheDir())
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("slate build -c %s: %w\n%s", defaultSpec(), err, b)
+		}
+		return out, nil
+	})
+}
+
+func readReport(tb testing.TB, dir string) builder.Report {
+	tb.Helper()
+	var r builder.Report
+	js, err := os.ReadFile(filepath.Join(dir, "build.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := json.Unmarshal(js, &r); err != nil {
+		tb.Fatalf("%s/build.json: %v", dir, err)
+	}
+	return r
+}
+
+// writeZeros writes size bytes of zeros to a new file and syncs it: dd
+// when the host has it, as the issue states the reference, else the same
+// in Go.
+func writeZeros(tb testing.TB, path string, size int64) (time.Duration, string) {
+	tb.Helper()
+	defer os.Remove(path)
+	count := (size + mib - 1) / mib
+	if dd, err := exec.LookPath("dd"); err == nil {
+		t0 := time.Now()
+		b, err := exec.Command(dd, "if=/dev/zero", "of="+path, "bs=1M", fmt.Sprintf("count=%d", count), "conv=fsync", "status=none").CombinedOutput()
+		if err != nil {
+			tb.Fatalf("dd: %v\n%s", err, b)
+		}
+		return time.Since(t0), "dd"
+	}
+	t0 := time.Now()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	buf := make([]byte, mib)
+	for i := int64(0); i < count; i++ {
+		if _, err := f.Write(buf); err != nil {
+			f.Close()
+			tb.Fatalf("write %s: %v", path, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		tb.Fatalf("sync %s: %v", path, err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Since(t0), "go write+fsync"
+}
+
+// row is one line of a benchmark's table.
+type row struct {
+	what, got, target string
+	ok                bool
+}
+
+func logTable(b *testing.B, rows []row) {
+	b.Helper()
+	var sb strings.Builder
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "measure\tgot\ttarget\t")
+	for _, r := range rows {
+		verdict := ""
+		if r.target != "" {
+			verdict = "ok"
+			if !r.ok {
+				verdict = "OVER"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.what, r.got, r.target, verdict)
+	}
+	tw.Flush()
+	b.Logf("\n%s", sb.String())
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func mibs(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/mib) }
+
+// minDur is the least of ds: on a loaded machine the fastest run is the
+// one least disturbed by others.
+func minDur(ds []time.Duration) time.Duration {
+	m := ds[0]
+	for _, d := range ds[1:] {
+		m = min(m, d)
+	}
+	return m
+}
+
+// BenchmarkBuild times a build of the default image with a warm cache
+// beside writing a file of the image's size with dd.
+func BenchmarkBuild(b *testing.B) {
+	benchNeedBuild(b)
+	warm := defaultImage(b) // fills the cache the timed builds read
+	size := readReport(b, warm).DiskSize
+	if size <= 0 {
+		b.Fatalf("build.json: disk_size %d", size)
+	}
+	b.ResetTimer()
+	var builds, dds []time.Duration
+	var how string
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		builds = append(builds, slateBuild(b, defaultSpec(), filepath.Join(dir, "out")))
+		d, h := writeZeros(b, filepath.Join(dir, "zeros"), size)
+		dds, how = append(dds, d), h
+		// Neither the image nor the zeros are needed any more: free the
+		// disk before the next round.
+		os.RemoveAll(dir)
+	}
+	b.StopTimer()
+	build, dd := minDur(builds), minDur(dds)
+	ratio := build.Seconds() / dd.Seconds()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(build.Seconds(), "build-s")
+	b.ReportMetric(dd.Seconds(), "dd-s")
+	b.ReportMetric(ratio, "build/dd")
+	logTable(b, []row{
+		{"build default image (warm cache)", secs(build), "<= " + secs(targetBuild), build <= targetBuild},
+		{fmt.Sprintf("%s %s zeros, fsync", how, mibs(size)), secs(dd), "", true},
+		{"build / dd", fmt.Sprintf("%.2fx", ratio), "", true},
+	})
+}
+
+// BenchmarkImageSize reports the default image's compressed initramfs and
+// the space used in its root, from build.json.
+func BenchmarkImageSize(b *testing.B) {
+	benchNeedBuild(b)
+	r := readReport(b, defaultImage(b))
+	if r.InitramfsSize <= 0 || r.RootUsed <= 0 {
+		b.Fatalf("build.json: initramfs_size %d, root_used %d", r.InitramfsSize, r.RootUsed)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(r.InitramfsSize)/mib, "initramfs-MiB")
+	b.ReportMetric(float64(r.RootUsed)/mib, "root-MiB")
+	logTable(b, []row{
+		{fmt.Sprintf("initramfs, compressed (%d modules)", r.InitramfsMods), mibs(r.InitramfsSize), "<= " + mibs(targetInitramfs), r.InitramfsSize <= targetInitramfs},
+		{fmt.Sprintf("root used (%d modules)", r.RootModules), mibs(r.RootUsed), "<= " + mibs(targetRoot), r.RootUsed <= targetRoot},
+	})
+}
+
+// bootResult is one boot: time from QEMU start to the wanted line, and
+// the whole console.
+type bootResult struct {
+	took  time.Duration
+	lines []string
+}
+
+// bootUntil boots image under TCG until a console line matches re. With
+// poweroff the guest must then end QEMU by itself; without, QEMU is killed.
+func bootUntil(b *testing.B, image string, re *regexp.Regexp, poweroff bool) bootResult {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := qemu.Options{Image: image, Accel: "tcg", SerialFile: filepath.Join(filepath.Dir(image), "serial.log")}
+	t0 := time.Now()
+	vm, err := qemu.Start(ctx, opts)
+	if err != nil {
+		b.Fatalf("start QEMU: %v", err)
+	}
+	defer vm.Kill()
+	wctx, wcancel := context.WithTimeout(ctx, bootDeadline)
+	defer wcancel()
+	if _, err := vm.WaitFor(wctx, re); err != nil {
+		b.Fatalf("%s: waiting for %q: %v\nconsole:\n%s", image, re, err, strings.Join(vm.Lines(), "\n"))
+	}
+	res := bootResult{took: time.Since(t0)}
+	if poweroff {
+		select {
+		case <-vm.Exited():
+		case <-time.After(time.Minute):
+			b.Errorf("%s: the guest did not power off within a minute", image)
+		}
+	}
+	if err := vm.Kill(); err != nil {
+		b.Errorf("kill QEMU: %v", err)
+	}
+	res.lines = vm.Lines()
+	return res
+}
+
+// initTook returns the time slate's init reports on its SLATE-INIT line.
+func initTook(lines []string) (time.Duration, error) {
+	for _, l := range lines {
+		if m := initRE.FindStringSubmatch(l); m != nil {
+			n, err := strconv.ParseInt(m[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("SLATE-INIT line %q: %w", l, err)
+			}
+			if n > int64(time.Hour/time.Millisecond) {
+				return 0, fmt.Errorf("SLATE-INIT line %q: took more than an hour", l)
+			}
+			return time.Duration(n) * time.Millisecond, nil
+		}
+	}
+	return 0, errors.New("no SLATE-INIT ... took=NNNms line on the console")
+}
+
+// BenchmarkBoot times the default image from QEMU start to SLATE-READY
+// against the floor: the same disk, firmware, systemd-boot and kernel with
+// an init that only prints FLOOR-READY and powers off. It also reports
+// init's own time up to switch_root from the SLATE-INIT line.
+func BenchmarkBoot(b *testing.B) {
+	benchNeedQEMU(b)
+	slateImg := filepath.Join(defaultImage(b), "disk.raw")
+	floorDir := filepath.Join(b.TempDir(), "floor")
+	slateBuild(b, defaultSpec(), floorDir, "--slate", helperBin(b, &floorOnce, "floor"))
+	floorImg := filepath.Join(floorDir, "disk.raw")
+	b.ResetTimer()
+
+	var slate, floor, inits []time.Duration
+	var rows []row
+	for i := 0; i < b.N; i++ {
+		for r := 0; r < bootRounds; r++ {
+			runSlate := func() {
+				res := bootUntil(b, slateImg, readyRE, false)
+				it, err := initTook(res.lines)
+				if err != nil {
+					b.Fatalf("%v\nconsole:\n%s", err, strings.Join(res.lines, "\n"))
+				}
+				slate, inits = append(slate, res.took), append(inits, it)
+				rows = append(rows, row{what: fmt.Sprintf("round %d: slate to SLATE-READY (init %dms)", len(slate), it.Milliseconds()), got: fmt.Sprintf("%d ms", res.took.Milliseconds())})
+			}
+			runFloor := func() {
+				res := bootUntil(b, floorImg, floorRE, true)
+				floor = append(floor, res.took)
+				rows = append(rows, row{what: fmt.Sprintf("round %d: floor to FLOOR-READY", len(floor)), got: fmt.Sprintf("%d ms", res.took.Milliseconds())})
+			}
+			// Alternate which goes first so neither always follows the other.
+			if r%2 == 0 {
+				runSlate()
+				runFloor()
+			} else {
+				runFloor()
+				runSlate()
+			}
+		}
+	}
+	b.StopTimer()
+	s, f, it := minDur(slate), minDur(floor), minDur(inits)
+	ratio := s.Seconds() / f.Seconds()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(s), "slate-ms")
+	b.ReportMetric(ms(f), "floor-ms")
+	b.ReportMetric(ratio, "slate/floor")
+	b.ReportMetric(ms(it), "init-ms")
+	rows = append(rows,
+		row{"boot to SLATE-READY (best)", fmt.Sprintf("%d ms", s.Milliseconds()), "", true},
+		row{"floor: FLOOR-READY (best)", fmt.Sprintf("%d ms", f.Milliseconds()), "", true},
+		row{"slate / floor", fmt.Sprintf("%.2fx", ratio), fmt.Sprintf("<= %.1fx", targetBootRatio), ratio <= targetBootRatio},
+		row{"init start to switch_root (best)", fmt.Sprintf("%d ms", it.Milliseconds()), fmt.Sprintf("< %d ms", targetInit.Milliseconds()), it < targetInit},
+	)
+	logTable(b, rows)
+}
+
+// BenchmarkPID1Memory boots the default image plus a service that reads
+// PID 1's resident memory after SLATE-READY and powers off.
+func BenchmarkPID1Memory(b *testing.B) {
+	benchNeedQEMU(b)
+	spec := filepath.Join(b.TempDir(), "rss.yaml")
+	body := fmt.Sprintf(`name: slate-bench
+version: 1.0.0
+hostname: slate
+root:
+  files:
+    - src: %s
+      dst: /usr/local/bin/rss
+      mode: "0755"
+services:
+  - name: hello
+    command: /usr/bin/slate
+    args: [version]
+    restart: never
+  - name: rss
+    command: /usr/local/bin/rss
+    restart: never
+`, helperBin(b, &rssOnce, "rss"))
+	if err := os.WriteFile(spec, []byte(body), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(b.TempDir(), "out")
+	slateBuild(b, spec, out)
+	b.ResetTimer()
+
+	var rss, hwm int64 = -1, -1
+	for i := 0; i < b.N; i++ {
+		res := bootUntil(b, filepath.Join(out, "disk.raw"), rssRE, true)
+		ready := -1
+		for j, l := range res.lines {
+			if ready < 0 && readyRE.MatchString(l) {
+				ready = j
+			}
+			if m := rssRE.FindStringSubmatch(l); m != nil {
+				if ready < 0 {
+					b.Fatalf("RSS was read before SLATE-READY:\n%s", strings.Join(res.lines, "\n"))
+				}
+				r, err1 := strconv.ParseInt(m[1], 10, 64)
+				h, err2 := strconv.ParseInt(m[2], 10, 64)
+				if err := errors.Join(err1, err2); err != nil {
+					b.Fatalf("console line %q: %v", l, err)
+				}
+				// The largest of the runs: memory is not made smaller by load.
+				rss, hwm = max(rss, r*1024), max(hwm, h*1024)
+				break
+			}
+		}
+		for _, l := range res.lines {
+			if strings.HasPrefix(l, "RSS-FAILED") || strings.HasPrefix(l, "SLATE-FAILED") {
+				b.Errorf("console: %s", l)
+			}
+		}
+	}
+	b.StopTimer()
+	if rss < 0 {
+		b.Fatal("no RSS line")
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(rss)/mib, "pid1-rss-MiB")
+	b.ReportMetric(float64(hwm)/mib, "pid1-hwm-MiB")
+	logTable(b, []row{
+		{"PID 1 VmRSS after SLATE-READY", mibs(rss), "< " + mibs(targetRSS), rss < targetRSS},
+		{"PID 1 VmHWM (peak so far)", mibs(hwm), "", true},
+	})
+}
+
+// The console parsers above read what the guest prints; they must take any
+// line without failing the wrong way.
+func TestInitTook(t *testing.T) {
+	for _, c := range []struct {
+		lines []string
+		want  time.Duration
+		ok    bool
+	}{
+		{[]string{"x", "SLATE-INIT slot=a root=/dev/vda2 took=187ms"}, 187 * time.Millisecond, true},
+		{[]string{"SLATE-INIT slot=b root=/dev/vda3 took=0ms", "SLATE-INIT slot=a root=/dev/vda2 took=9ms"}, 0, true},
+		{[]string{"SLATE-READY version=1.0.0 slot=a"}, 0, false},
+		{[]string{"SLATE-INIT slot=a took=12s"}, 0, false},
+		{[]string{"[svc] SLATE-INIT took=5ms"}, 0, false},
+		{nil, 0, false},
+	} {
+		got, err := initTook(c.lines)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("initTook(%q) = %v, %v; want %v, ok=%v", c.lines, got, err, c.want, c.ok)
+		}
+	}
+}
+
+func FuzzInitTook(f *testing.F) {
+	f.Add("SLATE-INIT slot=a root=/dev/vda2 took=187ms")
+	f.Add("SLATE-INIT took=99999999999999999999999ms")
+	f.Fuzz(func(t *testing.T, line string) {
+		d, err := initTook([]string{line})
+		if err == nil && (d < 0 || !strings.HasPrefix(line, "SLATE-INIT ")) {
+			t.Errorf("initTook(%q) = %v", line, d)
+		}
+	})
+}
