@@ -10,7 +10,8 @@ import (
 // Error is one problem in a spec. Path is a JSON path into the spec
 // ("$.disk.root", "$.services[1].name"); "$" is the document as a whole.
 // Line and Column are 1-based and 0 when unknown (for example for a field
-// that is missing, or when the spec was built in code).
+// that is missing, or when the spec was built in code). Error() shows the
+// line only; the message of a YAML syntax error names the column.
 type Error struct {
 	File   string
 	Path   string
@@ -28,9 +29,6 @@ func (e *Error) Error() string {
 		b.WriteString(e.File)
 		if e.Line > 0 {
 			b.WriteString(":" + strconv.Itoa(e.Line))
-			if e.Column > 0 {
-				b.WriteString(":" + strconv.Itoa(e.Column))
-			}
 		}
 		b.WriteString(": ")
 	} else if e.Line > 0 {

@@ -76,8 +76,6 @@ func Parse(data []byte, name string) (*Spec, error) {
 	if len(data) > MaxSpecSize {
 		return nil, docErr(0, "spec is larger than %d bytes", MaxSpecSize)
 	}
-	// Duplicate keys are found by the index walk below, which knows the
-	// path; the parser would only know the position.
 	tokens := lexer.Tokenize(string(data))
 	if len(tokens) > MaxSpecTokens {
 		return nil, docErr(0, "spec has more than %d YAML tokens; a spec is meant to be short", MaxSpecTokens)
@@ -86,6 +84,8 @@ func Parse(data []byte, name string) (*Spec, error) {
 		err.File = name
 		return nil, err
 	}
+	// Duplicate keys are found by the index walk below, which knows the
+	// path; the parser would only know the position.
 	file, err := parser.Parse(tokens, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		return nil, yamlError(err, name, nil)
@@ -143,6 +143,7 @@ func flowDepth(tokens token.Tokens) *Error {
 				e := &Error{Path: "$", Msg: fmt.Sprintf("invalid YAML: [ and { nested more than %d deep", maxFlowDepth)}
 				if tk.Position != nil {
 					e.Line, e.Column = tk.Position.Line, tk.Position.Column
+					e.Msg = fmt.Sprintf("invalid YAML at column %d: [ and { nested more than %d deep", e.Column, maxFlowDepth)
 				}
 				return e
 			}
@@ -489,9 +490,13 @@ func yamlError(err error, name string, idx *pathIndex) error {
 	case errors.Is(err, yaml.ErrExceededMaxDepth):
 		out.Msg = "YAML nested too deeply"
 	}
-	if idx == nil && out.Line > 0 {
+	if idx == nil {
 		// A syntax error: the column helps find a stray character.
-		out.Msg = "invalid YAML: " + out.Msg
+		if out.Column > 0 {
+			out.Msg = fmt.Sprintf("invalid YAML at column %d: %s", out.Column, out.Msg)
+		} else {
+			out.Msg = "invalid YAML: " + out.Msg
+		}
 	}
 	return out
 }

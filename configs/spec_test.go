@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -122,8 +123,9 @@ func TestParseBad(t *testing.T) {
 		msg   string   // part of the first error
 		line  int      // of the first error; 0: not checked
 	}{
-		{"bad YAML", "name: [t\n", []string{"$"}, "invalid YAML", 1},
-		{"bad indentation", "name: t\n  version: 1.0.0\n", []string{"$"}, "invalid YAML", 1},
+		{"bad YAML", "name: [t\n", []string{"$"}, "invalid YAML at column 7: sequence end token ']' not found", 1},
+		{"bad indentation", "name: t\n  version: 1.0.0\n", []string{"$"}, "invalid YAML at column 7", 1},
+		{"tab indentation", "name: t\nkernel:\n\targs: [a]\n", []string{"$"}, "invalid YAML at column", 3},
 		{"empty file", "", []string{"$"}, "empty spec", 0},
 		{"only comments", "# nothing\n", []string{"$"}, "empty spec", 0},
 		{"two documents", base + "---\n" + base, []string{"$"}, "more than one YAML document", 4},
@@ -189,6 +191,7 @@ func TestParseBad(t *testing.T) {
 		{"bad env key", base + "services:\n- name: a\n  command: /a\n  env:\n    1X: a\n    GOOD: b\n    A-B: c\n",
 			[]string{"$.services[0].env.A-B", `$.services[0].env["1X"]`}, "not a valid variable name", 9},
 		{"bad console", base + "console: [\"\", ttyS0 115200, console=ttyS0]\n", []string{"$.console[0]", "$.console[1]", "$.console[2]"}, "empty console", 3},
+		{"unquoted console options", base + "console: [ttyS0,115200]\n", []string{"$.console[1]"}, "quote entries with options", 3},
 		{"many problems, sorted", "name: T\nversion: x\ndisk:\n  esp: 1MiB\nservices:\n- {name: a, command: a}\n",
 			[]string{"$.disk.esp", "$.name", "$.services[0].command", "$.version"}, "between 32MiB", 4},
 	} {
@@ -231,7 +234,7 @@ func TestParseBad(t *testing.T) {
 
 func TestErrorFormat(t *testing.T) {
 	_, err := Parse([]byte("name: t\nversion: 1.0.0\ndisk:\n  root: 12XB\n"), "configs/default.yaml")
-	const want = `configs/default.yaml:4:9: $.disk.root: "12XB" is not a size: `
+	const want = `configs/default.yaml:4: $.disk.root: "12XB" is not a size: `
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("got %v; want it to start with %q", err, want)
 	}
@@ -303,6 +306,31 @@ func TestLoadDefault(t *testing.T) {
 	}
 	if got, want := s.Disk.StateSize(), int64(3*GiB-2*MiB-256*MiB-2*GiB); got != want {
 		t.Errorf("StateSize = %d; want %d", got, want)
+	}
+}
+
+// TestDocExamples parses every YAML example of docs/spec.md, so the
+// reference cannot drift from the parser. Fragments get the required fields.
+func TestDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/spec.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 10 {
+		t.Fatalf("found %d YAML examples", len(blocks))
+	}
+	for i, b := range blocks {
+		y := b[1]
+		if !regexp.MustCompile(`(?m)^name:`).MatchString(y) {
+			y = "name: t\n" + y
+		}
+		if !regexp.MustCompile(`(?m)^version:`).MatchString(y) {
+			y = "version: 1.0.0\n" + y
+		}
+		if _, err := Parse([]byte(y), fmt.Sprintf("spec.md example %d", i+1)); err != nil {
+			t.Errorf("%v\n%s", err, y)
+		}
 	}
 }
 

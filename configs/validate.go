@@ -91,6 +91,9 @@ func (s *Spec) Validate() error {
 			c.add(p, "%q contains whitespace or control characters; write one console per entry", con)
 		case strings.Contains(con, "="):
 			c.add(p, "%q: write only the device and options (ttyS0,115200), slate adds console=", con)
+		case !unicode.IsLetter(rune(con[0])):
+			// [ttyS0,115200] is two entries in YAML; the second one lands here.
+			c.add(p, "%q is not a console device (tty0, ttyS0,115200); quote entries with options: [\"ttyS0,115200\"]", con)
 		}
 	}
 	return c.err()

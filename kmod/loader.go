@@ -32,6 +32,13 @@ type Loader struct {
 	// finit_module(2) (init_module(2) after decompressing .ko.xz, .ko.zst
 	// and .ko.gz files), with EEXIST (already loaded) counted as success.
 	Load func(path string, params string) error
+	// SysModule, when set (normally "/sys/module"), is checked before a
+	// load: a module already in the running kernel is skipped and not
+	// reported as loaded (PID 1 probes again after init did).
+	SysModule string
+	// Params are passed to every module load ("async_probe" lets a driver
+	// probe its devices in the background instead of blocking the load).
+	Params string
 
 	mu     sync.Mutex
 	db     *loaderDB
@@ -196,6 +203,13 @@ func (l *Loader) loadRec(db *loaderDB, name string, stack []string, loaded *[]st
 			return err
 		}
 	}
+	if l.SysModule != "" {
+		if _, err := os.Stat(filepath.Join(l.SysModule, name)); err == nil {
+			l.done[name] = true
+			l.loadSoft(db, name, sd.post, stack, loaded)
+			return nil
+		}
+	}
 	p := e.path
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(db.dir, filepath.FromSlash(p))
@@ -204,7 +218,7 @@ func (l *Loader) loadRec(db *loaderDB, name string, stack []string, loaded *[]st
 	if load == nil {
 		load = loadModuleFile
 	}
-	if err := load(p, ""); err != nil {
+	if err := load(p, l.Params); err != nil {
 		err = fmt.Errorf("kmod: load %s (%s): %w", name, p, err)
 		l.failed[name] = err
 		return err

@@ -67,7 +67,7 @@ func run() error {
 		return err
 	}
 	spec := info.Spec
-	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", info.KernelVersion)}
+	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", info.KernelVersion), SysModule: "/sys/module", Params: "async_probe"}
 	if mods, err := ld.ProbeDevices("/sys"); err != nil {
 		logrus.WithError(err).Warn("loading device modules")
 	} else if len(mods) > 0 {
