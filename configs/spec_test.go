@@ -309,10 +309,10 @@ func TestLoadDefault(t *testing.T) {
 	}
 }
 
-// TestDocExamples parses every YAML example of docs/spec.md, so the
+// TestDocExamples parses every YAML example of the README (its spec reference), so the
 // reference cannot drift from the parser. Fragments get the required fields.
 func TestDocExamples(t *testing.T) {
-	doc, err := os.ReadFile("../docs/spec.md")
+	doc, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestDocExamples(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^version:`).MatchString(y) {
 			y = "version: 1.0.0\n" + y
 		}
-		if _, err := Parse([]byte(y), fmt.Sprintf("spec.md example %d", i+1)); err != nil {
+		if _, err := Parse([]byte(y), fmt.Sprintf("README example %d", i+1)); err != nil {
 			t.Errorf("%v\n%s", err, y)
 		}
 	}

@@ -1,0 +1,550 @@
+// Package payload defines slate's update payload: the ed25519 keys that sign it,
+// the manifest that describes a version, the detached signature of that manifest,
+// the channel folder a static web server publishes, and the streaming reader that
+// checks every byte of a downloaded file against the manifest before the updater
+// writes it to a slot.
+//
+// The trust chain is: public key (baked into the image) → signature → exact
+// manifest bytes → size and sha256 of each file. Nothing in a file is trusted
+// until the Verifier reading it has reached EOF without an error.
+package payload
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+)
+
+// FormatVersion is the manifest format this package reads and writes.
+const FormatVersion = 1
+
+// MaxFileSize bounds every size in a manifest. A root partition larger than this
+// is not a slate image; the bound also keeps a lying manifest from asking the
+// updater to accept an endless stream.
+const MaxFileSize int64 = 64 << 30
+
+// Roles of the three files of a version. A slot is its root partition plus its
+// kernel and initramfs on the ESP; they always travel together.
+const (
+	RoleRoot   = "root"
+	RoleKernel = "kernel"
+	RoleInitrd = "initrd"
+)
+
+// Compression methods of a stored file.
+const (
+	CompressionZstd = "zstd"
+	CompressionNone = "none"
+)
+
+// roles lists the roles in the order AddToChannel writes them.
+var roles = []string{RoleRoot, RoleKernel, RoleInitrd}
+
+// Manifest describes one version of a channel. Its exact bytes are what the
+// signature covers, so the updater parses only bytes it has verified.
+type Manifest struct {
+	Format        int       // always FormatVersion
+	Name          string    // image name, [a-z0-9][a-z0-9-]*
+	Version       string    // semver MAJOR.MINOR.PATCH[-pre]
+	KernelVersion string    // uname -r of the kernel in this version
+	Created       time.Time // build time, UTC
+	Files         []File    // exactly one file per role
+}
+
+// File is one stored file of a version.
+type File struct {
+	Role             string // RoleRoot, RoleKernel or RoleInitrd
+	Path             string // relative to the channel folder, e.g. "1.1.0/root.img.zst"
+	Size             int64  // bytes after decompression
+	CompressedSize   int64  // bytes as stored and served
+	SHA256           string // lowercase hex of the decompressed bytes
+	CompressedSHA256 string // lowercase hex of the bytes as stored
+	Compression      string // CompressionZstd or CompressionNone
+}
+
+// File returns the file with the given role, or false if there is none.
+func (m *Manifest) File(role string) (File, bool) {
+	for _, f := range m.Files {
+		if f.Role == role {
+			return f, true
+		}
+	}
+	return File{}, false
+}
+
+// jsonManifest and jsonFile fix the field order and spelling of the encoding.
+type jsonManifest struct {
+	Format        int        `json:"format"`
+	Name          string     `json:"name"`
+	Version       string     `json:"version"`
+	KernelVersion string     `json:"kernel_version"`
+	Created       string     `json:"created"`
+	Files         []jsonFile `json:"files"`
+}
+
+type jsonFile struct {
+	Role             string `json:"role"`
+	Path             string `json:"path"`
+	Size             int64  `json:"size"`
+	CompressedSize   int64  `json:"compressed_size"`
+	SHA256           string `json:"sha256"`
+	CompressedSHA256 string `json:"compressed_sha256"`
+	Compression      string `json:"compression"`
+}
+
+// Marshal encodes m as indented JSON with a fixed field order and a final
+// newline. The same manifest always gives the same bytes, which matters because
+// the signature covers bytes, not meaning.
+func (m *Manifest) Marshal() []byte {
+	jm := jsonManifest{
+		Format:        m.Format,
+		Name:          m.Name,
+		Version:       m.Version,
+		KernelVersion: m.KernelVersion,
+		Created:       m.Created.UTC().Format(time.RFC3339Nano),
+		Files:         make([]jsonFile, 0, len(m.Files)),
+	}
+	for _, f := range m.Files {
+		jm.Files = append(jm.Files, jsonFile(f))
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	// Only strings and integers: encoding cannot fail.
+	_ = enc.Encode(jm)
+	return buf.Bytes()
+}
+
+// FieldError is a manifest error at a JSON path such as "$.files[1].sha256".
+type FieldError struct {
+	Path string
+	Err  error
+}
+
+func (e *FieldError) Error() string { return "manifest: error at " + e.Path + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// ErrNewerFormat is wrapped by ParseManifest when the manifest was written for a
+// newer slate: the machine must be updated by other means before it can follow.
+var ErrNewerFormat = errors.New("manifest format is newer than this slate understands")
+
+type newerFormatError struct{ format int64 }
+
+func (e newerFormatError) Error() string {
+	return fmt.Sprintf("manifest format %d is newer than this slate understands (it reads format %d)", e.format, FormatVersion)
+}
+func (e newerFormatError) Is(target error) bool { return target == ErrNewerFormat }
+
+func fieldErr(p string, format string, args ...any) error {
+	return &FieldError{Path: p, Err: fmt.Errorf(format, args...)}
+}
+
+// ParseManifest decodes and validates a manifest. It is strict: unknown or
+// repeated fields, wrong types, null values and trailing data are errors, and
+// every error names the JSON path of the offending value. Call it only on bytes
+// whose signature has been checked (see Verify and OpenManifest).
+func ParseManifest(data []byte) (*Manifest, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	obj, err := readObject(dec, "$")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fieldErr("$", "unexpected data after the manifest object")
+	}
+
+	m := &Manifest{}
+	known := []string{"format", "name", "version", "kernel_version", "created", "files"}
+	if err := checkKeys(obj, "$", known); err != nil {
+		return nil, err
+	}
+
+	// format first: a newer format may have other fields, and "too new" is the
+	// useful message then, not "unknown field".
+	format, err := intField(obj, "$", "format")
+	if err != nil {
+		return nil, err
+	}
+	if format > FormatVersion {
+		return nil, &FieldError{Path: "$.format", Err: newerFormatError{format}}
+	}
+	if format != FormatVersion {
+		return nil, fieldErr("$.format", "format must be %d, got %d", FormatVersion, format)
+	}
+	m.Format = int(format)
+
+	if m.Name, err = stringField(obj, "$", "name"); err != nil {
+		return nil, err
+	}
+	if err := validateName(m.Name); err != nil {
+		return nil, &FieldError{Path: "$.name", Err: err}
+	}
+	if m.Version, err = stringField(obj, "$", "version"); err != nil {
+		return nil, err
+	}
+	if err := ValidateVersion(m.Version); err != nil {
+		return nil, &FieldError{Path: "$.version", Err: err}
+	}
+	if m.KernelVersion, err = stringField(obj, "$", "kernel_version"); err != nil {
+		return nil, err
+	}
+	if err := validateKernelVersion(m.KernelVersion); err != nil {
+		return nil, &FieldError{Path: "$.kernel_version", Err: err}
+	}
+	created, err := stringField(obj, "$", "created")
+	if err != nil {
+		return nil, err
+	}
+	if m.Created, err = parseCreated(created); err != nil {
+		return nil, &FieldError{Path: "$.created", Err: err}
+	}
+
+	rawFiles, err := required(obj, "$", "files")
+	if err != nil {
+		return nil, err
+	}
+	fdec := json.NewDecoder(bytes.NewReader(rawFiles))
+	fdec.UseNumber()
+	if tok, err := fdec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, fieldErr("$.files", "must be an array")
+	}
+	seenRole := map[string]int{}
+	seenPath := map[string]int{}
+	for i := 0; fdec.More(); i++ {
+		p := fmt.Sprintf("$.files[%d]", i)
+		if i >= len(roles) {
+			return nil, fieldErr(p, "too many files: a version has exactly %d (%s)", len(roles), strings.Join(roles, ", "))
+		}
+		fobj, err := readObject(fdec, p)
+		if err != nil {
+			return nil, err
+		}
+		f, err := parseFile(fobj, p)
+		if err != nil {
+			return nil, err
+		}
+		if j, dup := seenRole[f.Role]; dup {
+			return nil, fieldErr(p+".role", "duplicate role %q (also $.files[%d])", f.Role, j)
+		}
+		seenRole[f.Role] = i
+		if j, dup := seenPath[f.Path]; dup {
+			return nil, fieldErr(p+".path", "duplicate path %q (also $.files[%d])", f.Path, j)
+		}
+		seenPath[f.Path] = i
+		m.Files = append(m.Files, f)
+	}
+	if _, err := fdec.Token(); err != nil {
+		return nil, fieldErr("$.files", "malformed array: %v", err)
+	}
+	for _, r := range roles {
+		if _, ok := seenRole[r]; !ok {
+			return nil, fieldErr("$.files", "missing the %q file", r)
+		}
+	}
+	return m, nil
+}
+
+func parseFile(obj map[string]json.RawMessage, p string) (File, error) {
+	var f File
+	known := []string{"role", "path", "size", "compressed_size", "sha256", "compressed_sha256", "compression"}
+	if err := checkKeys(obj, p, known); err != nil {
+		return f, err
+	}
+	var err error
+	if f.Role, err = stringField(obj, p, "role"); err != nil {
+		return f, err
+	}
+	switch f.Role {
+	case RoleRoot, RoleKernel, RoleInitrd:
+	default:
+		return f, fieldErr(p+".role", "unknown role %q (want one of %s)", f.Role, strings.Join(roles, ", "))
+	}
+	if f.Path, err = stringField(obj, p, "path"); err != nil {
+		return f, err
+	}
+	if err := validatePath(f.Path); err != nil {
+		return f, &FieldError{Path: p + ".path", Err: err}
+	}
+	if f.Size, err = sizeField(obj, p, "size"); err != nil {
+		return f, err
+	}
+	if f.CompressedSize, err = sizeField(obj, p, "compressed_size"); err != nil {
+		return f, err
+	}
+	if f.SHA256, err = hashField(obj, p, "sha256"); err != nil {
+		return f, err
+	}
+	if f.CompressedSHA256, err = hashField(obj, p, "compressed_sha256"); err != nil {
+		return f, err
+	}
+	if f.Compression, err = stringField(obj, p, "compression"); err != nil {
+		return f, err
+	}
+	switch f.Compression {
+	case CompressionZstd:
+	case CompressionNone:
+		// Stored as is: the two views of the file are the same bytes, and a
+		// manifest that says otherwise cannot be satisfied by any file.
+		if f.CompressedSize != f.Size {
+			return f, fieldErr(p+".compressed_size", "must equal size (%d) when compression is %q", f.Size, CompressionNone)
+		}
+		if f.CompressedSHA256 != f.SHA256 {
+			return f, fieldErr(p+".compressed_sha256", "must equal sha256 when compression is %q", CompressionNone)
+		}
+	default:
+		return f, fieldErr(p+".compression", "unknown compression %q (want %q or %q)", f.Compression, CompressionZstd, CompressionNone)
+	}
+	return f, nil
+}
+
+// readObject reads one JSON object as raw members, rejecting repeated keys:
+// encoding/json would silently keep the last one, and two readers of the same
+// signed bytes must never disagree about what they say.
+func readObject(dec *json.Decoder, p string) (map[string]json.RawMessage, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fieldErr(p, "malformed JSON: %v", err)
+	}
+	if tok != json.Delim('{') {
+		return nil, fieldErr(p, "must be an object")
+	}
+	obj := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fieldErr(p, "malformed JSON: %v", err)
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return nil, fieldErr(p, "malformed JSON: object key is not a string")
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fieldErr(memberPath(p, key), "malformed JSON: %v", err)
+		}
+		if _, dup := obj[key]; dup {
+			return nil, fieldErr(memberPath(p, key), "field appears more than once")
+		}
+		obj[key] = raw
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fieldErr(p, "malformed JSON: %v", err)
+	}
+	return obj, nil
+}
+
+var plainKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func memberPath(p, key string) string {
+	if plainKey.MatchString(key) {
+		return p + "." + key
+	}
+	return p + "[" + strconv.Quote(key) + "]"
+}
+
+func checkKeys(obj map[string]json.RawMessage, p string, known []string) error {
+	var unknown []string
+	for k := range obj {
+		if !contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	// Report the smallest key so the message does not depend on map order.
+	first := unknown[0]
+	for _, k := range unknown[1:] {
+		if k < first {
+			first = k
+		}
+	}
+	return fieldErr(memberPath(p, first), "unknown field")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func required(obj map[string]json.RawMessage, p, key string) (json.RawMessage, error) {
+	raw, ok := obj[key]
+	raw = bytes.TrimSpace(raw)
+	if !ok {
+		return nil, fieldErr(memberPath(p, key), "required field is missing")
+	}
+	if bytes.Equal(raw, []byte("null")) {
+		return nil, fieldErr(memberPath(p, key), "must not be null")
+	}
+	return raw, nil
+}
+
+func stringField(obj map[string]json.RawMessage, p, key string) (string, error) {
+	raw, err := required(obj, p, key)
+	if err != nil {
+		return "", err
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fieldErr(memberPath(p, key), "must be a string")
+	}
+	return s, nil
+}
+
+func intField(obj map[string]json.RawMessage, p, key string) (int64, error) {
+	raw, err := required(obj, p, key)
+	if err != nil {
+		return 0, err
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil || len(raw) == 0 || raw[0] == '"' {
+		return 0, fieldErr(memberPath(p, key), "must be a number")
+	}
+	v, err := strconv.ParseInt(n.String(), 10, 64)
+	if err != nil {
+		return 0, fieldErr(memberPath(p, key), "must be a whole number, got %s", n)
+	}
+	return v, nil
+}
+
+func sizeField(obj map[string]json.RawMessage, p, key string) (int64, error) {
+	v, err := intField(obj, p, key)
+	if err != nil {
+		return 0, err
+	}
+	if v <= 0 || v > MaxFileSize {
+		return 0, fieldErr(memberPath(p, key), "must be between 1 and %d (64 GiB), got %d", MaxFileSize, v)
+	}
+	return v, nil
+}
+
+func hashField(obj map[string]json.RawMessage, p, key string) (string, error) {
+	s, err := stringField(obj, p, key)
+	if err != nil {
+		return "", err
+	}
+	if err := validateHash(s); err != nil {
+		return "", &FieldError{Path: memberPath(p, key), Err: err}
+	}
+	return s, nil
+}
+
+func validateHash(s string) error {
+	if len(s) != 64 {
+		return fmt.Errorf("must be 64 lowercase hex digits, got %d characters", len(s))
+	}
+	if _, err := hex.DecodeString(s); err != nil || strings.ToLower(s) != s {
+		return errors.New("must be 64 lowercase hex digits")
+	}
+	return nil
+}
+
+var (
+	nameRE          = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	kernelVersionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]*$`)
+	pathRE          = regexp.MustCompile(`^[A-Za-z0-9._+~-]+(/[A-Za-z0-9._+~-]+)*$`)
+)
+
+func validateName(s string) error {
+	if len(s) > 64 || !nameRE.MatchString(s) {
+		return fmt.Errorf("name %q must match [a-z0-9][a-z0-9-]* and be at most 64 characters", s)
+	}
+	return nil
+}
+
+func validateKernelVersion(s string) error {
+	if len(s) > 128 || !kernelVersionRE.MatchString(s) {
+		return fmt.Errorf("kernel version %q must be a uname -r string ([A-Za-z0-9._+~-], at most 128 characters)", s)
+	}
+	return nil
+}
+
+func validatePath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("path is empty")
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("path %q must be relative to the channel folder", p)
+	case len(p) > 255:
+		return fmt.Errorf("path is longer than 255 characters")
+	}
+	for _, elem := range strings.Split(p, "/") {
+		if elem == ".." {
+			return fmt.Errorf("path %q must not contain ..", p)
+		}
+	}
+	if path.Clean(p) != p || p == "." {
+		return fmt.Errorf("path %q is not clean (want %q)", p, path.Clean(p))
+	}
+	if !pathRE.MatchString(p) {
+		return fmt.Errorf("path %q may only contain A-Z a-z 0-9 . _ + ~ - and /", p)
+	}
+	return nil
+}
+
+func parseCreated(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("created %q is not an RFC 3339 time like 2026-11-25T10:00:00Z", s)
+	}
+	t = t.UTC()
+	// The range keeps the UTC form printable as RFC 3339 (four-digit years).
+	if t.Year() < 1970 || t.Year() > 9999 {
+		return time.Time{}, fmt.Errorf("created %q is out of range", s)
+	}
+	return t, nil
+}
+
+// ValidateVersion reports whether s is a version slate accepts: semver
+// MAJOR.MINOR.PATCH with an optional -prerelease and no +build metadata (build
+// metadata does not take part in ordering, so two different builds could not be
+// told apart as newer or older).
+func ValidateVersion(s string) error {
+	if strings.Contains(s, "+") {
+		return fmt.Errorf("version %q must not carry +build metadata", s)
+	}
+	if _, err := semver.StrictNewVersion(s); err != nil {
+		return fmt.Errorf("version %q is not semver MAJOR.MINOR.PATCH[-pre]: %w", s, err)
+	}
+	return nil
+}
+
+// CompareVersions compares two versions by semver precedence and returns -1, 0
+// or +1. A version that does not pass ValidateVersion sorts before every valid
+// one (so it is never taken as the newest); two invalid ones compare as strings.
+func CompareVersions(a, b string) int {
+	va, erra := parseVersion(a)
+	vb, errb := parseVersion(b)
+	switch {
+	case erra != nil && errb != nil:
+		return strings.Compare(a, b)
+	case erra != nil:
+		return -1
+	case errb != nil:
+		return 1
+	}
+	return va.Compare(vb)
+}
+
+func parseVersion(s string) (*semver.Version, error) {
+	if err := ValidateVersion(s); err != nil {
+		return nil, err
+	}
+	return semver.StrictNewVersion(s)
+}
