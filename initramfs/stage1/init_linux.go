@@ -392,4 +392,3 @@ func (l *loadTimes) slowest(n int) string {
 	}
 	return strings.Join(parts, ",")
 }
-

@@ -166,14 +166,5 @@ func decodePEM(data []byte, want string) ([]byte, error) {
 	return block.Bytes, nil
 }
 
-func keyKind(k any) string {
-	switch k.(type) {
-	case *ecdsaKeyMarker:
-		return "ecdsa"
-	}
-	return fmt.Sprintf("%T", k)
-}
-
-// ecdsaKeyMarker exists only so keyKind has a case to extend; %T already names
-// RSA and ECDSA key types clearly (*rsa.PublicKey, *ecdsa.PrivateKey).
-type ecdsaKeyMarker struct{}
+// keyKind names a key type for error messages (*rsa.PublicKey, *ecdsa.PrivateKey, ...).
+func keyKind(k any) string { return fmt.Sprintf("%T", k) }
