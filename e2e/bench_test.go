@@ -106,9 +106,9 @@ var (
 	floorOnce, rssOnce, defaultOnce once
 )
 
-func (o *once) get(tb testing.TB, make func() (string, error)) string {
+func (o *once) get(tb testing.TB, mk func() (string, error)) string {
 	tb.Helper()
-	o.Do(func() { o.val, o.err = make() })
+	o.Do(func() { o.val, o.err = mk() })
 	if o.err != nil {
 		tb.Fatal(o.err)
 	}
@@ -150,9 +150,9 @@ func readReport(tb testing.TB, dir string) builder.Report {
 	return r
 }
 
-// writeZeros writes size bytes of zeros to a new file and syncs it: dd
-// when the host has it, as the issue states the reference, else the same
-// in Go.
+// writeZeros writes size bytes of zeros to a new file and syncs it, the
+// reference the build time is set against: with dd when the host has it,
+// else the same in Go.
 func writeZeros(tb testing.TB, path string, size int64) (time.Duration, string) {
 	tb.Helper()
 	defer os.Remove(path)

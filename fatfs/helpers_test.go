@@ -149,7 +149,8 @@ func unicodeSet() contentSet {
 		{"/uni/héllo-wörld.txt", 10, 1},
 		{"/uni/日本語.txt", 20, 2},
 		{"/uni/🚀 rocket.conf", 30, 3},
-		{"/uni/" + strings.Repeat("ä", 255), 40, 4},
+		{"/uni/" + strings.Repeat("ä", 100) + strings.Repeat("x", 55), 40, 4},
+		{"/uni/" + strings.Repeat("long-", 50) + "end.t", 50, 5},
 	}}
 }
 
