@@ -36,8 +36,7 @@ bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./configs
-	$(GO) test -run '^$$' -fuzz FuzzParseEntryName -fuzztime 30s ./partitions
+	scripts/fuzz.sh
 
 clean:
 	rm -rf bin out
