@@ -214,6 +214,11 @@ func (s *Spec) SetDefaults() {
 	if s.Hostname == "" {
 		s.Hostname = s.Name
 	}
+	if s.Update != nil {
+		s.Update.setDefaults(s.Services)
+		// the updater needs the network
+		s.Network.DHCP = true
+	}
 }
 
 // index maps the YAML tree to JSON paths: tokens to paths for decoder

@@ -15,6 +15,7 @@ type Spec struct {
 	Services []Service `yaml:"services,omitempty" json:"services,omitempty"`
 	Network  Network   `yaml:"network,omitempty" json:"network"`
 	Console  []string  `yaml:"console,omitempty" json:"console,omitempty"`
+	Update   *Update   `yaml:"update,omitempty" json:"update,omitempty"`
 
 	// Dir is the folder of the spec file; relative paths in the spec are
 	// resolved against it. Not part of the YAML.

@@ -82,6 +82,9 @@ func (s *Spec) Validate() error {
 	s.Disk.validate(c, "$.disk")
 	s.Root.validate(c, "$.root")
 	validateServices(c, s.Services, "$.services")
+	if s.Update != nil {
+		s.Update.validate(c, "$.update", s.Services)
+	}
 	for i, con := range s.Console {
 		p := index("$.console", i)
 		switch {
@@ -412,6 +415,11 @@ func (s *Spec) CheckFiles() error {
 	if m := s.Kernel.ModulesDir; m != "" {
 		if st, ok := stat(c, "$.kernel.modules_dir", s.Path(m)); ok && !st.IsDir() {
 			c.add("$.kernel.modules_dir", "%s is not a folder", s.Path(m))
+		}
+	}
+	if s.Update != nil && s.Update.PublicKey != "" {
+		if st, ok := stat(c, "$.update.public_key", s.Path(s.Update.PublicKey)); ok && !st.Mode().IsRegular() {
+			c.add("$.update.public_key", "%s is not a regular file", s.Path(s.Update.PublicKey))
 		}
 	}
 	return c.err()

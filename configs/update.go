@@ -1,0 +1,190 @@
+package configs
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml/ast"
+)
+
+// Reboot policies after an update is staged.
+const (
+	RebootImmediate = "immediate"
+	RebootWindow    = "window"
+	RebootOff       = "off"
+)
+
+// Update configures the updater daemon. A spec with an update section
+// brings the network up (DHCP).
+type Update struct {
+	// Channel is the URL of the channel folder (http or https).
+	Channel string `yaml:"channel" json:"channel"`
+	// PublicKey is the host path of the channel's update.pub; it is baked
+	// into the root and every payload is checked against it.
+	PublicKey string `yaml:"public_key" json:"public_key"`
+	// CheckInterval between checks (default 1h), with up to 10% jitter.
+	CheckInterval Duration `yaml:"check_interval,omitempty" json:"check_interval,omitempty"`
+	// Reboot is immediate (default), window or off (stage only).
+	Reboot string `yaml:"reboot,omitempty" json:"reboot,omitempty"`
+	// Window is the daily reboot window "HH:MM-HH:MM" (UTC), for reboot: window.
+	Window string `yaml:"window,omitempty" json:"window,omitempty"`
+	Health Health `yaml:"health,omitempty" json:"health"`
+}
+
+// Health decides when a new version is good enough to keep.
+type Health struct {
+	// Services must be running, without a restart, for Hold after
+	// SLATE-READY (default: every service whose restart is not never).
+	Services []string `yaml:"services,omitempty" json:"services,omitempty"`
+	// Hold is how long they must stay up (default 30s).
+	Hold Duration `yaml:"hold,omitempty" json:"hold,omitempty"`
+	// Commands must exit 0 (each within 30 s) once Hold has passed.
+	Commands []HealthCommand `yaml:"commands,omitempty" json:"commands,omitempty"`
+}
+
+// HealthCommand is one check command.
+type HealthCommand struct {
+	Command string   `yaml:"command" json:"command"`
+	Args    []string `yaml:"args,omitempty" json:"args,omitempty"`
+}
+
+// Defaults of the update section.
+const (
+	DefaultCheckInterval = Duration(time.Hour)
+	DefaultHealthHold    = Duration(30 * time.Second)
+)
+
+// Duration is a Go duration written as a string ("1h", "90s").
+type Duration time.Duration
+
+// D is the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String is Go's format.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(node ast.Node) error {
+	text, null, err := scalarText(node, `a duration like "1h" or "90s"`)
+	if err != nil || null {
+		return err
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(text))
+	if err != nil {
+		return &valueError{node: node, msg: fmt.Sprintf("%q is not a duration: write a number with a unit, like 90s, 30m or 1h", text)}
+	}
+	if v <= 0 {
+		return &valueError{node: node, msg: fmt.Sprintf("%q: a duration must be positive", text)}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the Go format.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MarshalJSON writes the Go format as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a string in Go format or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration: want a string like \"1h\": %w", err)
+	}
+	*d = Duration(n)
+	return nil
+}
+
+var windowRe = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$`)
+
+// ParseWindow reads "HH:MM-HH:MM" into minutes after midnight.
+func ParseWindow(w string) (from, to int, err error) {
+	m := windowRe.FindStringSubmatch(w)
+	if m == nil {
+		return 0, 0, fmt.Errorf("%q is not a window: write HH:MM-HH:MM (UTC), like 02:00-04:00", w)
+	}
+	var h1, m1, h2, m2 int
+	fmt.Sscan(m[1], &h1)
+	fmt.Sscan(m[2], &m1)
+	fmt.Sscan(m[3], &h2)
+	fmt.Sscan(m[4], &m2)
+	from, to = h1*60+m1, h2*60+m2
+	if from == to {
+		return 0, 0, fmt.Errorf("%q is an empty window", w)
+	}
+	return from, to, nil
+}
+
+func (u *Update) setDefaults(svcs []Service) {
+	if u.CheckInterval == 0 {
+		u.CheckInterval = DefaultCheckInterval
+	}
+	if u.Reboot == "" {
+		u.Reboot = RebootImmediate
+	}
+	if u.Health.Hold == 0 {
+		u.Health.Hold = DefaultHealthHold
+	}
+	if u.Health.Services == nil {
+		for _, s := range svcs {
+			if s.Restart != RestartNever {
+				u.Health.Services = append(u.Health.Services, s.Name)
+			}
+		}
+	}
+}
+
+func (u *Update) validate(c *collector, p string, svcs []Service) {
+	switch ch, err := url.Parse(u.Channel); {
+	case u.Channel == "":
+		c.add(p+".channel", "required: the URL of the channel folder, like http://updates.example.com/stable")
+	case err != nil || (ch.Scheme != "http" && ch.Scheme != "https") || ch.Host == "":
+		c.add(p+".channel", "%q is not an http or https URL", u.Channel)
+	}
+	if u.PublicKey == "" {
+		c.add(p+".public_key", "required: the path of the channel's update.pub (slate keygen writes it)")
+	}
+	if u.CheckInterval != 0 && u.CheckInterval.D() < 10*time.Second {
+		c.add(p+".check_interval", "%s is too short: at least 10s", u.CheckInterval)
+	}
+	switch u.Reboot {
+	case "", RebootImmediate, RebootOff:
+		if u.Window != "" {
+			c.add(p+".window", "a window needs reboot: window")
+		}
+	case RebootWindow:
+		if _, _, err := ParseWindow(u.Window); err != nil {
+			c.add(p+".window", "%v", err)
+		}
+	default:
+		c.add(p+".reboot", "%q is not a reboot policy: use immediate, window or off", u.Reboot)
+	}
+	names := map[string]bool{}
+	for _, s := range svcs {
+		names[s.Name] = true
+	}
+	for i, s := range u.Health.Services {
+		if !names[s] {
+			c.add(index(p+".health.services", i), "%q is not a service of this spec", s)
+		}
+	}
+	for i, hc := range u.Health.Commands {
+		if !strings.HasPrefix(hc.Command, "/") {
+			c.add(index(p+".health.commands", i)+".command", "%q: write an absolute path", hc.Command)
+		}
+	}
+}
