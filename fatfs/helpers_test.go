@@ -84,7 +84,6 @@ type contentSet struct {
 	name  string
 	dirs  []string
 	files []tfile
-	ascii bool // every name is ASCII (mtools compares under any locale)
 }
 
 func (c contentSet) bytes() int64 {
@@ -98,7 +97,7 @@ func (c contentSet) bytes() int64 {
 var testTime = time.Date(2024, 5, 17, 13, 45, 31, 0, time.UTC)
 
 func espSet() contentSet {
-	return contentSet{name: "esp", ascii: true,
+	return contentSet{name: "esp",
 		dirs: []string{"/slate/b"},
 		files: []tfile{
 			{"/EFI/BOOT/BOOTX64.EFI", 100*kib + 123, 1},
@@ -112,7 +111,7 @@ func espSet() contentSet {
 }
 
 func manySet() contentSet {
-	c := contentSet{name: "many", ascii: true}
+	c := contentSet{name: "many"}
 	for i := range 300 {
 		c.files = append(c.files, tfile{fmt.Sprintf("/many/a rather long file name, number %03d.txt", i), int64(i * 37 % 2000), byte(i)})
 	}
@@ -120,7 +119,7 @@ func manySet() contentSet {
 }
 
 func nestedSet() contentSet {
-	c := contentSet{name: "nested", ascii: true, dirs: []string{"/x/y/z/empty"}}
+	c := contentSet{name: "nested", dirs: []string{"/x/y/z/empty"}}
 	p := ""
 	for i, n := range []string{"one", "Two", "THREE", "four four", "five.dir", "6", "seven-seven-seven", "8"} {
 		p += "/" + n
@@ -131,7 +130,7 @@ func nestedSet() contentSet {
 }
 
 func tailSet() contentSet {
-	c := contentSet{name: "tails", ascii: true}
+	c := contentSet{name: "tails"}
 	for i := 1; i <= 12; i++ {
 		c.files = append(c.files, tfile{fmt.Sprintf("/t/longfilename-%02d.txt", i), int64(i), byte(i)})
 	}
@@ -154,7 +153,7 @@ func unicodeSet() contentSet {
 	}}
 }
 
-func emptySet() contentSet { return contentSet{name: "empty", ascii: true} }
+func emptySet() contentSet { return contentSet{name: "empty"} }
 
 func allSets() []contentSet {
 	return []contentSet{emptySet(), espSet(), manySet(), nestedSet(), tailSet(), unicodeSet()}
@@ -433,4 +432,21 @@ func mdirNames(t testing.TB, img string, offset int64, dir string) []string {
 		}
 	}
 	return names
+}
+
+// asMtools renames as mtools shows names: it knows UCS-2 only and shows
+// each half of a surrogate pair (a character outside the Basic
+// Multilingual Plane) as '_'.
+func asMtools(m map[string][]byte) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range m {
+		k = strings.Map(func(r rune) rune {
+			if r > 0xffff {
+				return -1
+			}
+			return r
+		}, strings.ReplaceAll(k, "🚀", "__🚀"))
+		out[k] = v
+	}
+	return out
 }

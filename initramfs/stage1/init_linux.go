@@ -170,13 +170,13 @@ func mountEarly() error {
 // waitRoot polls (bounded by slate.rootwait) for the partition named by
 // root=PARTUUID=, loading modules for devices that show up meanwhile
 // (USB disks take a while).
-func waitRoot(ld *kmod.Loader, cl Cmdline) (Disk, int, error) {
+func waitRoot(ld *kmod.Loader, cl Cmdline) (partitions.Disk, int, error) {
 	deadline := time.Now().Add(time.Duration(cl.RootWait) * time.Second)
 	var seen []string
 	for {
-		disks, err := ScanDisks("/sys/block", "/dev")
+		disks, err := partitions.ScanDisks("/sys/block", "/dev")
 		if err == nil {
-			if d, n, ok := FindPartUUID(disks, cl.Root); ok {
+			if d, n, ok := partitions.FindPartUUID(disks, cl.Root); ok {
 				return d, n, nil
 			}
 			seen = seen[:0]
@@ -185,7 +185,7 @@ func waitRoot(ld *kmod.Loader, cl Cmdline) (Disk, int, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			return Disk{}, 0, fmt.Errorf("no partition with PARTUUID %s after %ds (disks with a GPT: %s)", cl.Root, cl.RootWait, strings.Join(seen, ", "))
+			return partitions.Disk{}, 0, fmt.Errorf("no partition with PARTUUID %s after %ds (disks with a GPT: %s)", cl.Root, cl.RootWait, strings.Join(seen, ", "))
 		}
 		time.Sleep(50 * time.Millisecond)
 		_, _ = ld.ProbeDevices("/sys")
@@ -195,7 +195,7 @@ func waitRoot(ld *kmod.Loader, cl Cmdline) (Disk, int, error) {
 // setupState mounts STATE on /var. On first boot STATE has no filesystem:
 // grow the partition to the end of the disk if the disk is larger than
 // the image, then format it.
-func setupState(disk Disk) error {
+func setupState(disk partitions.Disk) error {
 	var state partitions.Part
 	for _, p := range disk.Layout.Parts {
 		if strings.EqualFold(p.Type, partitions.TypeState) {
@@ -243,7 +243,7 @@ func hasExt4(dev string) (bool, error) {
 
 // growState extends STATE to the end of a disk that is larger than the
 // image, and tells the kernel the new size. It returns STATE's size.
-func growState(disk Disk, state partitions.Part) (int64, error) {
+func growState(disk partitions.Disk, state partitions.Part) (int64, error) {
 	whole := "/dev/" + disk.Name
 	f, err := os.OpenFile(whole, os.O_RDWR, 0)
 	if err != nil {

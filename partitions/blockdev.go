@@ -1,4 +1,4 @@
-package stage1
+package partitions
 
 import (
 	"fmt"
@@ -7,14 +7,13 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/slateos/slate/partitions"
 )
 
 // Disk is a whole disk with its GPT.
 type Disk struct {
 	Name   string // vda, nvme0n1, sda
 	Size   int64
-	Layout partitions.Layout
+	Layout Layout
 	Parts  map[int]string // partition number -> device name (vda2, nvme0n1p2)
 }
 
@@ -59,7 +58,7 @@ func ScanDisks(sysBlock, devDir string) ([]Disk, error) {
 		if err != nil {
 			continue
 		}
-		l, err := partitions.ReadGPT(f, d.Size)
+		l, err := ReadGPT(f, d.Size)
 		f.Close()
 		if err != nil {
 			continue
