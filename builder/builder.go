@@ -7,11 +7,8 @@ package builder
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -323,20 +320,6 @@ func resolveEpoch(e *time.Time) time.Time {
 	// itself; set it so the ESP gets the same fixed time.
 	_ = os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(t.Unix(), 10))
 	return t
-}
-
-func hashFile(p string) (Artifact, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return Artifact{}, fmt.Errorf("hash %s: %w", p, err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return Artifact{}, fmt.Errorf("hash %s: %w", p, err)
-	}
-	return Artifact{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 func convertQcow2(ctx context.Context, raw, out string) error {

@@ -440,13 +440,15 @@ func mdirNames(t testing.TB, img string, offset int64, dir string) []string {
 func asMtools(m map[string][]byte) map[string][]byte {
 	out := map[string][]byte{}
 	for k, v := range m {
-		k = strings.Map(func(r rune) rune {
+		var sb strings.Builder
+		for _, r := range k {
 			if r > 0xffff {
-				return -1
+				sb.WriteString("__")
+			} else {
+				sb.WriteRune(r)
 			}
-			return r
-		}, strings.ReplaceAll(k, "🚀", "__🚀"))
-		out[k] = v
+		}
+		out[sb.String()] = v
 	}
 	return out
 }

@@ -128,24 +128,29 @@ func (s *supervisor) supervise(svc *service) {
 		var e exit
 		if err != nil {
 			e.startErr = err
+			s.setState(name, "failed", 0)
 			s.printf("SLATE-SERVICE name=%s state=failed err=%q\n", name, err.Error())
 		} else {
+			s.setState(name, "started", pid)
 			s.printf("SLATE-SERVICE name=%s state=started pid=%d\n", name, pid)
 			if !everStarted {
 				everStarted = true
 				s.markStarted()
 			}
 			e.status = <-svc.exitc
+			s.setState(name, "exited", 0)
 			s.printf("SLATE-SERVICE name=%s state=exited %s\n", name, e)
 		}
 		if s.isStopping() {
 			return
 		}
 		if !shouldRestart(svc.spec.Restart, e) {
+			s.setState(name, "stopped", 0)
 			s.printf("SLATE-SERVICE name=%s state=stopped\n", name)
 			return
 		}
 		delay = s.cfg.backoff.next(delay, time.Since(begin))
+		s.setState(name, "restarting", 0)
 		s.printf("SLATE-SERVICE name=%s state=restarting in=%s\n", name, delay)
 		t := time.NewTimer(delay)
 		select {

@@ -55,6 +55,9 @@ const servicePath = "/usr/sbin:/usr/bin:/sbin:/bin"
 // Config is what Run needs: the identity of the running system, its services
 // and network, and where output goes.
 type Config struct {
+	// StatusFile, when set, receives the system's state as JSON on every
+	// change (see Status); DefaultStatusFile in a booted system.
+	StatusFile string
 	// Version and Slot are printed in the SLATE-READY line.
 	Version, Slot string
 	// Hostname is set with sethostname(2) when PID1 is true and it is not
@@ -305,6 +308,10 @@ type supervisor struct {
 	started  int // services started at least once
 	ready    bool
 	outputWG sync.WaitGroup // output copiers
+
+	statusMu     sync.Mutex
+	status       Status
+	statusWarned bool
 }
 
 func newSupervisor(cfg Config) *supervisor {
@@ -378,6 +385,7 @@ func (s *supervisor) maybeReadyLocked() {
 		return
 	}
 	s.ready = true
+	s.setReady()
 	s.printf("SLATE-READY version=%s slot=%s\n", s.cfg.Version, s.cfg.Slot)
 	logrus.WithFields(logrus.Fields{"version": s.cfg.Version, "slot": s.cfg.Slot}).Info("slate is ready")
 }

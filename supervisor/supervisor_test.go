@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -492,5 +493,43 @@ func TestBeforeServicesHook(t *testing.T) {
 	r.stop(t)
 	if !called {
 		t.Error("hook not called")
+	}
+}
+
+func TestStatusFile(t *testing.T) {
+	dir := t.TempDir()
+	statusFile := filepath.Join(dir, "run", "status.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := Config{
+		Version: "1.2.3", Slot: "b", Console: io.Discard, LogDir: filepath.Join(dir, "log"), StatusFile: statusFile,
+		Services: []configs.Service{
+			{Name: "up", Command: "/bin/sleep", Args: []string{"30"}, Restart: configs.RestartAlways},
+			{Name: "once", Command: "/bin/true", Restart: configs.RestartNever},
+		},
+	}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := ReadStatus(statusFile)
+		if err == nil && st.Ready {
+			up, _ := st.Service("up")
+			once, _ := st.Service("once")
+			if up.State == "started" && up.PID > 0 && up.Starts == 1 && once.State == "stopped" {
+				if st.Version != "1.2.3" || st.Slot != "b" || st.ReadyAt.IsZero() {
+					t.Fatalf("status %+v", st)
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed ready with up running and once stopped: %+v %v", st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

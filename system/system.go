@@ -74,13 +74,14 @@ func run() error {
 		logrus.WithField("modules", strings.Join(mods, ",")).Info("device modules loaded")
 	}
 	return supervisor.Run(context.Background(), supervisor.Config{
-		Version:  spec.Version,
-		Slot:     Slot(),
-		Hostname: spec.Hostname,
-		Services: spec.Services,
-		DHCP:     spec.Network.DHCP,
-		LogDir:   "/var/log/slate",
-		Console:  os.Stdout,
-		PID1:     true,
+		Version:    spec.Version,
+		Slot:       Slot(),
+		Hostname:   spec.Hostname,
+		Services:   spec.Services,
+		DHCP:       spec.Network.DHCP,
+		LogDir:     "/var/log/slate",
+		StatusFile: supervisor.DefaultStatusFile,
+		Console:    os.Stdout,
+		PID1:       true,
 	})
 }

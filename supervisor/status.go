@@ -1,0 +1,108 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/renameio/v2"
+	"github.com/sirupsen/logrus"
+)
+
+// DefaultStatusFile is where PID 1 publishes the state of the system for
+// other processes (the updater's health checks, `slate update status`).
+const DefaultStatusFile = "/run/slate/status.json"
+
+// Status is the content of the status file.
+type Status struct {
+	Version  string          `json:"version"`
+	Slot     string          `json:"slot"`
+	Ready    bool            `json:"ready"`
+	ReadyAt  time.Time       `json:"ready_at,omitzero"`
+	Services []ServiceStatus `json:"services"`
+}
+
+// ServiceStatus is one service's state: started (running), exited,
+// restarting, failed (could not start) or stopped (will not restart).
+type ServiceStatus struct {
+	Name   string    `json:"name"`
+	State  string    `json:"state"`
+	PID    int       `json:"pid,omitempty"`
+	Starts int       `json:"starts"`
+	Since  time.Time `json:"since"`
+}
+
+// Service returns a service's status by name.
+func (s *Status) Service(name string) (ServiceStatus, bool) {
+	for _, x := range s.Services {
+		if x.Name == name {
+			return x, true
+		}
+	}
+	return ServiceStatus{}, false
+}
+
+// ReadStatus reads a status file.
+func ReadStatus(path string) (*Status, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read supervisor status: %w", err)
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("parse supervisor status %s: %w", path, err)
+	}
+	return &st, nil
+}
+
+// setState records a service's new state and publishes the status file.
+func (s *supervisor) setState(name, state string, pid int) {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	if s.status.Services == nil {
+		for _, svc := range s.cfg.Services {
+			s.status.Services = append(s.status.Services, ServiceStatus{Name: svc.Name, State: "waiting"})
+		}
+	}
+	for i := range s.status.Services {
+		x := &s.status.Services[i]
+		if x.Name != name {
+			continue
+		}
+		x.State, x.PID, x.Since = state, pid, time.Now().UTC()
+		if state == "started" {
+			x.Starts++
+		}
+	}
+	s.writeStatusLocked()
+}
+
+func (s *supervisor) setReady() {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	s.status.Ready, s.status.ReadyAt = true, time.Now().UTC()
+	s.writeStatusLocked()
+}
+
+func (s *supervisor) writeStatusLocked() {
+	if s.cfg.StatusFile == "" {
+		return
+	}
+	s.status.Version, s.status.Slot = s.cfg.Version, s.cfg.Slot
+	if s.status.Services == nil {
+		s.status.Services = []ServiceStatus{}
+	}
+	b, err := json.MarshalIndent(&s.status, "", "  ")
+	if err != nil {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(s.cfg.StatusFile), 0o755); err == nil {
+		err = renameio.WriteFile(s.cfg.StatusFile, append(b, '\n'), 0o644)
+	}
+	if err != nil && !s.statusWarned {
+		s.statusWarned = true
+		logrus.WithError(err).Warn("supervisor: cannot write the status file")
+	}
+}
