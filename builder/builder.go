@@ -7,8 +7,10 @@ package builder
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/partitions"
+	"github.com/slateos/slate/updater/payload"
 	"github.com/slateos/slate/version"
 )
 
@@ -37,6 +40,10 @@ type Options struct {
 	Epoch *time.Time
 	// Progress receives step updates (a progress bar on a terminal).
 	Progress Progress
+	// Channel, when set, is a channel folder the version is added to,
+	// signed with SignKey (see updater/payload).
+	Channel string
+	SignKey string
 }
 
 // DefaultEpoch is used when SOURCE_DATE_EPOCH is unset: a fixed time keeps
@@ -128,6 +135,15 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var signKey ed25519.PrivateKey
+	if o.Channel != "" {
+		if o.SignKey == "" {
+			return nil, fmt.Errorf("--channel needs --sign KEY (slate keygen writes one)")
+		}
+		if signKey, err = payload.LoadPrivateKey(o.SignKey); err != nil {
+			return nil, fmt.Errorf("--sign: %w", err)
+		}
+	}
 	layout, err := partitions.Plan(int64(spec.Disk.Size), int64(spec.Disk.ESP), int64(spec.Disk.Root), spec.Name)
 	if err != nil {
 		return nil, fmt.Errorf("$.disk: %w", err)
@@ -212,6 +228,13 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 	for _, p := range layout.Parts {
 		rep.Partitions = append(rep.Partitions, PartInfo{Num: p.Num, Label: p.Label, Type: p.Type, GUID: p.GUID, Start: p.Start, Size: p.Size})
+	}
+
+	if o.Channel != "" {
+		prog.Step("channel")
+		if err := publish(o.Channel, signKey, rawPath, layout.Part(partitions.NumRootA), spec, in, initrd.Bytes(), epoch, tmp); err != nil {
+			return nil, err
+		}
 	}
 
 	names := []string{}
@@ -357,4 +380,34 @@ func (p *timedProgress) Done() {
 	p.finish()
 	p.step = ""
 	p.Progress.Done()
+}
+
+// publish adds the built version to a channel folder: the root partition
+// image as built (streamed from the disk image), the kernel and the
+// initramfs.
+func publish(channel string, key ed25519.PrivateKey, rawPath string, root partitions.Part, spec *configs.Spec, in Inputs, initrd []byte, epoch time.Time, tmp string) error {
+	initrdPath := filepath.Join(tmp, "initrd.img")
+	if err := os.WriteFile(initrdPath, initrd, 0o644); err != nil {
+		return fmt.Errorf("channel: %w", err)
+	}
+	disk, err := os.Open(rawPath)
+	if err != nil {
+		return fmt.Errorf("channel: %w", err)
+	}
+	defer disk.Close()
+	m, err := payload.AddToChannel(channel, key, payload.Release{
+		Name:          spec.Name,
+		Version:       spec.Version,
+		KernelVersion: in.KernelVersion,
+		Created:       epoch,
+		Root:          io.NewSectionReader(disk, root.Start, root.Size),
+		RootSize:      root.Size,
+		Kernel:        in.Vmlinuz,
+		Initrd:        initrdPath,
+	})
+	if err != nil {
+		return err
+	}
+	logrus.WithFields(logrus.Fields{"channel": channel, "version": m.Version}).Info("added to channel")
+	return nil
 }

@@ -141,6 +141,17 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 	if err := ix.WriteTree(ext4Writer{fsys}, mods); err != nil {
 		return 0, fmt.Errorf("root modules: %w", err)
 	}
+	if spec.Update != nil {
+		// the key every update is checked against
+		pub := spec.Path(spec.Update.PublicKey)
+		st, err := os.Stat(pub)
+		if err != nil {
+			return 0, fmt.Errorf("$.update.public_key: %w", err)
+		}
+		if err := fsys.AddFile("/usr/lib/slate/update.pub", 0o644, 0, 0, st.Size(), openFile(pub)); err != nil {
+			return 0, fmt.Errorf("root: update.pub: %w", err)
+		}
+	}
 	for i, f := range spec.Root.Files {
 		if err := addContent(fsys, spec, f); err != nil {
 			return 0, fmt.Errorf("$.root.files[%d]: %w", i, err)

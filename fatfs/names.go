@@ -128,20 +128,26 @@ func withTail(base []byte, n int) []byte {
 // names sharing a basis, far past FAT's 65536 entries per directory.
 const maxTail = 999999
 
-// shortName picks the short name of long in a directory whose short names
+// shortName picks the short name of long in a folder whose short names
 // are in used, and whether long needs an LFN run. It does not add the
-// result to used.
-func shortName(long string, used map[[11]byte]bool) (s [11]byte, lfn bool, err error) {
+// result to used. next, if not nil, remembers per basis the lowest tail
+// that may be free, so that naming a folder of n names sharing a basis
+// takes O(n), not O(n²), steps; it is only valid while used grows.
+func shortName(long string, used map[[11]byte]bool, next map[[11]byte]int) (s [11]byte, lfn bool, err error) {
 	base, ext, lossy := basis(long)
+	key := shortEntryName(base, ext)
 	if !lossy {
-		s = shortEntryName(base, ext)
-		if !used[s] {
-			return s, displayShort(s, 0) != long, nil
+		if !used[key] {
+			return key, displayShort(key, 0) != long, nil
 		}
 	}
-	for n := 1; n <= maxTail; n++ {
+	n := max(1, next[key])
+	for ; n <= maxTail; n++ {
 		s = shortEntryName(withTail(base, n), ext)
 		if !used[s] {
+			if next != nil {
+				next[key] = n + 1
+			}
 			return s, true, nil
 		}
 	}

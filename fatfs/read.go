@@ -212,27 +212,41 @@ type extent struct{ first, n uint32 }
 // clusters (want > 0) or at the end mark (want == 0, then at most limit
 // clusters). Bad links, a chain shorter than want and loops are errors.
 func (f *FS) chain(start, want, limit uint32, what string) ([]extent, error) {
-	var ext []extent
-	c, count := start, uint32(0)
-	for {
+	var (
+		ext   []extent
+		seen  []uint64 // visited clusters, kept once the chain jumps
+		count uint32
+	)
+	mark := func(c uint32) bool {
+		i := (c - 2) / 64
+		bit := uint64(1) << ((c - 2) % 64)
+		was := seen[i]&bit != 0
+		seen[i] |= bit
+		return was
+	}
+	for c := start; ; {
 		if c < 2 || c > f.clusters+1 {
 			return nil, fmt.Errorf("fatfs: %s: cluster chain reaches %#x, outside clusters 2..%d", what, c, f.clusters+1)
 		}
 		if len(ext) > 0 && ext[len(ext)-1].first+ext[len(ext)-1].n == c {
 			ext[len(ext)-1].n++
 		} else {
+			// A run of consecutive clusters cannot loop; only a jump
+			// can, so the visited set is only built for chains that jump.
+			if len(ext) == 1 {
+				seen = make([]uint64, f.clusters/64+1)
+				for k := range ext[0].n {
+					mark(ext[0].first + k)
+				}
+			}
 			ext = append(ext, extent{c, 1})
+		}
+		if seen != nil && mark(c) {
+			return nil, fmt.Errorf("fatfs: %s: cluster chain loops at cluster %d", what, c)
 		}
 		count++
 		if want > 0 && count == want {
 			return ext, nil
-		}
-		if want == 0 && count > limit {
-			return nil, fmt.Errorf("fatfs: %s: cluster chain longer than %d clusters (a loop, or a folder over %d entries)", what, limit, maxDirEntries)
-		}
-		// A chain cannot be longer than the filesystem: a loop.
-		if count > f.clusters {
-			return nil, fmt.Errorf("fatfs: %s: cluster chain loops", what)
 		}
 		next, err := f.readFAT(c)
 		if err != nil {
@@ -246,6 +260,9 @@ func (f *FS) chain(start, want, limit uint32, what string) ([]extent, error) {
 		}
 		if next == fatBad {
 			return nil, fmt.Errorf("fatfs: %s: cluster chain reaches a bad cluster", what)
+		}
+		if want == 0 && count >= limit {
+			return nil, fmt.Errorf("fatfs: %s: cluster chain longer than %d clusters (a folder over %d entries)", what, limit, maxDirEntries)
 		}
 		c = next
 	}

@@ -174,13 +174,14 @@ func (d *node) sorted() []*node {
 // the short name another entry needs exactly.
 func assignShortNames(d *node, kids []*node) error {
 	used := map[[11]byte]bool{}
+	next := map[[11]byte]int{}
 	for pass := 0; pass < 2; pass++ {
 		for _, c := range kids {
 			_, _, lossy := basis(c.name)
 			if lossy != (pass == 1) {
 				continue
 			}
-			s, lfn, err := shortName(c.name, used)
+			s, lfn, err := shortName(c.name, used, next)
 			if err != nil {
 				return fmt.Errorf("fatfs: %s: %w", d.path, err)
 			}

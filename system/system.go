@@ -18,6 +18,7 @@ import (
 
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/supervisor"
 )
@@ -72,6 +73,10 @@ func run() error {
 		logrus.WithError(err).Warn("loading device modules")
 	} else if len(mods) > 0 {
 		logrus.WithField("modules", strings.Join(mods, ",")).Info("device modules loaded")
+	}
+	services := spec.Services
+	if spec.Update != nil {
+		services = append(append([]configs.Service(nil), services...), UpdaterService)
 	}
 	return supervisor.Run(context.Background(), supervisor.Config{
 		Version:    spec.Version,

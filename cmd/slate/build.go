@@ -14,7 +14,7 @@ import (
 )
 
 func newBuildCmd() *cobra.Command {
-	var spec, out, cache, slateBin, ver string
+	var spec, out, cache, slateBin, ver, channel, sign string
 	var formats []string
 	cmd := &cobra.Command{
 		Use:   "build -c SPEC -o DIR",
@@ -30,7 +30,7 @@ func newBuildCmd() *cobra.Command {
 			}
 			rep, err := builder.Build(cmd.Context(), builder.Options{
 				Spec: s, OutDir: out, Formats: formats, CacheDir: cache, Slate: slateBin,
-				Progress: newProgress(),
+				Progress: newProgress(), Channel: channel, SignKey: sign,
 			})
 			if err != nil {
 				return err
@@ -48,6 +48,8 @@ func newBuildCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cache, "cache", "", "cache folder with the kernel and systemd-boot (default $SLATE_CACHE or .cache)")
 	cmd.Flags().StringVar(&slateBin, "slate", "", "static slate binary to embed (default: this one)")
 	cmd.Flags().StringVar(&ver, "version", "", "override the spec's version")
+	cmd.Flags().StringVar(&channel, "channel", "", "also add the version to this channel folder (needs --sign)")
+	cmd.Flags().StringVar(&sign, "sign", "", "private key to sign the channel manifest with (slate keygen)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

@@ -257,16 +257,28 @@ func updateTop(dir string, m *Manifest, data, sig []byte) error {
 	return renameio.WriteFile(filepath.Join(dir, SignatureFile), sig, 0o644)
 }
 
-// writeZstd compresses size bytes from r into path and returns the sizes and
-// hashes of both sides. Memory use is the encoder's window and buffers,
-// independent of size.
+// writeZstd compresses size bytes from r into the new file dst and returns
+// the sizes and hashes of both sides.
 func writeZstd(dst string, r io.Reader, size int64) (File, error) {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return File{}, err
 	}
 	defer out.Close()
-	stored := &hashWriter{w: out, sum: sha256.New()}
+	f, err := compress(out, r, size)
+	if err != nil {
+		return File{}, err
+	}
+	if err := out.Sync(); err != nil {
+		return File{}, err
+	}
+	return f, out.Close()
+}
+
+// compress streams exactly size bytes from r through zstd into w. Memory use
+// is the encoder's window and buffers, independent of size.
+func compress(w io.Writer, r io.Reader, size int64) (File, error) {
+	stored := &hashWriter{w: w, sum: sha256.New()}
 	enc, err := zstd.NewWriter(stored,
 		zstd.WithEncoderLevel(zstd.SpeedDefault),
 		zstd.WithWindowSize(encoderWindow),
@@ -292,12 +304,6 @@ func writeZstd(dst string, r io.Reader, size int64) (File, error) {
 		return File{}, fmt.Errorf("image has %d bytes, stated size is %d", n, size)
 	}
 	if err := enc.Close(); err != nil {
-		return File{}, err
-	}
-	if err := out.Sync(); err != nil {
-		return File{}, err
-	}
-	if err := out.Close(); err != nil {
 		return File{}, err
 	}
 	return File{

@@ -35,6 +35,23 @@ func (e *HTTPError) Temporary() bool {
 // zero could not. Content-Encoding is refused (Accept-Encoding: identity) so
 // offsets always count the file's own bytes.
 func Fetch(ctx context.Context, client *http.Client, url string, offset int64) (io.ReadCloser, error) {
+	f, err := fetch(ctx, client, url, offset)
+	if err != nil {
+		return nil, err
+	}
+	return f.body, nil
+}
+
+// fetched is an open response body and whether its end is the end of the file.
+type fetched struct {
+	body io.ReadCloser
+	// definite is true when the server said how long the answer is
+	// (Content-Length, or a 416 saying offset is at or past the end): then a
+	// clean EOF is the end of the file and not a dropped connection.
+	definite bool
+}
+
+func fetch(ctx context.Context, client *http.Client, url string, offset int64) (*fetched, error) {
 	if offset < 0 {
 		return nil, fmt.Errorf("fetch %s: negative offset %d", url, offset)
 	}
@@ -53,22 +70,28 @@ func Fetch(ctx context.Context, client *http.Client, url string, offset int64) (
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	fail := func(err error) (io.ReadCloser, error) {
+	fail := func(err error) (*fetched, error) {
 		resp.Body.Close()
 		return nil, err
 	}
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return fail(fmt.Errorf("fetch %s: server sent Content-Encoding %q; slate needs the file's own bytes", url, ce))
 	}
+	definite := resp.ContentLength >= 0
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if offset > 0 {
 			n, err := io.CopyN(io.Discard, resp.Body, offset)
+			if err == io.EOF && definite {
+				// The whole file is shorter than offset: nothing is left.
+				resp.Body.Close()
+				return &fetched{body: http.NoBody, definite: true}, nil
+			}
 			if err != nil {
 				return fail(fmt.Errorf("fetch %s: server ignored Range; skipping to offset %d: got %d bytes: %w", url, offset, n, err))
 			}
 		}
-		return resp.Body, nil
+		return &fetched{body: resp.Body, definite: definite}, nil
 	case resp.StatusCode == http.StatusPartialContent && offset > 0:
 		start, err := contentRangeStart(resp.Header.Get("Content-Range"))
 		if err != nil {
@@ -77,10 +100,27 @@ func Fetch(ctx context.Context, client *http.Client, url string, offset int64) (
 		if start != offset {
 			return fail(fmt.Errorf("fetch %s: asked for bytes from %d, server sent them from %d", url, offset, start))
 		}
-		return resp.Body, nil
-	default:
-		return fail(&HTTPError{URL: url, StatusCode: resp.StatusCode, Status: resp.Status})
+		return &fetched{body: resp.Body, definite: definite}, nil
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && offset > 0:
+		// "bytes */N" with N <= offset: the file ends where we are. That is
+		// an answer (the caller's size check decides if it is too short),
+		// not an error to retry.
+		if total, ok := contentRangeTotal(resp.Header.Get("Content-Range")); ok && total <= offset {
+			resp.Body.Close()
+			return &fetched{body: http.NoBody, definite: true}, nil
+		}
 	}
+	return fail(&HTTPError{URL: url, StatusCode: resp.StatusCode, Status: resp.Status})
+}
+
+// contentRangeTotal parses the N of "bytes */N".
+func contentRangeTotal(h string) (int64, bool) {
+	rest, ok := strings.CutPrefix(h, "bytes */")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rest, 10, 64)
+	return n, err == nil && n >= 0
 }
 
 // contentRangeStart parses "bytes START-END/TOTAL" (TOTAL may be "*").
@@ -119,16 +159,18 @@ type ResumingReader struct {
 	client *http.Client
 	url    string
 
-	// Size, if > 0, is the expected length. A clean EOF before it is taken as
-	// a dropped connection too (a server without Content-Length that closes
-	// early looks exactly like that).
+	// Size, if > 0, is the expected length. A clean EOF before it, on an
+	// answer without Content-Length, is taken as a dropped connection too: a
+	// server streaming without a length that dies early looks exactly like
+	// that. With a Content-Length, Go reports a short body as
+	// io.ErrUnexpectedEOF, so a clean EOF there is the real end.
 	Size int64
 	// MaxRetries is the number of consecutive failed attempts allowed.
 	MaxRetries int
 	// Backoff is the first wait before a retry; it doubles up to MaxBackoff.
 	Backoff, MaxBackoff time.Duration
 
-	body     io.ReadCloser
+	body     *fetched
 	offset   int64
 	failures int
 	requests int
@@ -162,7 +204,7 @@ func (r *ResumingReader) Read(p []byte) (int, error) {
 		}
 		if r.body == nil {
 			r.requests++
-			body, err := Fetch(r.ctx, r.client, r.url, r.offset)
+			body, err := fetch(r.ctx, r.client, r.url, r.offset)
 			if err != nil {
 				var he *HTTPError
 				if errors.As(err, &he) && !he.Temporary() {
@@ -175,7 +217,7 @@ func (r *ResumingReader) Read(p []byte) (int, error) {
 			}
 			r.body = body
 		}
-		n, err := r.body.Read(p)
+		n, err := r.body.body.Read(p)
 		r.offset += int64(n)
 		if n > 0 {
 			r.failures = 0
@@ -183,7 +225,7 @@ func (r *ResumingReader) Read(p []byte) (int, error) {
 		switch {
 		case err == nil:
 			return n, nil
-		case err == io.EOF && (r.Size <= 0 || r.offset >= r.Size):
+		case err == io.EOF && (r.body.definite || r.Size <= 0 || r.offset >= r.Size):
 			r.closeBody()
 			r.err = io.EOF
 			return n, io.EOF
@@ -237,7 +279,7 @@ func (r *ResumingReader) stop(err error) error {
 
 func (r *ResumingReader) closeBody() {
 	if r.body != nil {
-		r.body.Close()
+		r.body.body.Close()
 		r.body = nil
 	}
 }

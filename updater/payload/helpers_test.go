@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -113,7 +112,9 @@ type testRelease struct {
 	kernel, initrd  []byte
 }
 
-func (r testRelease) root() *sparseImage { return newSparseImage(r.rootSize, r.every, seedOf(r.version)) }
+func (r testRelease) root() *sparseImage {
+	return newSparseImage(r.rootSize, r.every, seedOf(r.version))
+}
 
 func seedOf(s string) uint64 {
 	h := sha256.Sum256([]byte(s))
@@ -278,7 +279,7 @@ func download(ctx context.Context, t testing.TB, client *http.Client, base strin
 		rr.Close()
 		requests[f.Role] = rr.Requests()
 		if err != nil {
-			return m, requests, fmt.Errorf("%s: %w", f.Path, err)
+			return m, requests, err
 		}
 	}
 	return m, requests, nil

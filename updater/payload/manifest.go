@@ -166,10 +166,6 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 
 	m := &Manifest{}
-	known := []string{"format", "name", "version", "kernel_version", "created", "files"}
-	if err := checkKeys(obj, "$", known); err != nil {
-		return nil, err
-	}
 
 	// format first: a newer format may have other fields, and "too new" is the
 	// useful message then, not "unknown field".
@@ -184,6 +180,10 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fieldErr("$.format", "format must be %d, got %d", FormatVersion, format)
 	}
 	m.Format = int(format)
+	known := []string{"format", "name", "version", "kernel_version", "created", "files"}
+	if err := checkKeys(obj, "$", known); err != nil {
+		return nil, err
+	}
 
 	if m.Name, err = stringField(obj, "$", "name"); err != nil {
 		return nil, err

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slateos/slate/system"
+	"github.com/slateos/slate/updater"
+	"github.com/slateos/slate/updater/payload"
+)
+
+func newUpdatedCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "updated",
+		Short:  "Run the update daemon (started by PID 1 when the spec has an update section)",
+		Args:   cobra.NoArgs,
+		Hidden: true,
+		RunE:   func(cmd *cobra.Command, args []string) error { return system.RunUpdater() },
+	}
+}
+
+func newUpdateCmd() *cobra.Command {
+	var asJSON bool
+	up := &cobra.Command{Use: "update", Short: "Control the update daemon of this machine"}
+	up.PersistentFlags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	op := func(use, short, name string, nargs int) *cobra.Command {
+		return &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.ExactArgs(nargs),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				src := ""
+				if nargs == 1 {
+					src = args[0]
+				}
+				st, err := updater.Client{}.Do(cmd.Context(), name, src)
+				if st != nil {
+					printStatus(cmd.OutOrStdout(), st, asJSON)
+				}
+				return err
+			},
+		}
+	}
+	up.AddCommand(
+		op("status", "Show the running and the other slot, and what the daemon is doing", "status", 0),
+		op("check", "Check the channel now and apply a newer version", "check", 0),
+		op("apply FOLDER|URL", "Apply the version in a channel or version folder, or at a URL (air-gapped machines)", "apply", 1),
+		op("rollback", "Boot the other slot next, if it holds a good version", "rollback", 0),
+	)
+	return up
+}
+
+func printStatus(w io.Writer, st *updater.Status, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return
+	}
+	fmt.Fprintf(w, "running:  %s %s in slot %s\n", st.Name, st.Version, st.Slot)
+	other := st.Other.Version
+	if other == "" {
+		other = "-"
+	}
+	fmt.Fprintf(w, "other:    slot %s: %s (%s)\n", st.Other.Slot, other, st.Other.State)
+	state := st.State
+	if st.State == "downloading" {
+		state = fmt.Sprintf("%s %d%%", st.State, st.Percent)
+	}
+	fmt.Fprintf(w, "updater:  %s\n", state)
+	if st.Staged != "" {
+		fmt.Fprintf(w, "staged:   %s (boots on the next reboot)\n", st.Staged)
+	}
+	if st.Channel != "" {
+		fmt.Fprintf(w, "channel:  %s\n", st.Channel)
+	}
+	if !st.LastCheck.IsZero() {
+		fmt.Fprintf(w, "checked:  %s\n", st.LastCheck.Format(time.RFC3339))
+	}
+	if st.LastError != "" {
+		fmt.Fprintf(w, "error:    %s\n", st.LastError)
+	}
+	vs := make([]string, 0, len(st.Failed))
+	for v := range st.Failed {
+		vs = append(vs, v)
+	}
+	sort.Strings(vs)
+	for _, v := range vs {
+		fmt.Fprintf(w, "failed:   %s: %s\n", v, st.Failed[v].Reason)
+	}
+}
+
+func newKeygenCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "keygen -o DIR",
+		Short: "Write an ed25519 key pair for signing updates (DIR/update.key, DIR/update.pub)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			if err := payload.GenerateKey(dir); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/update.key (keep it secret)\n%s/update.pub (name it in the spec: update.public_key)\n", dir, dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "output", "o", ".", "folder for the key pair")
+	return cmd
+}
+
+func newServeCmd() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "serve DIR",
+		Short: "Serve a channel folder over HTTP (with Range support) for tests, demos and small sites",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if st, err := os.Stat(args[0]); err != nil || !st.IsDir() {
+				return fmt.Errorf("serve: %s is not a folder", args[0])
+			}
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "serving %s on http://%s/\n", args[0], l.Addr())
+			srv := &http.Server{Handler: payload.Serve(args[0]), ReadHeaderTimeout: 10 * time.Second}
+			go func() {
+				<-cmd.Context().Done()
+				srv.Close()
+			}()
+			if err := srv.Serve(l); err != nil && err != http.ErrServerClosed {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
+	return cmd
+}

@@ -1,0 +1,62 @@
+package system
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/slateos/slate/bootlog"
+	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/kmod"
+	"github.com/slateos/slate/supervisor"
+	"github.com/slateos/slate/updater"
+	"github.com/slateos/slate/updater/payload"
+)
+
+// UpdaterService is how PID 1 runs the updater when the spec has an
+// update section.
+var UpdaterService = configs.Service{
+	Name:    "slate-updated",
+	Command: "/usr/bin/slate",
+	Args:    []string{"updated"},
+	Restart: configs.RestartAlways,
+}
+
+// RunUpdater is `slate updated`: the update daemon of this machine.
+func RunUpdater() error {
+	bootlog.Setup(os.Stdout, "slate-updated")
+	info, err := LoadImageInfo("/")
+	if err != nil {
+		return err
+	}
+	spec := info.Spec
+	if spec.Update == nil {
+		return fmt.Errorf("this image has no update section in its spec")
+	}
+	pub, err := payload.LoadPublicKey(updater.PublicKeyPath)
+	if err != nil {
+		return err
+	}
+	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", info.KernelVersion), SysModule: "/sys/module"}
+	m, err := updater.DetectMachine(func() error { return ld.Probe("vfat", "nls_cp437", "nls_ascii") })
+	if err != nil {
+		return err
+	}
+	d := &updater.Daemon{
+		Name:       spec.Name,
+		Version:    spec.Version,
+		Slot:       Slot(),
+		Config:     *spec.Update,
+		PublicKey:  pub,
+		Machine:    m,
+		StateFile:  updater.DefaultStateFile,
+		StatusFile: supervisor.DefaultStatusFile,
+		Reboot:     func() error { return supervisor.RequestShutdown(supervisor.Reboot) },
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return d.Run(ctx)
+}

@@ -1,0 +1,218 @@
+package updater
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/slateos/slate/partitions"
+	"github.com/slateos/slate/updater/payload"
+)
+
+// FetchManifest reads a source's manifest and checks its signature before
+// parsing it: nothing unsigned is ever interpreted.
+func FetchManifest(ctx context.Context, src Source, pub ed25519.PublicKey) (*payload.Manifest, error) {
+	data, sig, err := src.Manifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := payload.Verify(pub, data, sig); err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	m, err := payload.ParseManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	return m, nil
+}
+
+// Target is the idle slot an update is written to.
+type Target struct {
+	Slot     string // "a" or "b"
+	RootDev  string // the slot's root partition (a block device, or a file in tests)
+	RootSize int64  // its size in bytes
+	Boot     partitions.BootDir
+	Options  string // kernel command line of the new entry
+	Tries    int    // boot tries of the new entry
+}
+
+// Reporter receives progress: a state and key/value pairs.
+type Reporter func(state string, kv ...any)
+
+// Apply writes version m from src into the idle slot t and flips to it.
+// Order matters for power cuts: the slot's old entry goes first, the new
+// entry (the flip) comes last, after the root, kernel and initramfs are
+// written, read back or verified, and synced.
+func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, report Reporter) error {
+	if report == nil {
+		report = func(string, ...any) {}
+	}
+	root, ok1 := m.File(payload.RoleRoot)
+	kernel, ok2 := m.File(payload.RoleKernel)
+	initrd, ok3 := m.File(payload.RoleInitrd)
+	if !ok1 || !ok2 || !ok3 {
+		return fmt.Errorf("manifest of %s lacks a root, kernel or initrd file", m.Version)
+	}
+	if root.Size > t.RootSize {
+		return fmt.Errorf("root image of %s is %d bytes, slot %s holds %d", m.Version, root.Size, t.Slot, t.RootSize)
+	}
+	if err := t.Boot.RemoveSlot(t.Slot); err != nil {
+		return fmt.Errorf("remove slot %s's entry: %w", t.Slot, err)
+	}
+	report("downloading", "version", m.Version, "slot", t.Slot, "percent", 0)
+	if err := writeRoot(ctx, src, root, t, func(p int) {
+		report("downloading", "version", m.Version, "slot", t.Slot, "percent", p)
+	}); err != nil {
+		return err
+	}
+	report("verifying", "version", m.Version, "slot", t.Slot)
+	if err := readBack(t.RootDev, root); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		file payload.File
+		name string
+	}{{kernel, "vmlinuz"}, {initrd, "initrd.img"}} {
+		if err := writeBootFile(ctx, src, f.file, t, f.name); err != nil {
+			return err
+		}
+	}
+	dir := partitions.SlotDir(t.Slot)
+	name, err := t.Boot.InstallEntry(partitions.EntryConfig{
+		Title:   fmt.Sprintf("slate %s %s (slot %s)", m.Name, m.Version, t.Slot),
+		Version: m.Version,
+		Slot:    t.Slot,
+		Linux:   dir + "/vmlinuz",
+		Initrd:  dir + "/initrd.img",
+		Options: t.Options,
+	}, t.Tries)
+	if err != nil {
+		return fmt.Errorf("write the boot entry: %w", err)
+	}
+	report("staged", "version", m.Version, "slot", t.Slot, "entry", name)
+	return nil
+}
+
+// writeRoot streams the root image into the partition, decompressing and
+// verifying on the way: no full local copy, bounded memory.
+func writeRoot(ctx context.Context, src Source, f payload.File, t Target, progress func(int)) error {
+	rc, err := src.Open(ctx, f.Path)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	v, err := payload.OpenFile(f, rc)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	dev, err := os.OpenFile(t.RootDev, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open slot %s (%s): %w", t.Slot, t.RootDev, err)
+	}
+	defer dev.Close()
+	buf := make([]byte, 4<<20)
+	var written int64
+	last := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, rerr := v.Read(buf)
+		if n > 0 {
+			if _, err := dev.Write(buf[:n]); err != nil {
+				return fmt.Errorf("write slot %s (%s): %w", t.Slot, t.RootDev, err)
+			}
+			written += int64(n)
+			if p := int(written * 100 / f.Size); p/10 > last/10 && p < 100 {
+				last = p
+				progress(p)
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("root image: %w", rerr)
+		}
+	}
+	if err := dev.Sync(); err != nil {
+		return fmt.Errorf("sync slot %s: %w", t.Slot, err)
+	}
+	progress(100)
+	return nil
+}
+
+// readBack hashes what reached the partition, not what the page cache
+// holds: the cache is dropped first.
+func readBack(p string, f payload.File) error {
+	dev, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("read back %s: %w", p, err)
+	}
+	defer dev.Close()
+	_ = unix.Fadvise(int(dev.Fd()), 0, f.Size, unix.FADV_DONTNEED)
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, io.LimitReader(dev, f.Size), make([]byte, 4<<20))
+	if err != nil {
+		return fmt.Errorf("read back %s: %w", p, err)
+	}
+	if n != f.Size {
+		return fmt.Errorf("read back %s: %d of %d bytes", p, n, f.Size)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 {
+		return fmt.Errorf("read back %s: sha256 %s, want %s: the disk did not keep what was written", p, got, f.SHA256)
+	}
+	return nil
+}
+
+func writeBootFile(ctx context.Context, src Source, f payload.File, t Target, name string) error {
+	rc, err := src.Open(ctx, f.Path)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	v, err := payload.OpenFile(f, rc)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	// WriteSlotFile renames the file into place only after the verifier
+	// reached a clean end.
+	if _, err := t.Boot.WriteSlotFile(t.Slot, name, v); err != nil {
+		return fmt.Errorf("%s of slot %s: %w", name, t.Slot, err)
+	}
+	return nil
+}
+
+// EntryOptions derives the new slot's kernel command line from the running
+// entry's: the same console and extra arguments, with root= and
+// slate.slot= pointing at the new slot.
+func EntryOptions(running string, slot, partUUID string) string {
+	var out []string
+	for _, f := range strings.Fields(running) {
+		if strings.HasPrefix(f, "root=") || strings.HasPrefix(f, "slate.slot=") {
+			continue
+		}
+		out = append(out, f)
+	}
+	return strings.Join(append([]string{"root=PARTUUID=" + strings.ToLower(partUUID), "slate.slot=" + slot}, out...), " ")
+}
+
+// jitter spreads checks of a fleet: up to 10% of d either way.
+func jitter(d time.Duration, r func(int64) int64) time.Duration {
+	span := int64(d) / 5
+	if span <= 0 {
+		return d
+	}
+	return d - time.Duration(span/2) + time.Duration(r(span))
+}

@@ -1,0 +1,156 @@
+// Package updater moves a slate machine to a new version: it checks a
+// channel, verifies the signed manifest, streams the new root into the
+// idle slot while verifying it, writes the slot's kernel and initramfs,
+// and flips the boot entry; after the reboot it blesses the new slot once
+// it is healthy, and notices when the new slot never came up.
+package updater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/slateos/slate/updater/payload"
+)
+
+// maxManifest bounds what a channel can make us read before the signature
+// check.
+const maxManifest = 1 << 20
+
+// Source is where a version comes from: a channel over HTTP, or a channel
+// or version folder on a local file system (air-gapped machines).
+type Source interface {
+	// Manifest returns the manifest bytes and the signature file.
+	Manifest(ctx context.Context) (data, sig []byte, err error)
+	// Open opens a file named by the manifest (relative to the channel).
+	Open(ctx context.Context, rel string) (io.ReadCloser, error)
+	String() string
+}
+
+// NewSource makes a Source from a URL (http, https) or a folder path.
+func NewSource(loc string, client *http.Client) (Source, error) {
+	if strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://") {
+		u, err := url.Parse(loc)
+		if err != nil {
+			return nil, fmt.Errorf("channel %q: %w", loc, err)
+		}
+		if client == nil {
+			client = http.DefaultClient
+		}
+		return &httpSource{base: u, client: client}, nil
+	}
+	st, err := os.Stat(loc)
+	if err != nil {
+		return nil, fmt.Errorf("update source: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("update source %s: want a channel or version folder (with manifest.json) or an http(s) URL", loc)
+	}
+	return dirSource(loc), nil
+}
+
+type httpSource struct {
+	base   *url.URL
+	client *http.Client
+}
+
+func (s *httpSource) String() string { return s.base.String() }
+
+func (s *httpSource) url(rel string) string {
+	u := *s.base
+	u.Path = path.Join(u.Path, rel)
+	return u.String()
+}
+
+func (s *httpSource) get(ctx context.Context, rel string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url(rel), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", s.url(rel), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch %s: %s", s.url(rel), resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifest+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", s.url(rel), err)
+	}
+	if len(b) > maxManifest {
+		return nil, fmt.Errorf("fetch %s: larger than %d bytes", s.url(rel), maxManifest)
+	}
+	return b, nil
+}
+
+func (s *httpSource) Manifest(ctx context.Context) ([]byte, []byte, error) {
+	data, err := s.get(ctx, "manifest.json")
+	if err != nil {
+		return nil, nil, err
+	}
+	sig, err := s.get(ctx, "manifest.json.sig")
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, sig, nil
+}
+
+func (s *httpSource) Open(ctx context.Context, rel string) (io.ReadCloser, error) {
+	// resumes with HTTP Range after a dropped connection
+	return payload.NewResumingReader(ctx, s.client, s.url(rel)), nil
+}
+
+type dirSource string
+
+func (d dirSource) String() string { return string(d) }
+
+func (d dirSource) Manifest(context.Context) ([]byte, []byte, error) {
+	read := func(name string) ([]byte, error) {
+		f, err := os.Open(filepath.Join(string(d), name))
+		if err != nil {
+			return nil, fmt.Errorf("update source: %w", err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxManifest+1))
+		if err != nil {
+			return nil, fmt.Errorf("update source: read %s: %w", name, err)
+		}
+		if len(b) > maxManifest {
+			return nil, fmt.Errorf("update source: %s is larger than %d bytes", name, maxManifest)
+		}
+		return b, nil
+	}
+	data, err := read("manifest.json")
+	if err != nil {
+		return nil, nil, err
+	}
+	sig, err := read("manifest.json.sig")
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, sig, nil
+}
+
+// Open resolves paths against the channel folder; given a version folder
+// (whose manifest names "1.1.0/root.img.zst"), against its parent.
+func (d dirSource) Open(_ context.Context, rel string) (io.ReadCloser, error) {
+	for _, base := range []string{string(d), filepath.Dir(string(d))} {
+		f, err := os.Open(filepath.Join(base, filepath.FromSlash(rel)))
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("update source: %w", err)
+		}
+	}
+	return nil, fmt.Errorf("update source %s: %s: %w", d, rel, os.ErrNotExist)
+}
