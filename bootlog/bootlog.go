@@ -17,6 +17,7 @@ import (
 var (
 	mu      sync.Mutex
 	console io.Writer = os.Stdout
+	events  io.Writer // where Event lines go; console when nil
 	kmsg    io.Writer
 	tag     = "slate"
 )
@@ -38,6 +39,13 @@ func Setup(w io.Writer, name string) {
 		TimestampFormat: "15:04:05.000",
 	})
 	logrus.AddHook(kmsgHook{})
+}
+
+// SetEvents sends Event lines to w instead of the log output.
+func SetEvents(w io.Writer) {
+	mu.Lock()
+	defer mu.Unlock()
+	events = w
 }
 
 type kmsgHook struct{}
@@ -75,6 +83,9 @@ func Event(kind string, kv ...any) {
 	line := Format(kind, kv...)
 	mu.Lock()
 	w, k := console, kmsg
+	if events != nil {
+		w = events
+	}
 	mu.Unlock()
 	_, _ = io.WriteString(w, line+"\n")
 	if k != nil {

@@ -44,43 +44,95 @@ func FuzzOpen(f *testing.F) {
 			return
 		}
 		const size = 4 << 30
-		fsys, err := Open(tiled{data, size}, 0, size)
+		readAll(t, tiled{data, size}, size)
+	})
+}
+
+// FuzzOpenPatch overwrites part of a valid image (the boot sector, the
+// FAT, the root folder or another folder) with fuzz bytes and reads
+// everything: deep structures are reached that random bytes rarely form.
+func FuzzOpenPatch(f *testing.F) {
+	const size = 33 * mib
+	base := memImage(f, size, espSet())
+	fsys, err := Open(base, 0, size)
+	if err != nil {
+		f.Fatal(err)
+	}
+	regions := []int64{0, int64(reservedSectors) * 512, fsys.clusterOff(fsys.root), fsys.clusterOff(fileCluster(f, base, "loader"))}
+	f.Add(uint8(0), uint16(13), []byte{4})
+	f.Add(uint8(1), uint16(8), []byte{3, 0, 0, 0})
+	f.Add(uint8(2), uint16(32*3+26), []byte{2, 0})
+	f.Add(uint8(3), uint16(32*2), []byte{0x41, 'a', 0, 'b', 0})
+	f.Fuzz(func(t *testing.T, region uint8, off uint16, patch []byte) {
+		at := regions[int(region)%len(regions)] + int64(off)
+		readAll(t, overlay{base, at, patch}, size)
+	})
+}
+
+// overlay is an image with patch written over it at off.
+type overlay struct {
+	base  memDisk
+	off   int64
+	patch []byte
+}
+
+func (o overlay) ReadAt(p []byte, off int64) (int, error) {
+	n, err := o.base.ReadAt(p, off)
+	// Copy the part of the patch that falls into [off, off+n).
+	lo, hi := max(off, o.off), min(off+int64(n), o.off+int64(len(o.patch)))
+	if lo < hi {
+		copy(p[lo-off:hi-off], o.patch[lo-o.off:hi-o.off])
+	}
+	return n, err
+}
+
+// readAll opens the image and reads every folder and file it lists, within
+// bounds (folders may form cycles in a corrupt image).
+func readAll(t *testing.T, r io.ReaderAt, size int64) {
+	fsys, err := Open(r, 0, size)
+	if err != nil {
+		return
+	}
+	_ = fsys.Label()
+	budget := 2000
+	var walk func(dir string, depth int)
+	walk = func(dir string, depth int) {
+		ents, err := fsys.ReadDir(dir)
 		if err != nil {
 			return
 		}
-		_ = fsys.Label()
-		budget := 2000
-		var walk func(dir string, depth int)
-		walk = func(dir string, depth int) {
-			ents, err := fsys.ReadDir(dir)
-			if err != nil {
+		for _, e := range ents {
+			if budget--; budget < 0 {
 				return
 			}
-			for _, e := range ents {
-				if budget--; budget < 0 {
-					return
-				}
-				p := path.Join(dir, e.Name())
-				info, err := e.Info()
-				if err != nil {
-					t.Fatal(err)
-				}
-				switch {
-				case e.IsDir() && depth < 6:
-					walk(p, depth+1)
-				case !e.IsDir() && info.Size() <= 1<<20:
-					if b, err := fsys.ReadFile(p); err == nil && int64(len(b)) != info.Size() {
+			p := path.Join(dir, e.Name())
+			info, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fsys.Stat(p); err != nil && !e.IsDir() {
+				// Names may repeat in a corrupt folder; Stat finds the
+				// first, which exists.
+				t.Fatalf("Stat(%q) of a listed name: %v", p, err)
+			}
+			switch {
+			case e.IsDir() && depth < 6:
+				walk(p, depth+1)
+			case !e.IsDir() && info.Size() <= 1<<20:
+				if b, err := fsys.ReadFile(p); err == nil && int64(len(b)) != info.Size() {
+					b2, _ := fsys.ReadFile(p)
+					if len(b2) != len(b) {
 						t.Fatalf("%s: %d bytes, size %d", p, len(b), info.Size())
 					}
-					if fl, err := fsys.Open(p); err == nil {
-						io.Copy(io.Discard, fl)
-						fl.Close()
-					}
+				}
+				if fl, err := fsys.Open(p); err == nil {
+					io.Copy(io.Discard, fl)
+					fl.Close()
 				}
 			}
 		}
-		walk(".", 0)
-	})
+	}
+	walk(".", 0)
 }
 
 // FuzzNames gives a folder the "/"-separated names, encodes it and

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -35,7 +36,18 @@ func mountCheck(t *testing.T, img string, offset int64, want map[string][]byte) 
 	})
 }
 
+var (
+	mountOnce   sync.Once
+	mountReason string
+)
+
+// mountUnavailable says why vfat cannot be mounted here, or "".
 func mountUnavailable() string {
+	mountOnce.Do(func() { mountReason = probeMount() })
+	return mountReason
+}
+
+func probeMount() string {
 	if os.Geteuid() != 0 {
 		return "not root"
 	}

@@ -419,6 +419,12 @@ func (d *dir) decode() {
 		if ent.name == "" {
 			ent.name = displayShort(short, e[12])
 		}
+		// A short name of a corrupt folder can hold bytes no path can
+		// name; such an entry is left out rather than listed unreachable.
+		if ent.name == "" || ent.name == "." || ent.name == ".." || strings.ContainsAny(ent.name, "/\x00") {
+			reset()
+			continue
+		}
 		d.entries = append(d.entries, ent)
 		reset()
 	}

@@ -82,7 +82,7 @@ func run() error {
 		Version:    spec.Version,
 		Slot:       Slot(),
 		Hostname:   spec.Hostname,
-		Services:   spec.Services,
+		Services:   services,
 		DHCP:       spec.Network.DHCP,
 		LogDir:     "/var/log/slate",
 		StatusFile: supervisor.DefaultStatusFile,

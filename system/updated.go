@@ -3,6 +3,7 @@ package system
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,7 +28,15 @@ var UpdaterService = configs.Service{
 
 // RunUpdater is `slate updated`: the update daemon of this machine.
 func RunUpdater() error {
+	// SLATE-UPDATE lines go to the console itself, not through the
+	// supervisor's "[slate-updated] " prefix, so they read like every
+	// other contract line; logs go to stdout (console and log file).
+	console := io.Writer(os.Stdout)
+	if f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
+		console = f
+	}
 	bootlog.Setup(os.Stdout, "slate-updated")
+	bootlog.SetEvents(console)
 	info, err := LoadImageInfo("/")
 	if err != nil {
 		return err

@@ -138,11 +138,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer srv.Close()
 	d.settle(ctx)
+	retry := 5 * time.Second
 	for {
+		wait := jitter(d.Config.CheckInterval.D(), rand.Int64N)
 		if err := d.Check(ctx, false); err != nil && ctx.Err() == nil {
 			logrus.WithError(err).Warn("updater: check failed")
+			// The network may not be up yet after boot, or the server
+			// is down for a moment: try again soon, backing off to the
+			// normal interval.
+			wait = min(wait, retry)
+			retry = min(2*retry, d.Config.CheckInterval.D())
+		} else {
+			retry = 5 * time.Second
 		}
-		wait := jitter(d.Config.CheckInterval.D(), rand.Int64N)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -384,7 +392,7 @@ func (d *Daemon) rebootPerPolicy(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
-	d.report("rebooting", "version", d.Version)
+	d.report("rebooting", "from", d.Version)
 	if d.Reboot == nil {
 		return nil
 	}

@@ -59,7 +59,9 @@ type filesOnly struct{ fsys fs.FS }
 func (f filesOnly) Open(name string) (fs.File, error) {
 	file, err := f.fsys.Open(name)
 	if err != nil {
-		return nil, err
+		// Whatever the reason (missing, a symlink out of the folder, no
+		// permission), the client learns only that there is no such file.
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
 	st, err := file.Stat()
 	if err != nil {

@@ -1,0 +1,246 @@
+package payload
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// cutWriter passes at most left bytes to the client, then kills the
+// connection mid-body, as a flaky network or a crashing proxy does.
+type cutWriter struct {
+	http.ResponseWriter
+	left int64
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > c.left {
+		n, _ := c.ResponseWriter.Write(p[:c.left])
+		c.left -= int64(n)
+		http.NewResponseController(c.ResponseWriter).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+const cutEvery = 5 << 20
+
+// flakyServer serves dir and drops every connection after cutEvery bytes of
+// body. With ignoreRange it also answers every request with 200 and the whole
+// file; the k-th request is then cut at k*cutEvery bytes from the start, so
+// each attempt gets further.
+func flakyServer(t *testing.T, dir string, ignoreRange bool) (*httptest.Server, *atomic.Int64) {
+	var requests atomic.Int64
+	files := Serve(dir)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := requests.Add(1)
+		limit := int64(cutEvery)
+		if ignoreRange {
+			r.Header.Del("Range")
+			limit = k * cutEvery
+		}
+		files.ServeHTTP(&cutWriter{ResponseWriter: w, left: limit}, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &requests
+}
+
+func TestResumingReader(t *testing.T) {
+	f := fixture(t)
+	root, _ := f.manifests["1.1.0"].File(RoleRoot)
+	if root.CompressedSize < 3*cutEvery {
+		t.Fatalf("test root compresses to %d bytes; need several cuts", root.CompressedSize)
+	}
+	for _, ignoreRange := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ignoreRange=%v", ignoreRange), func(t *testing.T) {
+			srv, requests := flakyServer(t, f.channel, ignoreRange)
+			rr := NewResumingReader(context.Background(), srv.Client(), srv.URL+"/"+root.Path)
+			rr.Backoff, rr.MaxBackoff = time.Millisecond, 5*time.Millisecond
+			defer rr.Close()
+			v, err := OpenFile(root, rr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			sameStream(t, f.expected("1.1.0", RoleRoot), v)
+			if _, err := v.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("end: %v", err)
+			}
+			want := int(root.CompressedSize/cutEvery) + 1
+			t.Logf("%d bytes in %d requests", root.CompressedSize, rr.Requests())
+			if rr.Requests() != want || requests.Load() != int64(want) {
+				t.Errorf("%d requests (server saw %d), want %d", rr.Requests(), requests.Load(), want)
+			}
+		})
+	}
+}
+
+func TestResumingReaderFailures(t *testing.T) {
+	abort := func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) }
+	tests := []struct {
+		name      string
+		handler   http.HandlerFunc
+		cancel    time.Duration // cancel the context after this long
+		backoff   time.Duration
+		wantReqs  int64
+		wantErr   string
+		wantHTTP  int
+		wantCause error
+	}{
+		{name: "connection always dies", handler: abort, backoff: time.Millisecond, wantReqs: 4, wantErr: "giving up at byte 0 after 4 failed attempts"},
+		{name: "503 is retried", handler: func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", 503) },
+			backoff: time.Millisecond, wantReqs: 4, wantErr: "503 Service Unavailable", wantHTTP: 503},
+		{name: "404 is not retried", handler: http.NotFound, backoff: time.Millisecond, wantReqs: 1, wantErr: "404 Not Found", wantHTTP: 404},
+		{name: "cancelled during backoff", handler: abort, backoff: time.Minute, cancel: 100 * time.Millisecond, wantReqs: 1,
+			wantErr: "context canceled", wantCause: context.Canceled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var reqs atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				reqs.Add(1)
+				tc.handler(w, r)
+			}))
+			defer srv.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancel > 0 {
+				time.AfterFunc(tc.cancel, cancel)
+			}
+			rr := NewResumingReader(ctx, srv.Client(), srv.URL+"/f")
+			rr.MaxRetries, rr.Backoff, rr.MaxBackoff = 3, tc.backoff, tc.backoff
+			start := time.Now()
+			_, err := io.Copy(io.Discard, rr)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Errorf("took %v", time.Since(start))
+			}
+			if got := reqs.Load(); got != tc.wantReqs || int64(rr.Requests()) != tc.wantReqs {
+				t.Errorf("%d requests (reader counted %d), want %d", got, rr.Requests(), tc.wantReqs)
+			}
+			var he *HTTPError
+			if tc.wantHTTP != 0 && (!errors.As(err, &he) || he.StatusCode != tc.wantHTTP) {
+				t.Errorf("err %v is not an HTTPError %d", err, tc.wantHTTP)
+			}
+			if tc.wantCause != nil && !errors.Is(err, tc.wantCause) {
+				t.Errorf("err %v does not wrap %v", err, tc.wantCause)
+			}
+			if _, err2 := rr.Read(make([]byte, 1)); err2 == nil {
+				t.Error("read after failure succeeded")
+			}
+		})
+	}
+}
+
+// A server without Content-Length that ends a response early and cleanly:
+// with Size set the reader resumes, without it the short stream is all there
+// is (and a Verifier would call it truncated).
+func TestResumingReaderCleanEarlyEOF(t *testing.T) {
+	data := randomBytes(100000, 7)
+	var reqs atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if reqs.Add(1) == 1 {
+			w.Write(data[:30000]) // chunked: no Content-Length
+			return
+		}
+		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+
+	rr := NewResumingReader(context.Background(), srv.Client(), srv.URL)
+	rr.Size = int64(len(data))
+	rr.Backoff = time.Millisecond
+	got, err := io.ReadAll(rr)
+	if err != nil || !bytes.Equal(got, data) || rr.Requests() != 2 {
+		t.Errorf("with Size: %d bytes, %d requests, err %v", len(got), rr.Requests(), err)
+	}
+
+	reqs.Store(0)
+	rr = NewResumingReader(context.Background(), srv.Client(), srv.URL)
+	got, err = io.ReadAll(rr)
+	if err != nil || len(got) != 30000 || rr.Requests() != 1 {
+		t.Errorf("without Size: %d bytes, %d requests, err %v", len(got), rr.Requests(), err)
+	}
+}
+
+func TestFetch(t *testing.T) {
+	data := randomBytes(10000, 3)
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+	}
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		offset  int64
+		want    []byte
+		wantErr string
+	}{
+		{name: "whole file", handler: serve, want: data},
+		{name: "range", handler: serve, offset: 1234, want: data[1234:]},
+		{name: "last byte", handler: serve, offset: 9999, want: data[9999:]},
+		{name: "at the end", handler: serve, offset: 10000, want: []byte{}},
+		{name: "past the end", handler: serve, offset: 20000, want: []byte{}},
+		{name: "range ignored", handler: func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Range")
+			serve(w, r)
+		}, offset: 4321, want: data[4321:]},
+		{name: "range ignored, file shorter than offset", handler: func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Range")
+			serve(w, r)
+		}, offset: 20000, want: []byte{}},
+		{name: "wrong range start", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Range", "bytes 0-9999/10000")
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(data)
+		}, offset: 5, wantErr: "asked for bytes from 5, server sent them from 0"},
+		{name: "malformed Content-Range", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Range", "bytes five-/x")
+			w.WriteHeader(http.StatusPartialContent)
+		}, offset: 5, wantErr: "malformed Content-Range"},
+		{name: "206 without asking", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Range", "bytes 0-9/10")
+			w.WriteHeader(http.StatusPartialContent)
+		}, wantErr: "206 Partial Content"},
+		{name: "content encoding", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write([]byte("x"))
+		}, wantErr: `Content-Encoding "gzip"`},
+		{name: "not found", handler: http.NotFound, wantErr: "404 Not Found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			body, err := Fetch(context.Background(), srv.Client(), srv.URL+"/f", tc.offset)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer body.Close()
+			got, err := io.ReadAll(body)
+			if err != nil || !bytes.Equal(got, tc.want) {
+				t.Errorf("got %d bytes (err %v), want %d", len(got), err, len(tc.want))
+			}
+		})
+	}
+	if _, err := Fetch(context.Background(), nil, "http://127.0.0.1:1/x", -1); err == nil {
+		t.Error("negative offset accepted")
+	}
+}

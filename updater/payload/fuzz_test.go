@@ -1,0 +1,153 @@
+package payload
+
+import (
+	"os"
+	"runtime"
+	"time"
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+)
+
+func FuzzParseManifest(f *testing.F) {
+	base, _ := json.Marshal(baseManifest())
+	f.Add(base)
+	m, _ := ParseManifest(base)
+	f.Add(m.Marshal())
+	f.Add([]byte(dupFileKey()))
+	f.Add([]byte(`{"format":2}`))
+	f.Add([]byte(`{"format":1,"name":"a","version":"1.0.0-rc.1","kernel_version":"6","created":"2026-01-01T00:00:00.123+05:30","files":[]}`))
+	f.Add([]byte(`[1,2,3]`))
+	f.Add([]byte(`{"files":[{"path":"../x"}]}`))
+	f.Add([]byte("{\"name\":\"\xff\"}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseManifest(data)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error without a JSON path: %v", err)
+			}
+			return
+		}
+		out := m.Marshal()
+		m2, err := ParseManifest(out)
+		if err != nil {
+			t.Fatalf("accepted manifest does not re-parse after Marshal: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(m, m2) {
+			t.Fatalf("re-parsed manifest differs:\n%+v\n%+v", m, m2)
+		}
+		if !bytes.Equal(m2.Marshal(), out) {
+			t.Fatal("Marshal is not stable")
+		}
+		// Invariants the updater relies on.
+		for _, r := range roles {
+			if _, ok := m.File(r); !ok {
+				t.Fatalf("accepted manifest has no %s file", r)
+			}
+		}
+		for _, fl := range m.Files {
+			if validatePath(fl.Path) != nil || fl.Size <= 0 || fl.Size > MaxFileSize {
+				t.Fatalf("accepted bad file %+v", fl)
+			}
+		}
+	})
+}
+
+// FuzzVerify feeds random manifests and signature files to Verify: nothing
+// may panic and nothing may verify, except the one real pair.
+func FuzzVerify(f *testing.F) {
+	seed := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	pub := seed.Public().(ed25519.PublicKey)
+	base, _ := json.Marshal(baseManifest())
+	good := Sign(seed, base)
+	f.Add(base, Sign(seed, []byte("another manifest")))
+	f.Add(append(append([]byte{}, base...), ' '), good)
+	f.Add(base, good[:len(good)-2])
+	f.Add(base, bytes.ReplaceAll(good, []byte("\n"), []byte("\r\n")))
+	f.Add([]byte{}, []byte{})
+	f.Add(base, []byte("not a signature at all, but long enough to be one if it were base64 ....\n"))
+	f.Fuzz(func(t *testing.T, manifest, sig []byte) {
+		err := Verify(pub, manifest, sig)
+		if err == nil {
+			if bytes.Equal(manifest, base) {
+				return // the fuzzer rebuilt the real signature; fine
+			}
+			t.Fatalf("forged signature verified:\nmanifest %q\nsig %q", manifest, sig)
+		}
+		if !errors.Is(err, ErrSignatureMismatch) && !errors.Is(err, ErrMalformedSignature) {
+			t.Fatalf("unexpected error class: %v", err)
+		}
+		if _, err := OpenManifest(pub, manifest, sig); err == nil {
+			t.Fatal("OpenManifest accepted what Verify refused")
+		}
+	})
+}
+
+// FuzzOpenFile feeds arbitrary stored bytes to a Verifier for a real manifest
+// entry: it must never panic, never emit more than size bytes, never read more
+// than compressed_size+1 bytes, and end in io.EOF only for the real file.
+func FuzzOpenFile(f *testing.F) {
+	var stored bytes.Buffer
+	img := newSparseImage(256<<10, 2, 9)
+	entry, err := compress(&stored, img, 256<<10)
+	if err != nil {
+		f.Fatal(err)
+	}
+	entry.Role, entry.Path = RoleRoot, "1.0.0/root.img.zst"
+	real := stored.Bytes()
+	f.Add(real)
+	f.Add(real[:len(real)/2])
+	f.Add(append(append([]byte{}, real...), 0))
+	flipped := append([]byte{}, real...)
+	flipped[len(flipped)/3] ^= 0x10
+	f.Add(flipped)
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tm := time.AfterFunc(3*time.Second, func() {
+			os.WriteFile("/tmp/hang.bin", data, 0o644)
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			os.WriteFile("/tmp/hang.stack", buf[:n], 0o644)
+		})
+		defer tm.Stop()
+		cr := &countReader{r: bytes.NewReader(data)}
+		v, err := OpenFile(entry, cr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		n, err := io.Copy(io.Discard, v)
+		if n > entry.Size {
+			t.Fatalf("emitted %d bytes", n)
+		}
+		if cr.n.Load() > entry.CompressedSize+1 {
+			t.Fatalf("read %d bytes", cr.n.Load())
+		}
+		if err == nil && !bytes.Equal(data, real) {
+			t.Fatal("accepted bytes that are not the file")
+		}
+		if err != nil && bytes.Equal(data, real) {
+			t.Fatalf("refused the real file: %v", err)
+		}
+	})
+}
+
+func FuzzContentRange(f *testing.F) {
+	for _, s := range []string{"bytes 0-9/10", "bytes 5-9/*", "bytes */10", "bytes -1-5/3", "bytes 9223372036854775807-9223372036854775807/1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		if start, err := contentRangeStart(h); err == nil && start < 0 {
+			t.Fatalf("negative start %d from %q", start, h)
+		}
+		if total, ok := contentRangeTotal(h); ok && total < 0 {
+			t.Fatalf("negative total from %q", h)
+		}
+	})
+}
+
