@@ -439,4 +439,3 @@ func (d *Daemon) Rollback() error {
 		return nil
 	})
 }
-
