@@ -82,10 +82,12 @@ func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, repor
 		file payload.File
 		name string
 	}{{kernel, "vmlinuz"}, {initrd, "initrd.img"}} {
+		report("writing", "version", m.Version, "slot", t.Slot, "file", f.name)
 		if err := writeBootFile(ctx, src, f.file, t, f.name); err != nil {
 			return err
 		}
 	}
+	report("flipping", "version", m.Version, "slot", t.Slot)
 	dir := partitions.SlotDir(t.Slot)
 	name, err := t.Boot.InstallEntry(partitions.EntryConfig{
 		Title:   fmt.Sprintf("slate %s %s (slot %s)", m.Name, m.Version, t.Slot),

@@ -61,7 +61,7 @@ func (d *Daemon) Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { reply(w, nil) })
 	mux.HandleFunc("POST /v1/check", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, d.Check(context.WithoutCancel(r.Context()), false))
+		reply(w, d.Check(context.WithoutCancel(r.Context())))
 	})
 	mux.HandleFunc("POST /v1/apply", func(w http.ResponseWriter, r *http.Request) {
 		src := r.URL.Query().Get("source")

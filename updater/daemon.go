@@ -141,7 +141,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	retry := 5 * time.Second
 	for {
 		wait := jitter(d.Config.CheckInterval.D(), rand.Int64N)
-		if err := d.Check(ctx, false); err != nil && ctx.Err() == nil {
+		if err := d.Check(ctx); err != nil && ctx.Err() == nil {
 			logrus.WithError(err).Warn("updater: check failed")
 			// The network may not be up yet after boot, or the server
 			// is down for a moment: try again soon, backing off to the
@@ -295,7 +295,7 @@ func (d *Daemon) healthy(ctx context.Context) error {
 var ErrNothingNew = errors.New("no newer version")
 
 // Check looks at the channel and applies a newer version.
-func (d *Daemon) Check(ctx context.Context, force bool) error {
+func (d *Daemon) Check(ctx context.Context) error {
 	src, err := NewSource(d.Config.Channel, d.Client)
 	if err != nil {
 		return err
