@@ -148,7 +148,10 @@ func (f *FS) alloc(n uint32) ([]extent, error) {
 	return frags, nil
 }
 
-var errNoSpace = errors.New("no space left on the filesystem")
+var (
+	errNoSpace     = errors.New("no space left on the filesystem")
+	errNotWritable = errors.New("fatfs: filesystem was not opened over an io.WriterAt")
+)
 
 // link writes the FAT chain through ext, ending it.
 func (f *FS) link(ext []extent) error {

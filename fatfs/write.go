@@ -2,7 +2,6 @@ package fatfs
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -519,5 +518,3 @@ func (b *Builder) writeFATs(w io.WriterAt, offset int64, p *plan) error {
 	}
 	return nil
 }
-
-var errNotWritable = errors.New("fatfs: filesystem was not opened over an io.WriterAt")

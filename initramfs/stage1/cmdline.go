@@ -15,6 +15,10 @@ type Cmdline struct {
 	Slot     string // a or b
 	Debug    bool   // slate.debug: wait instead of rebooting on failure
 	RootWait int    // slate.rootwait=<seconds>, default 30
+	// Break stops init with a failure at a stage (slate.break=modules,
+	// root, state, etc or switch_root), as a real failure there would: a
+	// fleet can rehearse its fall-back with it.
+	Break string
 	Raw      map[string]string
 }
 
@@ -38,6 +42,13 @@ func ParseCmdline(s string) (Cmdline, error) {
 				return c, fmt.Errorf("kernel command line: slate.slot=%q: want a or b", v)
 			}
 			c.Slot = v
+		case "slate.break":
+			switch v {
+			case "modules", "root", "state", "etc", "switch_root":
+				c.Break = v
+			default:
+				return c, fmt.Errorf("kernel command line: slate.break=%q: want modules, root, state, etc or switch_root", v)
+			}
 		case "slate.debug":
 			c.Debug = true
 		case "slate.rootwait":

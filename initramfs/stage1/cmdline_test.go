@@ -18,6 +18,7 @@ func TestParseCmdline(t *testing.T) {
 		{in: "root=PARTUUID=" + id + " slate.slot=a slate.rootwait=0", bad: true},
 		{in: "root=PARTUUID=" + id + " slate.slot=a slate.rootwait=x", bad: true},
 		{in: "", bad: true},
+		{in: "root=PARTUUID=" + id + " slate.slot=a slate.break=later", bad: true},
 	}
 	for _, c := range cases {
 		got, err := ParseCmdline(c.in)

@@ -103,6 +103,15 @@ func run(start time.Time) error {
 	kver := string(bytes.TrimRight(uts.Release[:], "\x00"))
 	logrus.WithFields(logrus.Fields{"kernel": kver, "slot": cl.Slot, "root": cl.Root}).Info("slate init starting")
 
+	brk := func(stage string) error {
+		if cl.Break == stage {
+			return fail(stage, fmt.Errorf("stopped by slate.break=%s on the kernel command line", stage))
+		}
+		return nil
+	}
+	if err := brk("modules"); err != nil {
+		return err
+	}
 	lt := &loadTimes{}
 	// async_probe: a driver probes its devices in the background, so a
 	// slow controller (AHCI scans its ports for ~350 ms under emulation)
@@ -116,6 +125,9 @@ func run(start time.Time) error {
 	}
 	logrus.WithFields(logrus.Fields{"took": bootlog.Since(start), "count": len(lt.names), "in_kernel": lt.total.Round(time.Millisecond), "slowest": lt.slowest(3)}).Info("modules loaded")
 
+	if err := brk("root"); err != nil {
+		return err
+	}
 	disk, rootNum, err := waitRoot(ld, cl)
 	if err != nil {
 		return fail("root", err)
@@ -129,14 +141,23 @@ func run(start time.Time) error {
 	}
 	logrus.WithFields(logrus.Fields{"dev": rootDev, "took": bootlog.Since(start)}).Info("root mounted read-only")
 
+	if err := brk("state"); err != nil {
+		return err
+	}
 	if err := setupState(disk); err != nil {
 		return fail("state", err)
+	}
+	if err := brk("etc"); err != nil {
+		return err
 	}
 	if err := setupEtc(); err != nil {
 		return fail("etc", err)
 	}
 	if err := unix.Mount("tmpfs", filepath.Join(NewRoot, "tmp"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
 		return fail("tmp", fmt.Errorf("mount /tmp: %w", err))
+	}
+	if err := brk("switch_root"); err != nil {
+		return err
 	}
 	if _, err := os.Stat(filepath.Join(NewRoot, "sbin/init")); err != nil {
 		return fail("switch_root", fmt.Errorf("slot %s has no /sbin/init: %w", cl.Slot, err))

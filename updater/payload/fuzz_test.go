@@ -1,9 +1,6 @@
 package payload
 
 import (
-	"os"
-	"runtime"
-	"time"
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
@@ -108,13 +105,6 @@ func FuzzOpenFile(f *testing.F) {
 	f.Add(flipped)
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tm := time.AfterFunc(3*time.Second, func() {
-			os.WriteFile("/tmp/hang.bin", data, 0o644)
-			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			os.WriteFile("/tmp/hang.stack", buf[:n], 0o644)
-		})
-		defer tm.Stop()
 		cr := &countReader{r: bytes.NewReader(data)}
 		v, err := OpenFile(entry, cr)
 		if err != nil {

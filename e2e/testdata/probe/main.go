@@ -4,10 +4,12 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +24,20 @@ func main() {
 	switch mode {
 	case "crash":
 		crash()
+	case "sleep":
+		for {
+			time.Sleep(time.Hour)
+		}
+	case "crashloop":
+		fmt.Println("CRASHLOOP")
+		time.Sleep(500 * time.Millisecond)
+		os.Exit(3)
+	case "mark":
+		mark()
+	case "status":
+		status()
+	case "apply":
+		apply()
 	default:
 		probe()
 	}
@@ -86,4 +102,90 @@ func bump(p string) int {
 		f.Close()
 	}
 	return n
+}
+
+// mark counts boots in /var and says which version runs.
+func mark() {
+	if err := os.MkdirAll("/var/lib/probe", 0o755); err != nil {
+		fmt.Printf("MARK error=%q\n", err.Error())
+	}
+	n := bump("/var/lib/probe/boots")
+	b, _ := os.ReadFile("/etc/os-release")
+	v := "?"
+	for _, l := range strings.Split(string(b), "\n") {
+		if x, ok := strings.CutPrefix(l, "VERSION_ID="); ok {
+			v = x
+		}
+	}
+	fmt.Printf("MARK boot=%d version=%s\n", n, v)
+}
+
+type updStatus struct {
+	State   string `json:"state"`
+	Version string `json:"version"`
+	Slot    string `json:"slot"`
+	Other   struct {
+		Slot, Version, State string
+	} `json:"other"`
+	Failed map[string]any `json:"failed"`
+}
+
+// status prints the updater's status whenever it changes; with
+// ROLLBACK_AFTER=<version>, once that version is blessed it rolls back
+// and reboots.
+func status() {
+	last := ""
+	rolled := false
+	for {
+		time.Sleep(time.Second)
+		out, err := exec.Command("/usr/bin/slate", "update", "status", "--json").Output()
+		if err != nil {
+			continue
+		}
+		var st updStatus
+		if err := json.Unmarshal(out, &st); err != nil {
+			continue
+		}
+		var failed []string
+		for v := range st.Failed {
+			failed = append(failed, v)
+		}
+		sort.Strings(failed)
+		line := fmt.Sprintf("STATUS state=%s version=%s slot=%s other=%s/%s/%s failed=%s", st.State, st.Version, st.Slot, st.Other.Slot, st.Other.Version, st.Other.State, strings.Join(failed, ","))
+		if line != last {
+			fmt.Println(line)
+			last = line
+		}
+		if v := os.Getenv("ROLLBACK_AFTER"); v != "" && !rolled && st.State == "blessed" && st.Version == v {
+			rolled = true
+			out, err := exec.Command("/usr/bin/slate", "update", "rollback").CombinedOutput()
+			fmt.Printf("ROLLBACK err=%v out=%q\n", err, strings.ReplaceAll(string(out), "\n", " | "))
+			if err == nil {
+				_ = exec.Command("/usr/bin/slate", "reboot").Run()
+			}
+		}
+	}
+}
+
+// apply runs `slate update apply` on every source in APPLY (space
+// separated) and prints the outcome of each, then powers off.
+func apply() {
+	time.Sleep(2 * time.Second)
+	for _, src := range strings.Fields(os.Getenv("APPLY")) {
+		var out []byte
+		var err error
+		for i := 0; i < 30; i++ { // the daemon's socket may not be up yet
+			out, err = exec.Command("/usr/bin/slate", "update", "apply", src).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "reach the updater") {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		msg := strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", " | ")
+		fmt.Printf("APPLY src=%s ok=%v out=%q\n", src, err == nil, msg)
+	}
+	fmt.Println("APPLY done")
+	for {
+		time.Sleep(time.Hour)
+	}
 }
