@@ -110,6 +110,9 @@ func TestVerifyMemoryBounded(t *testing.T) {
 	if n != size {
 		t.Fatalf("verified %d bytes", n)
 	}
+	if stored, out := v.Counts(); stored != f.CompressedSize || out != size {
+		t.Errorf("Counts() = %d, %d; want %d, %d", stored, out, f.CompressedSize, size)
+	}
 	if h.growth() > limit {
 		t.Errorf("verifying grew the heap by %d MiB, limit %d MiB", h.growth()>>20, limit>>20)
 	}
