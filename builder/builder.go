@@ -220,7 +220,7 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 
 	prog.Step("ESP")
-	if err := buildESP(disk, layout, spec, in, initrd.Bytes()); err != nil {
+	if err := buildESP(disk, layout, spec, in, initrd.Bytes(), epoch); err != nil {
 		return nil, err
 	}
 	if err := disk.Close(); err != nil {
@@ -339,9 +339,6 @@ func resolveEpoch(e *time.Time) time.Time {
 			t = time.Unix(n, 0).UTC()
 		}
 	}
-	// go-diskfs's FAT writer takes file times from SOURCE_DATE_EPOCH
-	// itself; set it so the ESP gets the same fixed time.
-	_ = os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(t.Unix(), 10))
 	return t
 }
 
@@ -399,6 +396,7 @@ func publish(channel string, key ed25519.PrivateKey, rawPath string, root partit
 		Name:          spec.Name,
 		Version:       spec.Version,
 		KernelVersion: in.KernelVersion,
+		KernelArgs:    SlotArgs(spec),
 		Created:       epoch,
 		Root:          io.NewSectionReader(disk, root.Start, root.Size),
 		RootSize:      root.Size,

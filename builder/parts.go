@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
+	"github.com/slateos/slate/fatfs"
 	"github.com/slateos/slate/initramfs"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/partitions"
@@ -233,6 +235,19 @@ func modeOf(m configs.Mode) fs.FileMode {
 // that is not bad, which is how the A/B flip and the fall-back work.
 const LoaderConf = "timeout 0\neditor no\nauto-entries no\nauto-firmware no\n"
 
+// SlotArgs is a version's kernel command line without what names the slot
+// (root= and slate.slot=): update manifests carry it, and the updater adds
+// the slot it writes.
+func SlotArgs(spec *configs.Spec) []string {
+	var out []string
+	for _, a := range strings.Fields(EntryFor(spec, "a", "00000000-0000-0000-0000-000000000000").Options) {
+		if !strings.HasPrefix(a, "root=") && !strings.HasPrefix(a, "slate.slot=") {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // EntryFor renders slot's boot entry.
 func EntryFor(spec *configs.Spec, slot string, rootGUID string) partitions.EntryConfig {
 	// loglevel=4 keeps the kernel's informational chatter (and slate's own
@@ -254,43 +269,54 @@ func EntryFor(spec *configs.Spec, slot string, rootGUID string) partitions.Entry
 	}
 }
 
-func buildESP(disk *os.File, l partitions.Layout, spec *configs.Spec, in Inputs, initrd []byte) error {
-	esp, err := partitions.CreateESP(disk, l.Part(partitions.NumESP))
+func buildESP(disk *os.File, l partitions.Layout, spec *configs.Spec, in Inputs, initrd []byte, epoch time.Time) error {
+	part := l.Part(partitions.NumESP)
+	esp, err := fatfs.New(fatfs.Options{
+		Size:  part.Size,
+		Label: partitions.LabelESP,
+		// a volume ID derived from the spec keeps builds reproducible
+		VolumeID: binary.LittleEndian.Uint32(uuid.MustParse(part.GUID).NodeID()[:4]),
+		Time:     epoch,
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("ESP: %w", err)
 	}
-	loader, err := os.ReadFile(in.Loader)
+	kst, err := os.Stat(in.Vmlinuz)
 	if err != nil {
-		return fmt.Errorf("read systemd-boot: %w", err)
+		return fmt.Errorf("kernel: %w", err)
 	}
-	kernel, err := os.ReadFile(in.Vmlinuz)
+	lst, err := os.Stat(in.Loader)
 	if err != nil {
-		return fmt.Errorf("read kernel: %w", err)
+		return fmt.Errorf("systemd-boot: %w", err)
 	}
 	ent := EntryFor(spec, "a", l.Part(partitions.NumRootA).GUID)
 	name := partitions.Entry{Version: spec.Version, Slot: "a"}.Name()
 	files := []struct {
 		path string
-		data []byte
+		size int64
+		open func() (io.ReadCloser, error)
 	}{
-		{"/EFI/BOOT/BOOTX64.EFI", loader},
-		{"/loader/loader.conf", []byte(LoaderConf)},
-		{ent.Linux, kernel},
-		{ent.Initrd, initrd},
-		{path.Join(partitions.EntriesDir, name), ent.Render()},
+		{"/EFI/BOOT/BOOTX64.EFI", lst.Size(), openFile(in.Loader)},
+		{"/loader/loader.conf", int64(len(LoaderConf)), staticBytes([]byte(LoaderConf))},
+		{ent.Linux, kst.Size(), openFile(in.Vmlinuz)},
+		{ent.Initrd, int64(len(initrd)), staticBytes(initrd)},
+		{path.Join(partitions.EntriesDir, name), int64(len(ent.Render())), staticBytes(ent.Render())},
 	}
 	total := int64(0)
 	for _, f := range files {
-		total += int64(len(f.data))
+		total += f.size
 	}
 	// Room for the other slot's kernel and initramfs on the next update.
 	if need := 2*total + 4<<20; need > int64(spec.Disk.ESP) {
 		return fmt.Errorf("$.disk.esp: %d bytes are too small for two slots' kernel and initramfs (%d bytes needed)", spec.Disk.ESP, need)
 	}
 	for _, f := range files {
-		if err := esp.WriteFile(f.path, bytes.NewReader(f.data)); err != nil {
-			return err
+		if err := esp.AddFile(f.path, f.size, f.open); err != nil {
+			return fmt.Errorf("ESP: %s: %w", f.path, err)
 		}
+	}
+	if err := esp.WriteTo(disk, part.Start); err != nil {
+		return fmt.Errorf("write ESP: %w", err)
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func Inspect(p string) (*Report, error) {
 	if esp.Num == 0 {
 		return nil, fmt.Errorf("inspect %s: no EFI system partition (type %s): not a slate disk", p, TypeESP)
 	}
-	e, err := OpenESP(f, esp, false)
+	e, err := OpenESP(f, esp)
 	if err != nil {
 		return nil, err
 	}

@@ -107,7 +107,7 @@ func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, repor
 // writeRoot streams the root image into the partition, decompressing and
 // verifying on the way: no full local copy, bounded memory.
 func writeRoot(ctx context.Context, src Source, f payload.File, t Target, progress func(int)) error {
-	rc, err := src.Open(ctx, f.Path)
+	rc, err := src.Open(ctx, f.Path, f.CompressedSize)
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func readBack(p string, f payload.File) error {
 }
 
 func writeBootFile(ctx context.Context, src Source, f payload.File, t Target, name string) error {
-	rc, err := src.Open(ctx, f.Path)
+	rc, err := src.Open(ctx, f.Path, f.CompressedSize)
 	if err != nil {
 		return err
 	}

@@ -359,9 +359,12 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 		if err != nil {
 			return err
 		}
-		if ok {
+		switch {
+		case len(m.KernelArgs) > 0: // the new version's own command line
+			t.Options = EntryOptions(strings.Join(m.KernelArgs, " "), t.Slot, t.PartUUID)
+		case ok:
 			t.Options = EntryOptions(running.Options, t.Slot, t.PartUUID)
-		} else {
+		default:
 			t.Options = EntryOptions(d.Machine.Cmdline, t.Slot, t.PartUUID)
 		}
 		return Apply(ctx, src, m, t.Target, d.report)

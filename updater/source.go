@@ -29,8 +29,9 @@ const maxManifest = 1 << 20
 type Source interface {
 	// Manifest returns the manifest bytes and the signature file.
 	Manifest(ctx context.Context) (data, sig []byte, err error)
-	// Open opens a file named by the manifest (relative to the channel).
-	Open(ctx context.Context, rel string) (io.ReadCloser, error)
+	// Open opens a file named by the manifest (relative to the channel)
+	// whose stored size is size.
+	Open(ctx context.Context, rel string, size int64) (io.ReadCloser, error)
 	String() string
 }
 
@@ -104,9 +105,12 @@ func (s *httpSource) Manifest(ctx context.Context) ([]byte, []byte, error) {
 	return data, sig, nil
 }
 
-func (s *httpSource) Open(ctx context.Context, rel string) (io.ReadCloser, error) {
-	// resumes with HTTP Range after a dropped connection
-	return payload.NewResumingReader(ctx, s.client, s.url(rel)), nil
+func (s *httpSource) Open(ctx context.Context, rel string, size int64) (io.ReadCloser, error) {
+	// resumes with HTTP Range after a dropped connection; knowing the
+	// size, an early end of a response without a length is a drop too
+	r := payload.NewResumingReader(ctx, s.client, s.url(rel))
+	r.Size = size
+	return r, nil
 }
 
 type dirSource string
@@ -142,7 +146,7 @@ func (d dirSource) Manifest(context.Context) ([]byte, []byte, error) {
 
 // Open resolves paths against the channel folder; given a version folder
 // (whose manifest names "1.1.0/root.img.zst"), against its parent.
-func (d dirSource) Open(_ context.Context, rel string) (io.ReadCloser, error) {
+func (d dirSource) Open(_ context.Context, rel string, _ int64) (io.ReadCloser, error) {
 	for _, base := range []string{string(d), filepath.Dir(string(d))} {
 		f, err := os.Open(filepath.Join(base, filepath.FromSlash(rel)))
 		if err == nil {

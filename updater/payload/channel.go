@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -35,6 +36,7 @@ type Release struct {
 	Name          string
 	Version       string
 	KernelVersion string
+	KernelArgs    []string // see Manifest.KernelArgs
 	Created       time.Time
 	Root          io.Reader // the raw root partition image, streamed once
 	RootSize      int64     // exact length of Root
@@ -113,6 +115,7 @@ func addToChannel(dir string, key ed25519.PrivateKey, in Release) (*Manifest, er
 		Name:          in.Name,
 		Version:       in.Version,
 		KernelVersion: in.KernelVersion,
+		KernelArgs:    in.KernelArgs,
 		Created:       created,
 	}
 	root, err := writeZstd(filepath.Join(tmp, RootFile), in.Root, in.RootSize)
@@ -211,7 +214,8 @@ func noExist(err error) error {
 }
 
 func sameContent(a, b *Manifest) bool {
-	if a.Name != b.Name || a.Version != b.Version || a.KernelVersion != b.KernelVersion || !a.Created.Equal(b.Created) {
+	if a.Name != b.Name || a.Version != b.Version || a.KernelVersion != b.KernelVersion || !a.Created.Equal(b.Created) ||
+		strings.Join(a.KernelArgs, " ") != strings.Join(b.KernelArgs, " ") {
 		return false
 	}
 	for _, r := range roles {

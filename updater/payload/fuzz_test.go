@@ -140,4 +140,3 @@ func FuzzContentRange(f *testing.F) {
 		}
 	})
 }
-

@@ -1,12 +1,3 @@
-// Package payload defines slate's update payload: the ed25519 keys that sign it,
-// the manifest that describes a version, the detached signature of that manifest,
-// the channel folder a static web server publishes, and the streaming reader that
-// checks every byte of a downloaded file against the manifest before the updater
-// writes it to a slot.
-//
-// The trust chain is: public key (baked into the image) → signature → exact
-// manifest bytes → size and sha256 of each file. Nothing in a file is trusted
-// until the Verifier reading it has reached EOF without an error.
 package payload
 
 import (
@@ -53,12 +44,16 @@ var roles = []string{RoleRoot, RoleKernel, RoleInitrd}
 // Manifest describes one version of a channel. Its exact bytes are what the
 // signature covers, so the updater parses only bytes it has verified.
 type Manifest struct {
-	Format        int       // always FormatVersion
-	Name          string    // image name, [a-z0-9][a-z0-9-]*
-	Version       string    // semver MAJOR.MINOR.PATCH[-pre]
-	KernelVersion string    // uname -r of the kernel in this version
-	Created       time.Time // build time, UTC
-	Files         []File    // exactly one file per role
+	Format        int    // always FormatVersion
+	Name          string // image name, [a-z0-9][a-z0-9-]*
+	Version       string // semver MAJOR.MINOR.PATCH[-pre]
+	KernelVersion string // uname -r of the kernel in this version
+	// KernelArgs is the version's kernel command line without root= and
+	// slate.slot=, which the updater adds for the slot it writes. Empty:
+	// keep the running entry's.
+	KernelArgs []string
+	Created    time.Time // build time, UTC
+	Files      []File    // exactly one file per role
 }
 
 // File is one stored file of a version.
@@ -88,6 +83,7 @@ type jsonManifest struct {
 	Name          string     `json:"name"`
 	Version       string     `json:"version"`
 	KernelVersion string     `json:"kernel_version"`
+	KernelArgs    []string   `json:"kernel_args,omitempty"`
 	Created       string     `json:"created"`
 	Files         []jsonFile `json:"files"`
 }
@@ -111,6 +107,7 @@ func (m *Manifest) Marshal() []byte {
 		Name:          m.Name,
 		Version:       m.Version,
 		KernelVersion: m.KernelVersion,
+		KernelArgs:    m.KernelArgs,
 		Created:       m.Created.UTC().Format(time.RFC3339Nano),
 		Files:         make([]jsonFile, 0, len(m.Files)),
 	}
@@ -180,7 +177,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fieldErr("$.format", "format must be %d, got %d", FormatVersion, format)
 	}
 	m.Format = int(format)
-	known := []string{"format", "name", "version", "kernel_version", "created", "files"}
+	known := []string{"format", "name", "version", "kernel_version", "kernel_args", "created", "files"}
 	if err := checkKeys(obj, "$", known); err != nil {
 		return nil, err
 	}
@@ -202,6 +199,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 	if err := validateKernelVersion(m.KernelVersion); err != nil {
 		return nil, &FieldError{Path: "$.kernel_version", Err: err}
+	}
+	if m.KernelArgs, err = kernelArgsField(obj); err != nil {
+		return nil, err
 	}
 	created, err := stringField(obj, "$", "created")
 	if err != nil {
@@ -547,4 +547,52 @@ func parseVersion(s string) (*semver.Version, error) {
 		return nil, err
 	}
 	return semver.StrictNewVersion(s)
+}
+
+// MaxKernelArgs bounds the kernel command line a manifest may carry.
+const MaxKernelArgs = 128
+
+// kernelArgsField reads the optional kernel_args: strings without
+// whitespace or control characters, never root= or slate.slot= (the
+// updater owns those: they name the slot being written).
+func kernelArgsField(obj map[string]json.RawMessage) ([]string, error) {
+	raw, ok := obj["kernel_args"]
+	if !ok {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, fieldErr("$.kernel_args", "must be an array of strings")
+	}
+	var args []string
+	total := 0
+	for i := 0; dec.More(); i++ {
+		p := fmt.Sprintf("$.kernel_args[%d]", i)
+		if i >= MaxKernelArgs {
+			return nil, fieldErr("$.kernel_args", "more than %d arguments", MaxKernelArgs)
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fieldErr(p, "malformed: %v", err)
+		}
+		a, ok := tok.(string)
+		if !ok {
+			return nil, fieldErr(p, "must be a string")
+		}
+		if a == "" || strings.IndexFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+			return nil, fieldErr(p, "%q: empty, or has whitespace or control characters", a)
+		}
+		if strings.HasPrefix(a, "root=") || strings.HasPrefix(a, "slate.slot=") {
+			return nil, fieldErr(p, "%q: root= and slate.slot= are set by the updater", a)
+		}
+		total += len(a) + 1
+		if total > 4096 {
+			return nil, fieldErr("$.kernel_args", "longer than 4096 bytes")
+		}
+		args = append(args, a)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fieldErr("$.kernel_args", "malformed array: %v", err)
+	}
+	return args, nil
 }
