@@ -131,7 +131,13 @@ services:
 // build folder.
 func (c *channel) publish(t *testing.T, s updSpec) string {
 	t.Helper()
-	return build(t, c.spec(t, s), "--version", s.version, "--channel", c.root, "--sign", filepath.Join(c.keys, "update.key"))
+	return c.publishTo(t, s, c.root)
+}
+
+// publishTo builds a version into another channel folder.
+func (c *channel) publishTo(t *testing.T, s updSpec, dir string) string {
+	t.Helper()
+	return build(t, c.spec(t, s), "--version", s.version, "--channel", dir, "--sign", filepath.Join(c.keys, "update.key"))
 }
 
 // machine copies a built disk image to a fresh file, as a machine's disk.
