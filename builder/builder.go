@@ -81,6 +81,7 @@ type Report struct {
 	InitramfsSize int64      `json:"initramfs_size"`
 	InitramfsMods int        `json:"initramfs_modules"`
 	RootUsed      int64      `json:"root_used"`
+	RootSize      int64      `json:"root_fs_size"`
 	RootModules   int        `json:"root_modules"`
 	Partitions    []PartInfo `json:"partitions"`
 	Artifacts     []Artifact `json:"artifacts"`
@@ -210,11 +211,11 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 
 	prog.Step("root filesystem")
-	used, err := buildRoot(disk, layout.Part(partitions.NumRootA), spec, in, ix, rootMods, epoch)
+	used, rootSize, err := buildRoot(disk, layout.Part(partitions.NumRootA), spec, in, ix, rootMods, epoch)
 	if err != nil {
 		return nil, err
 	}
-	rep.RootUsed = used
+	rep.RootUsed, rep.RootSize = used, rootSize
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -232,7 +233,7 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 
 	if o.Channel != "" {
 		prog.Step("channel")
-		if err := publish(o.Channel, signKey, rawPath, layout.Part(partitions.NumRootA), spec, in, initrd.Bytes(), epoch, tmp); err != nil {
+		if err := publish(o.Channel, signKey, rawPath, layout.Part(partitions.NumRootA).Start, rootSize, spec, in, initrd.Bytes(), epoch, tmp); err != nil {
 			return nil, err
 		}
 	}
@@ -382,7 +383,7 @@ func (p *timedProgress) Done() {
 // publish adds the built version to a channel folder: the root partition
 // image as built (streamed from the disk image), the kernel and the
 // initramfs.
-func publish(channel string, key ed25519.PrivateKey, rawPath string, root partitions.Part, spec *configs.Spec, in Inputs, initrd []byte, epoch time.Time, tmp string) error {
+func publish(channel string, key ed25519.PrivateKey, rawPath string, rootStart, rootSize int64, spec *configs.Spec, in Inputs, initrd []byte, epoch time.Time, tmp string) error {
 	initrdPath := filepath.Join(tmp, "initrd.img")
 	if err := os.WriteFile(initrdPath, initrd, 0o644); err != nil {
 		return fmt.Errorf("channel: %w", err)
@@ -398,8 +399,8 @@ func publish(channel string, key ed25519.PrivateKey, rawPath string, root partit
 		KernelVersion: in.KernelVersion,
 		KernelArgs:    SlotArgs(spec),
 		Created:       epoch,
-		Root:          io.NewSectionReader(disk, root.Start, root.Size),
-		RootSize:      root.Size,
+		Root:          io.NewSectionReader(disk, rootStart, rootSize),
+		RootSize:      rootSize,
 		Kernel:        in.Vmlinuz,
 		Initrd:        initrdPath,
 	})

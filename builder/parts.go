@@ -99,9 +99,35 @@ func etcFiles(spec *configs.Spec) map[string]string {
 	}
 }
 
-func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time) (int64, error) {
+// buildRoot writes the root filesystem into the slot's partition and
+// returns the bytes used and the filesystem's size. The filesystem is
+// sized to its content plus a margin, not to the partition: a read-only
+// root has no use for free space, and an update then writes and verifies
+// only the filesystem (tens of MiB), not the whole slot.
+func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time) (used, size int64, err error) {
+	fsys, err := rootFS(part.Size, spec, in, ix, mods, epoch)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := fsys.Stats()
+	if err != nil {
+		return 0, 0, fmt.Errorf("root filesystem does not fit in %s (%d bytes): %w", part.Label, part.Size, err)
+	}
+	used = int64(st.Blocks-st.FreeBlocks) * int64(st.BlockSize)
+	size = min(part.Size, (used+used/8+16<<20+1<<20-1)&^(1<<20-1))
+	if fsys, err = rootFS(size, spec, in, ix, mods, epoch); err != nil {
+		return 0, 0, err
+	}
+	if err := fsys.WriteTo(disk, part.Start); err != nil {
+		return 0, 0, fmt.Errorf("write root filesystem to %s: %w", part.Label, err)
+	}
+	return used, size, nil
+}
+
+// rootFS lays out a root filesystem of the given size (nothing is written).
+func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time) (*ext4fs.FS, error) {
 	opts := ext4fs.Options{
-		Size:  part.Size,
+		Size:  fsSize,
 		Label: "slate-root",
 		Time:  epoch,
 	}
@@ -109,60 +135,57 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 	opts.HashSeed = uuid.MustParse(partitions.DeriveGUID(spec.Name+"\x00"+spec.Version, "root-hash"))
 	fsys, err := ext4fs.New(opts)
 	if err != nil {
-		return 0, fmt.Errorf("root filesystem: %w", err)
+		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
 	for _, d := range rootDirs {
 		if err := fsys.Mkdir(d.path, d.mode, 0, 0); err != nil {
-			return 0, fmt.Errorf("root: %s: %w", d.path, err)
+			return nil, fmt.Errorf("root: %s: %w", d.path, err)
 		}
 	}
 	st, err := os.Stat(in.Slate)
 	if err != nil {
-		return 0, fmt.Errorf("root: %w", err)
+		return nil, fmt.Errorf("root: %w", err)
 	}
 	if err := fsys.AddFile("/usr/bin/slate", 0o755, 0, 0, st.Size(), openFile(in.Slate)); err != nil {
-		return 0, fmt.Errorf("root: /usr/bin/slate: %w", err)
+		return nil, fmt.Errorf("root: /usr/bin/slate: %w", err)
 	}
 	if err := fsys.Symlink("/sbin/init", "../usr/bin/slate", 0, 0); err != nil {
-		return 0, fmt.Errorf("root: /sbin/init: %w", err)
+		return nil, fmt.Errorf("root: /sbin/init: %w", err)
 	}
 	etc := etcFiles(spec)
 	for _, p := range sortedKeys(etc) {
 		b := []byte(etc[p])
 		if err := fsys.AddFile(p, 0o644, 0, 0, int64(len(b)), staticBytes(b)); err != nil {
-			return 0, fmt.Errorf("root: %s: %w", p, err)
+			return nil, fmt.Errorf("root: %s: %w", p, err)
 		}
 	}
 	info, err := json.MarshalIndent(ImageInfo{Spec: spec, KernelVersion: in.KernelVersion, Slate: versionString()}, "", "  ")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := fsys.AddFile(ImageInfoPath, 0o644, 0, 0, int64(len(info)), staticBytes(info)); err != nil {
-		return 0, fmt.Errorf("root: %s: %w", ImageInfoPath, err)
+		return nil, fmt.Errorf("root: %s: %w", ImageInfoPath, err)
 	}
 	if err := ix.WriteTree(ext4Writer{fsys}, mods); err != nil {
-		return 0, fmt.Errorf("root modules: %w", err)
+		return nil, fmt.Errorf("root modules: %w", err)
 	}
 	if spec.Update != nil {
 		// the key every update is checked against
 		pub := spec.Path(spec.Update.PublicKey)
 		st, err := os.Stat(pub)
 		if err != nil {
-			return 0, fmt.Errorf("$.update.public_key: %w", err)
+			return nil, fmt.Errorf("$.update.public_key: %w", err)
 		}
 		if err := fsys.AddFile("/usr/lib/slate/update.pub", 0o644, 0, 0, st.Size(), openFile(pub)); err != nil {
-			return 0, fmt.Errorf("root: update.pub: %w", err)
+			return nil, fmt.Errorf("root: update.pub: %w", err)
 		}
 	}
 	for i, f := range spec.Root.Files {
 		if err := addContent(fsys, spec, f); err != nil {
-			return 0, fmt.Errorf("$.root.files[%d]: %w", i, err)
+			return nil, fmt.Errorf("$.root.files[%d]: %w", i, err)
 		}
 	}
-	if err := fsys.WriteTo(disk, part.Start); err != nil {
-		return 0, fmt.Errorf("write root filesystem to %s: %w", part.Label, err)
-	}
-	return usedBytes(fsys)
+	return fsys, nil
 }
 
 // addContent copies a host file or folder into the root.
@@ -319,12 +342,4 @@ func buildESP(disk *os.File, l partitions.Layout, spec *configs.Spec, in Inputs,
 		return fmt.Errorf("write ESP: %w", err)
 	}
 	return nil
-}
-
-func usedBytes(fsys *ext4fs.FS) (int64, error) {
-	st, err := fsys.Stats()
-	if err != nil {
-		return 0, fmt.Errorf("root filesystem: %w", err)
-	}
-	return int64(st.Blocks-st.FreeBlocks) * int64(st.BlockSize), nil
 }
