@@ -56,13 +56,13 @@ func TestUpdateUpgradeAndRollback(t *testing.T) {
 	// /var survived the slot change
 	nthMatch(t, vm, `MARK boot=2 version=1\.1\.0`, 1, time.Minute)
 	// slate update status tells the same
-	nthMatch(t, vm, `STATUS state=blessed version=1\.1\.0 slot=b other=a/1\.0\.0/good failed=$`, 1, time.Minute)
+	nthMatch(t, vm, `STATUS state=\w+ version=1\.1\.0 slot=b entry=good other=a/1\.0\.0/good failed=$`, 1, time.Minute)
 
 	// rollback by hand
 	nthMatch(t, vm, `ROLLBACK err=<nil>`, 1, time.Minute)
 	nthMatch(t, vm, `^SLATE-READY version=1\.0\.0 slot=a$`, 2, 3*time.Minute)
 	nthMatch(t, vm, `MARK boot=3 version=1\.0\.0`, 1, time.Minute)
-	nthMatch(t, vm, `STATUS state=\w+ version=1\.0\.0 slot=a other=b/1\.1\.0/bad failed=1\.1\.0`, 1, time.Minute)
+	nthMatch(t, vm, `STATUS state=\w+ version=1\.0\.0 slot=a entry=good other=b/1\.1\.0/bad failed=1\.1\.0`, 1, time.Minute)
 	// it checks the channel again (interval 20s) and leaves 1.1.0 alone
 	nthMatch(t, vm, `^SLATE-UPDATE state=idle version=1\.0\.0 skipped=1\.1\.0`, 1, 90*time.Second)
 	noneMatch(t, after(vm.Lines(), `ROLLBACK err=<nil>`), `SLATE-UPDATE state=downloading version=1\.1\.0`, "rolled-back version applied again")
@@ -84,7 +84,7 @@ func TestUpdateUnhealthy(t *testing.T) {
 	nthMatch(t, vm, `^SLATE-UPDATE state=unhealthy version=1\.1\.0 err="service web did not stay up`, 1, 2*time.Minute)
 	nthMatch(t, vm, `^SLATE-READY version=1\.0\.0 slot=a$`, 2, 3*time.Minute)
 	nthMatch(t, vm, `^SLATE-UPDATE state=failed version=1\.1\.0 running=1\.0\.0`, 1, time.Minute)
-	nthMatch(t, vm, `STATUS state=\w+ version=1\.0\.0 slot=a other=b/1\.1\.0/bad failed=1\.1\.0`, 1, time.Minute)
+	nthMatch(t, vm, `STATUS state=\w+ version=1\.0\.0 slot=a entry=good other=b/1\.1\.0/bad failed=1\.1\.0`, 1, time.Minute)
 	nthMatch(t, vm, `^SLATE-UPDATE state=idle version=1\.0\.0 skipped=1\.1\.0`, 1, 90*time.Second)
 	noneMatch(t, vm.Lines(), `SLATE-UPDATE state=blessed`, "an unhealthy version was blessed")
 	noneMatch(t, after(vm.Lines(), `SLATE-UPDATE state=failed version=1\.1\.0`), `SLATE-UPDATE state=downloading`, "failed version applied again")

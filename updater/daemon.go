@@ -55,6 +55,7 @@ type Status struct {
 	Name      string             `json:"name"`
 	Version   string             `json:"version"`
 	Slot      string             `json:"slot"`
+	Current   SlotInfo           `json:"current"` // the running slot's entry
 	Other     SlotInfo           `json:"other"`
 	Staged    string             `json:"staged,omitempty"`
 	Channel   string             `json:"channel,omitempty"`
@@ -96,10 +97,13 @@ func (d *Daemon) Status() Status {
 	if s, err := LoadState(d.StateFile); err == nil {
 		st.LastCheck, st.LastError, st.Failed, st.Staged = s.LastCheck, s.LastError, s.Failed, s.Staged
 	}
+	st.Current = SlotInfo{Slot: d.Slot, State: "empty"}
 	st.Other = SlotInfo{Slot: partitions.Other(d.Slot), State: "empty"}
 	_ = d.withESP(func(b partitions.BootDir) error {
-		if e, ok, err := b.SlotEntry(st.Other.Slot); err == nil && ok {
-			st.Other.Version, st.Other.State, st.Other.Entry = e.Version, e.State(), e.File
+		for _, si := range []*SlotInfo{&st.Current, &st.Other} {
+			if e, ok, err := b.SlotEntry(si.Slot); err == nil && ok {
+				si.Version, si.State, si.Entry = e.Version, e.State(), e.File
+			}
 		}
 		return nil
 	})

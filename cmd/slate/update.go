@@ -65,7 +65,7 @@ func printStatus(w io.Writer, st *updater.Status, asJSON bool) {
 		_ = enc.Encode(st)
 		return
 	}
-	fmt.Fprintf(w, "running:  %s %s in slot %s\n", st.Name, st.Version, st.Slot)
+	fmt.Fprintf(w, "running:  %s %s in slot %s (%s)\n", st.Name, st.Version, st.Slot, st.Current.State)
 	other := st.Other.Version
 	if other == "" {
 		other = "-"

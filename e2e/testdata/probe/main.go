@@ -124,7 +124,10 @@ type updStatus struct {
 	State   string `json:"state"`
 	Version string `json:"version"`
 	Slot    string `json:"slot"`
-	Other   struct {
+	Current struct {
+		State string
+	} `json:"current"`
+	Other struct {
 		Slot, Version, State string
 	} `json:"other"`
 	Failed map[string]any `json:"failed"`
@@ -151,12 +154,12 @@ func status() {
 			failed = append(failed, v)
 		}
 		sort.Strings(failed)
-		line := fmt.Sprintf("STATUS state=%s version=%s slot=%s other=%s/%s/%s failed=%s", st.State, st.Version, st.Slot, st.Other.Slot, st.Other.Version, st.Other.State, strings.Join(failed, ","))
+		line := fmt.Sprintf("STATUS state=%s version=%s slot=%s entry=%s other=%s/%s/%s failed=%s", st.State, st.Version, st.Slot, st.Current.State, st.Other.Slot, st.Other.Version, st.Other.State, strings.Join(failed, ","))
 		if line != last {
 			fmt.Println(line)
 			last = line
 		}
-		if v := os.Getenv("ROLLBACK_AFTER"); v != "" && !rolled && st.State == "blessed" && st.Version == v {
+		if v := os.Getenv("ROLLBACK_AFTER"); v != "" && !rolled && st.Current.State == "good" && st.Version == v {
 			rolled = true
 			out, err := exec.Command("/usr/bin/slate", "update", "rollback").CombinedOutput()
 			fmt.Printf("ROLLBACK err=%v out=%q\n", err, strings.ReplaceAll(string(out), "\n", " | "))
