@@ -19,7 +19,7 @@ type Cmdline struct {
 	// root, state, etc or switch_root), as a real failure there would: a
 	// fleet can rehearse its fall-back with it.
 	Break string
-	Raw      map[string]string
+	Raw   map[string]string
 }
 
 // ParseCmdline parses /proc/cmdline. root= must be PARTUUID=<guid>: the
