@@ -75,6 +75,7 @@ func (b BootDir) RemoveSlot(slot string) error {
 	if err != nil {
 		return err
 	}
+	removed := false
 	for _, e := range es {
 		if e.Slot != slot {
 			continue
@@ -82,6 +83,10 @@ func (b BootDir) RemoveSlot(slot string) error {
 		if err := os.Remove(filepath.Join(b.entries(), e.File)); err != nil {
 			return fmt.Errorf("remove boot entry %s: %w", e.File, err)
 		}
+		removed = true
+	}
+	if !removed {
+		return nil
 	}
 	return syncDir(b.entries())
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/slateos/slate/bootlog"
@@ -65,6 +66,7 @@ func RunUpdater() error {
 		StatusFile: supervisor.DefaultStatusFile,
 		Reboot:     func() error { return supervisor.RequestShutdown(supervisor.Reboot) },
 	}
+	debug.SetMemoryLimit(updater.MemoryLimit)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return d.Run(ctx)

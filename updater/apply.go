@@ -45,6 +45,11 @@ type Target struct {
 	Tries    int    // boot tries of the new entry
 }
 
+// MemoryLimit is the soft memory limit of the update daemon
+// (debug.SetMemoryLimit): applying streams through a few buffers and the
+// zstd window, and the garbage collector keeps the heap near that.
+const MemoryLimit = 24 << 20
+
 // Reporter receives progress: a state and key/value pairs.
 type Reporter func(state string, kv ...any)
 
@@ -122,30 +127,61 @@ func writeRoot(ctx context.Context, src Source, f payload.File, t Target, progre
 		return fmt.Errorf("open slot %s (%s): %w", t.Slot, t.RootDev, err)
 	}
 	defer dev.Close()
-	buf := make([]byte, 4<<20)
+	// Decompressing and hashing run in their own goroutine, a few
+	// buffers ahead of the writes, so both cores work.
+	type chunk struct {
+		b   []byte
+		err error
+	}
+	free := make(chan []byte, 3)
+	for i := 0; i < cap(free); i++ {
+		free <- make([]byte, 2<<20)
+	}
+	full := make(chan chunk, cap(free))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(full)
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-rctx.Done():
+				return
+			}
+			n, err := io.ReadFull(v, buf)
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				err = io.EOF
+			}
+			full <- chunk{b: buf[:n], err: err}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	var written int64
 	last := 0
-	for {
+	for c := range full {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, rerr := v.Read(buf)
-		if n > 0 {
-			if _, err := dev.Write(buf[:n]); err != nil {
+		if len(c.b) > 0 {
+			if _, err := dev.Write(c.b); err != nil {
 				return fmt.Errorf("write slot %s (%s): %w", t.Slot, t.RootDev, err)
 			}
-			written += int64(n)
+			written += int64(len(c.b))
 			if p := int(written * 100 / f.Size); p/10 > last/10 && p < 100 {
 				last = p
 				progress(p)
 			}
 		}
-		if errors.Is(rerr, io.EOF) {
+		if errors.Is(c.err, io.EOF) {
 			break
 		}
-		if rerr != nil {
-			return fmt.Errorf("root image: %w", rerr)
+		if c.err != nil {
+			return fmt.Errorf("root image: %w", c.err)
 		}
+		free <- c.b[:cap(c.b)]
 	}
 	if err := dev.Sync(); err != nil {
 		return fmt.Errorf("sync slot %s: %w", t.Slot, err)
