@@ -15,7 +15,7 @@ import (
 // nthMatch waits until re has matched n console lines and returns the
 // submatches of the n-th. The console is kept whole, so lines from
 // earlier boots count too.
-func nthMatch(t *testing.T, vm *qemu.VM, re string, n int, d time.Duration) []string {
+func nthMatch(t testing.TB, vm *qemu.VM, re string, n int, d time.Duration) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(d)
@@ -36,7 +36,7 @@ func nthMatch(t *testing.T, vm *qemu.VM, re string, n int, d time.Duration) []st
 	}
 }
 
-func writeSpec(t *testing.T, body string) string {
+func writeSpec(t testing.TB, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "spec.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {

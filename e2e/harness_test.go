@@ -63,7 +63,7 @@ func cacheDir() string {
 
 // need fails the test under CI and skips it elsewhere when a prerequisite
 // is missing: a skipped end-to-end test in CI would hide a broken set-up.
-func need(t *testing.T, what string, ok bool) {
+func need(t testing.TB, what string, ok bool) {
 	t.Helper()
 	if ok {
 		return
@@ -74,7 +74,7 @@ func need(t *testing.T, what string, ok bool) {
 	t.Skipf("%s is missing: run scripts/setup.sh", what)
 }
 
-func needBuild(t *testing.T) {
+func needBuild(t testing.TB) {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -83,7 +83,7 @@ func needBuild(t *testing.T) {
 	need(t, "the cached kernel ("+cacheDir()+")", len(kern) > 0)
 }
 
-func needQEMU(t *testing.T) {
+func needQEMU(t testing.TB) {
 	t.Helper()
 	needBuild(t)
 	_, err := qemu.Binary()
@@ -92,7 +92,7 @@ func needQEMU(t *testing.T) {
 	need(t, "OVMF firmware", err == nil)
 }
 
-func needTool(t *testing.T, name string) string {
+func needTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	need(t, name, err == nil)
@@ -100,7 +100,7 @@ func needTool(t *testing.T, name string) string {
 }
 
 // slate runs the slate binary and returns its combined output.
-func slate(t *testing.T, args ...string) (string, error) {
+func slate(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(slateBin, args...)
 	cmd.Env = append(os.Environ(), "SLATE_CACHE="+cacheDir())
@@ -109,7 +109,7 @@ func slate(t *testing.T, args ...string) (string, error) {
 }
 
 // build builds spec into a new folder and returns it.
-func build(t *testing.T, spec string, args ...string) string {
+func build(t testing.TB, spec string, args ...string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out")
 	t0 := time.Now()
@@ -122,7 +122,7 @@ func build(t *testing.T, spec string, args ...string) string {
 }
 
 // boot starts QEMU on an image with the console logged to the test.
-func boot(t *testing.T, image string, opts qemu.Options) *qemu.VM {
+func boot(t testing.TB, image string, opts qemu.Options) *qemu.VM {
 	t.Helper()
 	opts.Image = image
 	opts.Accel = "tcg"
@@ -146,7 +146,7 @@ func boot(t *testing.T, image string, opts qemu.Options) *qemu.VM {
 }
 
 // waitLine waits for a console line matching re.
-func waitLine(t *testing.T, vm *qemu.VM, re string, d time.Duration) []string {
+func waitLine(t testing.TB, vm *qemu.VM, re string, d time.Duration) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()

@@ -23,7 +23,7 @@ type channel struct {
 func (c *channel) guestURL() string { return fmt.Sprintf("http://10.0.2.2:%d/", c.port) }
 func (c *channel) hostURL() string  { return fmt.Sprintf("http://127.0.0.1:%d/", c.port) }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,7 +33,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func newChannel(t *testing.T) *channel {
+func newChannel(t testing.TB) *channel {
 	t.Helper()
 	dir := t.TempDir()
 	c := &channel{dir: dir, keys: filepath.Join(dir, "keys"), root: filepath.Join(dir, "channel"), port: freePort(t)}
@@ -76,7 +76,7 @@ type updSpec struct {
 	extra      string // more services (YAML list items)
 }
 
-func (c *channel) spec(t *testing.T, s updSpec) string {
+func (c *channel) spec(t testing.TB, s updSpec) string {
 	t.Helper()
 	if s.webMode == "" {
 		s.webMode = "sleep"
@@ -129,19 +129,19 @@ services:
 
 // publish builds a version and adds it to the channel; it returns the
 // build folder.
-func (c *channel) publish(t *testing.T, s updSpec) string {
+func (c *channel) publish(t testing.TB, s updSpec) string {
 	t.Helper()
 	return c.publishTo(t, s, c.root)
 }
 
 // publishTo builds a version into another channel folder.
-func (c *channel) publishTo(t *testing.T, s updSpec, dir string) string {
+func (c *channel) publishTo(t testing.TB, s updSpec, dir string) string {
 	t.Helper()
 	return build(t, c.spec(t, s), "--version", s.version, "--channel", dir, "--sign", filepath.Join(c.keys, "update.key"))
 }
 
 // machine copies a built disk image to a fresh file, as a machine's disk.
-func machine(t *testing.T, out string) string {
+func machine(t testing.TB, out string) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "machine.raw")
 	if b, err := exec.Command("cp", "--sparse=always", filepath.Join(out, "disk.raw"), dst).CombinedOutput(); err != nil {
