@@ -423,6 +423,17 @@ func bestOf(ds []time.Duration) string {
 
 // BenchmarkPID1Memory boots the default image plus a service that reads
 // PID 1's resident memory after SLATE-READY and powers off.
+var updRSSRE = regexp.MustCompile(`RSS-UPDATED rss=(\d+) hwm=(\d+)`)
+
+// benchKey makes an update key pair for images that run the updater.
+func benchKey(b *testing.B) string {
+	dir := b.TempDir()
+	if out, err := slate(b, "keygen", "-o", dir); err != nil {
+		b.Fatalf("slate keygen: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "update.pub")
+}
+
 func BenchmarkPID1Memory(b *testing.B) {
 	benchNeedQEMU(b)
 	spec := filepath.Join(b.TempDir(), "rss.yaml")
@@ -442,7 +453,10 @@ services:
   - name: rss
     command: /usr/local/bin/rss
     restart: never
-`, helperBin(b, &rssOnce, "rss"))
+update:
+  channel: http://10.0.2.2:9/
+  public_key: %s
+`, helperBin(b, &rssOnce, "rss"), benchKey(b))
 	if err := os.WriteFile(spec, []byte(body), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -450,7 +464,7 @@ services:
 	slateBuild(b, spec, out)
 	b.ResetTimer()
 
-	var rss, hwm int64 = -1, -1
+	var rss, hwm, upd int64 = -1, -1, -1
 	for i := 0; i < b.N; i++ {
 		res := bootUntil(b, filepath.Join(out, "disk.raw"), rssRE, true)
 		ready := -1
@@ -473,6 +487,10 @@ services:
 			}
 		}
 		for _, l := range res.lines {
+			if m := updRSSRE.FindStringSubmatch(l); m != nil {
+				r, _ := strconv.ParseInt(m[1], 10, 64)
+				upd = max(upd, r*1024)
+			}
 			if strings.HasPrefix(l, "RSS-FAILED") || strings.HasPrefix(l, "SLATE-FAILED") {
 				b.Errorf("console: %s", l)
 			}
@@ -485,9 +503,14 @@ services:
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(float64(rss)/mib, "pid1-rss-MiB")
 	b.ReportMetric(float64(hwm)/mib, "pid1-hwm-MiB")
+	if upd < 0 {
+		b.Fatal("no RSS-UPDATED line: the update daemon was not running")
+	}
+	b.ReportMetric(float64(upd)/mib, "updated-idle-rss-MiB")
 	logTable(b, []row{
 		{"PID 1 VmRSS after SLATE-READY", mibs(rss), "< " + mibs(targetRSS), rss < targetRSS},
 		{"PID 1 VmHWM (peak so far)", mibs(hwm), "", true},
+		{"update daemon VmRSS, idle", mibs(upd), "< 20.0 MiB", upd < 20*mib},
 	})
 }
 

@@ -20,7 +20,7 @@ import (
 func main() {
 	// The supervisor prints SLATE-READY once every service has started;
 	// wait past it so PID 1 is measured at rest, not while starting us.
-	time.Sleep(2 * time.Second)
+	time.Sleep(5 * time.Second)
 	f, err := os.Open("/proc/1/status")
 	if err != nil {
 		fmt.Printf("RSS-FAILED %v\n", err)
@@ -33,6 +33,24 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("RSS pid1=%d hwm=%d\n", st["VmRSS"], st["VmHWM"])
+	// the update daemon, when the image has one
+	if ents, err := os.ReadDir("/proc"); err == nil {
+		for _, e := range ents {
+			cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if err != nil || string(cmd) != "/usr/bin/slate\x00updated\x00" {
+				continue
+			}
+			f, err := os.Open("/proc/" + e.Name() + "/status")
+			if err != nil {
+				continue
+			}
+			ust, err := parseStatus(f)
+			f.Close()
+			if err == nil {
+				fmt.Printf("RSS-UPDATED rss=%d hwm=%d\n", ust["VmRSS"], ust["VmHWM"])
+			}
+		}
+	}
 	out, err := exec.Command("/usr/bin/slate", "poweroff").CombinedOutput()
 	if err != nil {
 		fmt.Printf("RSS-FAILED poweroff: %v: %s\n", err, out)
