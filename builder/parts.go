@@ -232,26 +232,12 @@ func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode)
 	case st.Mode().IsRegular():
 		perm := st.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 		if mode != 0 {
-			perm = modeOf(mode)
+			perm = mode.FileMode()
 		}
 		return fsys.AddFile(dst, perm, 0, 0, st.Size(), openFile(src))
 	default:
 		return fmt.Errorf("%s: only files, folders and symbolic links can be copied, not %s", src, st.Mode().Type())
 	}
-}
-
-func modeOf(m configs.Mode) fs.FileMode {
-	p := fs.FileMode(m) & fs.ModePerm
-	if m&0o4000 != 0 {
-		p |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		p |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		p |= fs.ModeSticky
-	}
-	return p
 }
 
 // LoaderConf has no default: systemd-boot then boots the highest version

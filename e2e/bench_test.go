@@ -50,36 +50,6 @@ var (
 	rssRE   = regexp.MustCompile(`RSS pid1=(\d+) hwm=(\d+)`)
 )
 
-// benchNeed is need for any test or benchmark: fail under CI, skip elsewhere.
-func benchNeed(tb testing.TB, what string, ok bool) {
-	tb.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		tb.Fatalf("%s is missing (CI is set: run scripts/setup.sh)", what)
-	}
-	tb.Skipf("%s is missing: run scripts/setup.sh", what)
-}
-
-func benchNeedBuild(tb testing.TB) {
-	tb.Helper()
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	kern, _ := filepath.Glob(filepath.Join(cacheDir(), "kernel", "linux-image-amd64", "boot", "vmlinuz-*"))
-	benchNeed(tb, "the cached kernel ("+cacheDir()+")", len(kern) > 0)
-}
-
-func benchNeedQEMU(tb testing.TB) {
-	tb.Helper()
-	benchNeedBuild(tb)
-	_, err := qemu.Binary()
-	benchNeed(tb, "qemu-system-x86_64", err == nil)
-	_, _, err = qemu.FindOVMF()
-	benchNeed(tb, "OVMF firmware", err == nil)
-}
-
 // slateBuild runs slate build of spec into out and returns its wall time.
 func slateBuild(tb testing.TB, spec, out string, args ...string) time.Duration {
 	tb.Helper()
@@ -230,7 +200,7 @@ func minDur(ds []time.Duration) time.Duration {
 // BenchmarkBuild times a build of the default image with a warm cache
 // beside writing a file of the image's size with dd.
 func BenchmarkBuild(b *testing.B) {
-	benchNeedBuild(b)
+	needBuild(b)
 	warm := defaultImage(b) // fills the cache the timed builds read
 	size := readReport(b, warm).DiskSize
 	if size <= 0 {
@@ -265,7 +235,7 @@ func BenchmarkBuild(b *testing.B) {
 // BenchmarkImageSize reports the default image's compressed initramfs and
 // the space used in its root, from build.json.
 func BenchmarkImageSize(b *testing.B) {
-	benchNeedBuild(b)
+	needBuild(b)
 	r := readReport(b, defaultImage(b))
 	if r.InitramfsSize <= 0 || r.RootUsed <= 0 {
 		b.Fatalf("build.json: initramfs_size %d, root_used %d", r.InitramfsSize, r.RootUsed)
@@ -355,7 +325,7 @@ func initTook(lines []string) (time.Duration, error) {
 // an init that only prints FLOOR-READY and powers off. It also reports
 // init's own time up to switch_root from the SLATE-INIT line.
 func BenchmarkBoot(b *testing.B) {
-	benchNeedQEMU(b)
+	needQEMU(b)
 	slateImg := filepath.Join(defaultImage(b), "disk.raw")
 	floorDir := filepath.Join(b.TempDir(), "floor")
 	slateBuild(b, defaultSpec(), floorDir, "--slate", helperBin(b, &floorOnce, "floor"))
@@ -435,7 +405,7 @@ func benchKey(b *testing.B) string {
 }
 
 func BenchmarkPID1Memory(b *testing.B) {
-	benchNeedQEMU(b)
+	needQEMU(b)
 	spec := filepath.Join(b.TempDir(), "rss.yaml")
 	body := fmt.Sprintf(`name: slate-bench
 version: 1.0.0

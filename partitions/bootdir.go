@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"unicode/utf16"
 )
@@ -32,26 +31,19 @@ func (b BootDir) Entries() ([]EntryFile, error) {
 		}
 		return nil, fmt.Errorf("list boot entries: %w", err)
 	}
-	var out []EntryFile
+	names := make([]string, 0, len(ents))
 	for _, d := range ents {
-		name := d.Name()
-		low := strings.ToLower(name)
-		if d.IsDir() || !strings.HasPrefix(low, "slate-") || !strings.HasSuffix(low, ".conf") {
-			continue
+		if !d.IsDir() {
+			names = append(names, d.Name())
 		}
-		en, err := ParseEntryName(name)
-		if err != nil {
-			return nil, err
-		}
-		data, err := os.ReadFile(filepath.Join(b.entries(), name))
+	}
+	return readEntries(names, func(name string) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(b.entries(), name))
 		if err != nil {
 			return nil, fmt.Errorf("read boot entry: %w", err)
 		}
-		keys := ParseEntryFile(data)
-		out = append(out, EntryFile{Entry: en, File: name, Options: keys["options"], Keys: keys})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
-	return out, nil
+		return b, nil
+	})
 }
 
 // SlotEntry returns the entry of a slot, if it has one.

@@ -63,18 +63,30 @@ func (e *ESP) Entries() ([]EntryFile, error) {
 		}
 		return nil, fmt.Errorf("ESP: list %s: %w", EntriesDir, err)
 	}
-	var out []EntryFile
+	names := make([]string, 0, len(ents))
 	for _, d := range ents {
-		name := d.Name()
+		if !d.IsDir() {
+			names = append(names, d.Name())
+		}
+	}
+	return readEntries(names, func(name string) ([]byte, error) { return e.ReadFile(path.Join(EntriesDir, name)) })
+}
+
+// readEntries parses the slate entries among the file names of an entries
+// folder: files that are not slate entries are skipped; a slate-looking
+// name that does not parse is an error.
+func readEntries(names []string, read func(name string) ([]byte, error)) ([]EntryFile, error) {
+	var out []EntryFile
+	for _, name := range names {
 		low := strings.ToLower(name)
-		if d.IsDir() || !strings.HasPrefix(low, "slate-") || !strings.HasSuffix(low, ".conf") {
+		if !strings.HasPrefix(low, "slate-") || !strings.HasSuffix(low, ".conf") {
 			continue
 		}
 		en, err := ParseEntryName(name)
 		if err != nil {
 			return nil, err
 		}
-		b, err := e.ReadFile(path.Join(EntriesDir, name))
+		b, err := read(name)
 		if err != nil {
 			return nil, err
 		}

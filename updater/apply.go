@@ -112,12 +112,7 @@ func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, repor
 // writeRoot streams the root image into the partition, decompressing and
 // verifying on the way: no full local copy, bounded memory.
 func writeRoot(ctx context.Context, src Source, f payload.File, t Target, progress func(int)) error {
-	rc, err := src.Open(ctx, f.Path, f.CompressedSize)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	v, err := payload.OpenFile(f, rc)
+	v, err := openVerified(ctx, src, f)
 	if err != nil {
 		return err
 	}
@@ -214,12 +209,7 @@ func readBack(p string, f payload.File) error {
 }
 
 func writeBootFile(ctx context.Context, src Source, f payload.File, t Target, name string) error {
-	rc, err := src.Open(ctx, f.Path, f.CompressedSize)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	v, err := payload.OpenFile(f, rc)
+	v, err := openVerified(ctx, src, f)
 	if err != nil {
 		return err
 	}
@@ -253,4 +243,28 @@ func jitter(d time.Duration, r func(int64) int64) time.Duration {
 		return d
 	}
 	return d - time.Duration(span/2) + time.Duration(r(span))
+}
+
+// verified is a file of a version read through its verifier.
+type verified struct {
+	*payload.Verifier
+	rc io.Closer
+}
+
+func (v verified) Close() error {
+	v.Verifier.Close()
+	return v.rc.Close()
+}
+
+func openVerified(ctx context.Context, src Source, f payload.File) (verified, error) {
+	rc, err := src.Open(ctx, f.Path, f.CompressedSize)
+	if err != nil {
+		return verified{}, err
+	}
+	v, err := payload.OpenFile(f, rc)
+	if err != nil {
+		rc.Close()
+		return verified{}, err
+	}
+	return verified{Verifier: v, rc: rc}, nil
 }
