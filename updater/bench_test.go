@@ -78,7 +78,8 @@ func BenchmarkApplyVsDD(b *testing.B) {
 	if err != nil {
 		b.Fatal("dd not found")
 	}
-	var applyT, ddT time.Duration
+	var applyT, writeT, ddT time.Duration
+	rootFile, _ := m.File(payload.RoleRoot)
 	for i := 0; i < b.N; i++ {
 		dev := filepath.Join(dir, "slot")
 		os.WriteFile(dev, nil, 0o644)
@@ -89,6 +90,12 @@ func BenchmarkApplyVsDD(b *testing.B) {
 			b.Fatal(err)
 		}
 		applyT += time.Since(t0)
+		// the write phase alone: download, decompress, hash, write, sync
+		t0 = time.Now()
+		if err := writeRoot(context.Background(), src, rootFile, tg, func(int) {}); err != nil {
+			b.Fatal(err)
+		}
+		writeT += time.Since(t0)
 		t0 = time.Now()
 		out, err := exec.Command(dd, "if="+raw, "of="+dev, "bs=4M", "conv=fsync,notrunc", "status=none").CombinedOutput()
 		if err != nil {
@@ -97,11 +104,13 @@ func BenchmarkApplyVsDD(b *testing.B) {
 		ddT += time.Since(t0)
 	}
 	mbs := func(d time.Duration) float64 { return float64(size) * float64(b.N) / d.Seconds() / (1 << 20) }
-	b.ReportMetric(mbs(applyT), "apply-MiB/s")
+	b.ReportMetric(mbs(writeT), "root-write-MiB/s")
+	b.ReportMetric(mbs(applyT), "whole-apply-MiB/s")
 	b.ReportMetric(mbs(ddT), "dd-MiB/s")
-	b.ReportMetric(mbs(applyT)/mbs(ddT)*100, "apply/dd-%")
-	b.Logf("root write while applying: %.0f MiB/s (verify, write, sync, read back); dd: %.0f MiB/s; ratio %.0f%% (target >= 80%%)",
-		mbs(applyT), mbs(ddT), mbs(applyT)/mbs(ddT)*100)
+	b.ReportMetric(mbs(writeT)/mbs(ddT)*100, "write/dd-%")
+	b.Logf("root write while applying (decompress, hash, write, sync): %.0f MiB/s; dd of the same bytes: %.0f MiB/s; ratio %.0f%% (target >= 80%%)",
+		mbs(writeT), mbs(ddT), mbs(writeT)/mbs(ddT)*100)
+	b.Logf("whole apply (with the read-back check and the ESP files): %.0f MiB/s", mbs(applyT))
 }
 
 // BenchmarkApplyMemory applies a 1 GiB root in a child process and reports
