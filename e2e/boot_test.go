@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -75,7 +76,16 @@ services:
 func TestBootToReady(t *testing.T) {
 	needQEMU(t)
 	out := build(t, testSpec(t))
-	vm := boot(t, filepath.Join(out, "disk.raw"), qemu.Options{})
+	// the image written to a bigger disk: STATE must grow into the rest
+	disk := filepath.Join(out, "disk.raw")
+	st, err := os.Stat(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, st.Size()+1<<30); err != nil {
+		t.Fatal(err)
+	}
+	vm := boot(t, disk, qemu.Options{})
 	t0 := time.Now()
 
 	// first boot
@@ -120,6 +130,16 @@ func TestBootToReady(t *testing.T) {
 	}
 	if created != 1 {
 		t.Errorf("STATE created %d times over two boots, want once", created)
+	}
+	if countMatches(vm.Lines(), `^SLATE-STATE action=grown from=\d+ to=\d+`) != 1 {
+		t.Errorf("STATE was not grown to the end of the bigger disk")
+	}
+	// the grown table is still valid for an independent tool
+	if sgdisk, err := exec.LookPath("sgdisk"); err == nil {
+		b, err := exec.Command(sgdisk, "-v", disk).CombinedOutput()
+		if err != nil || !strings.Contains(string(b), "No problems found") {
+			t.Errorf("sgdisk -v after growing: %v\n%s", err, b)
+		}
 	}
 	t.Logf("whole run %s", time.Since(t0).Round(time.Millisecond))
 }
