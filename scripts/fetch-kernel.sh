@@ -17,7 +17,13 @@ need apt-cache
 need dpkg
 
 # resolve linux-image-amd64 to the versioned package it depends on
-kpkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+resolve() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+kpkg="$(resolve)"
+if [ -z "$kpkg" ] && [ "$(id -u)" -eq 0 ]; then
+	# a fresh machine may have no package lists yet
+	apt-get update -qq >/dev/null
+	kpkg="$(resolve)"
+fi
 if [ -z "$kpkg" ]; then
 	echo "fetch-kernel: apt-cache does not know linux-image-amd64; run 'apt-get update' first" >&2
 	exit 1
