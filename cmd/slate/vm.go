@@ -16,7 +16,7 @@ import (
 
 func newVMCmd() *cobra.Command {
 	vm := &cobra.Command{Use: "vm", Short: "Run images in QEMU"}
-	var serial, mem, accel, until string
+	var serial, mem, accel, until, ign string
 	var timeout time.Duration
 	var forwards []string
 	run := &cobra.Command{
@@ -37,6 +37,10 @@ func newVMCmd() *cobra.Command {
 				Serial:     os.Stdout,
 				SerialFile: serial,
 			}
+			if ign != "" {
+				// where Ignition (and slate) look for a config on QEMU
+				opts.FwCfg = append(opts.FwCfg, qemu.FwCfg{Name: "opt/com.coreos/config", File: ign})
+			}
 			if until == "" {
 				return qemu.Run(cmd.Context(), opts, timeout)
 			}
@@ -51,6 +55,7 @@ func newVMCmd() *cobra.Command {
 	run.Flags().DurationVar(&timeout, "timeout", 0, "stop the VM after this long (0: no limit)")
 	run.Flags().StringVar(&mem, "mem", "1G", "guest memory")
 	run.Flags().StringVar(&accel, "accel", "auto", "accelerator: auto (KVM only when a probe boot works), tcg, kvm")
+	run.Flags().StringVar(&ign, "ignition", "", "pass this Ignition config to the guest through QEMU's fw_cfg (opt/com.coreos/config)")
 	run.Flags().StringVar(&until, "until", "", "stop the VM (exit 0) once a console line matches this regular expression")
 	run.Flags().StringSliceVar(&forwards, "forward", nil, "forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (HOSTPORT:GUESTPORT, repeatable)")
 	vm.AddCommand(run)
