@@ -57,7 +57,7 @@ func TestFindRetriesThenGivesUp(t *testing.T) {
 	calls := 0
 	env := Env{
 		Cmdline: "ignition.config.url=http://10.0.2.2/x.ign",
-		NetWait: 1500 * time.Millisecond,
+		NetWait: 3 * time.Second,
 		Fetch: func(ctx context.Context, u *url.URL) (io.ReadCloser, error) {
 			calls++
 			if calls < 3 {
