@@ -84,7 +84,7 @@ var rootDirs = []struct {
 	{"/etc", 0o755}, {"/usr/bin", 0o755}, {"/usr/sbin", 0o755}, {"/usr/lib/slate", 0o755},
 	{"/sbin", 0o755}, {"/bin", 0o755}, {"/lib/modules", 0o755},
 	{"/proc", 0o555}, {"/sys", 0o555}, {"/dev", 0o755}, {"/run", 0o755},
-	{"/var", 0o755}, {"/tmp", 0o777 | fs.ModeSticky}, {"/root", 0o700}, {"/home", 0o755}, {"/mnt", 0o755},
+	{"/var", 0o755}, {"/tmp", 0o777 | fs.ModeSticky}, {"/root", 0o700}, {"/home", 0o755}, {"/srv", 0o755}, {"/mnt", 0o755},
 }
 
 func etcFiles(spec *configs.Spec) map[string]string {

@@ -380,6 +380,24 @@ func setupEtc() error {
 	if err := unix.Mount("overlay", etc, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mount overlay on /etc (%s): %w", opts, err)
 	}
+	// Homes and /srv hold what people and provisioning put there: they
+	// live on STATE too, bound over the root's empty folders.
+	for _, d := range []struct {
+		dir  string
+		mode os.FileMode
+	}{{"home", 0o755}, {"root", 0o700}, {"srv", 0o755}} {
+		src := filepath.Join(NewRoot, "var", "lib", "slate", "state", d.dir)
+		dst := filepath.Join(NewRoot, d.dir)
+		if err := os.MkdirAll(src, d.mode); err != nil {
+			return fmt.Errorf("create %s: %w", src, err)
+		}
+		if _, err := os.Stat(dst); err != nil {
+			continue // an older root without the folder
+		}
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s on /%s: %w", src, d.dir, err)
+		}
+	}
 	return nil
 }
 
