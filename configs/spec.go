@@ -68,14 +68,44 @@ const (
 	RestartNever     = "never"
 )
 
+// Service types: how the supervisor decides a service has started.
+const (
+	// TypeSimple services have started once their program is running
+	// (exec succeeded). An empty Type means simple.
+	TypeSimple = "simple"
+	// TypeOneshot services run to completion: they have started once they
+	// exit with status 0, and are never restarted.
+	TypeOneshot = "oneshot"
+)
+
 // Service is a process the supervisor starts, watches and restarts.
 type Service struct {
 	Name    string            `yaml:"name" json:"name"`
 	Command string            `yaml:"command" json:"command"`
 	Args    []string          `yaml:"args,omitempty" json:"args,omitempty"`
 	Env     map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
-	// Restart is always, on-failure (default) or never.
+	// Restart is always, on-failure (default) or never. A oneshot service
+	// is never restarted.
 	Restart string `yaml:"restart,omitempty" json:"restart,omitempty"`
+
+	// Type is simple (when empty) or oneshot.
+	Type string `yaml:"type,omitempty" json:"type,omitempty"`
+	// User runs the service as this user, a name or a numeric uid,
+	// resolved in /etc/passwd (and its groups in /etc/group) at each
+	// start. Empty runs it as root.
+	User string `yaml:"user,omitempty" json:"user,omitempty"`
+	// WorkingDirectory is the absolute folder the service starts in; / when
+	// empty.
+	WorkingDirectory string `yaml:"working_directory,omitempty" json:"working_directory,omitempty"`
+	// EnvironmentFile lists files of KEY=VALUE lines read at each start,
+	// in order, before Env (Env wins). A path with a leading "-" may be
+	// missing.
+	EnvironmentFile []string `yaml:"environment_file,omitempty" json:"environment_file,omitempty"`
+	// After names services that must have started before this one starts.
+	After []string `yaml:"after,omitempty" json:"after,omitempty"`
+	// Requires names services that must have started before this one
+	// starts (as After does) and without which it is not started at all.
+	Requires []string `yaml:"requires,omitempty" json:"requires,omitempty"`
 }
 
 // Network configuration of the booted system.

@@ -38,7 +38,8 @@ type Update struct {
 // Health decides when a new version is good enough to keep.
 type Health struct {
 	// Services must be running, without a restart, for Hold after
-	// SLATE-READY (default: every service whose restart is not never).
+	// SLATE-READY (default: every simple service whose restart is not
+	// never).
 	Services []string `yaml:"services,omitempty" json:"services,omitempty"`
 	// Hold is how long they must stay up (default 30s).
 	Hold Duration `yaml:"hold,omitempty" json:"hold,omitempty"`
@@ -141,7 +142,8 @@ func (u *Update) setDefaults(svcs []Service) {
 	}
 	if u.Health.Services == nil {
 		for _, s := range svcs {
-			if s.Restart != RestartNever {
+			// a oneshot finishes: it is never "up"
+			if s.Restart != RestartNever && s.Type != TypeOneshot {
 				u.Health.Services = append(u.Health.Services, s.Name)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -317,6 +318,10 @@ func checkDst(dst string) string {
 }
 
 func validateServices(c *collector, svcs []Service, p string) {
+	names := map[string]bool{}
+	for _, s := range svcs {
+		names[s.Name] = true
+	}
 	seen := map[string]bool{}
 	for i, s := range svcs {
 		sp := index(p, i)
@@ -362,7 +367,117 @@ func validateServices(c *collector, svcs []Service, p string) {
 				c.add(ep, "value contains a NUL byte")
 			}
 		}
+		validateServiceRun(c, s, sp)
+		for _, field := range []struct {
+			key   string
+			names []string
+		}{{"after", s.After}, {"requires", s.Requires}} {
+			for j, n := range field.names {
+				if !names[n] {
+					c.add(index(key(sp, field.key), j), "no service is named %q", n)
+				}
+			}
+		}
 	}
+	for i := range svcs {
+		if cycle := dependencyCycle(svcs, i); cycle != nil {
+			c.add(index(p, i), "dependency cycle: %s (each waits for the next through after or requires)", strings.Join(cycle, " -> "))
+		}
+	}
+}
+
+// validateServiceRun checks how a service is run: type, user, folder and
+// environment files.
+func validateServiceRun(c *collector, s Service, sp string) {
+	switch s.Type {
+	case "", TypeSimple:
+	case TypeOneshot:
+		if s.Restart == RestartAlways {
+			c.add(key(sp, "restart"), "a oneshot service runs once to completion; restart always would run it in a loop (use type simple)")
+		}
+	default:
+		c.add(key(sp, "type"), "%q is not a service type: use simple or oneshot", s.Type)
+	}
+	if s.User != "" && (len(s.User) > 32 || strings.ContainsAny(s.User, ":,/") || strings.ContainsFunc(s.User, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })) {
+		c.add(key(sp, "user"), "%q is not a user name or numeric uid", s.User)
+	}
+	if d := s.WorkingDirectory; d != "" {
+		if msg := absPath(d); msg != "" {
+			c.add(key(sp, "working_directory"), "%s", msg)
+		}
+	}
+	for j, f := range s.EnvironmentFile {
+		if msg := absPath(strings.TrimPrefix(f, "-")); msg != "" {
+			c.add(index(key(sp, "environment_file"), j), "%s (a leading '-' marks an optional file)", msg)
+		}
+	}
+}
+
+// absPath describes what is wrong with a path in the booted system, or
+// returns "".
+func absPath(p string) string {
+	switch {
+	case p == "":
+		return "empty path"
+	case strings.ContainsRune(p, 0):
+		return "contains a NUL byte"
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Sprintf("%q is not an absolute path", p)
+	case path.Clean(p) != p:
+		return fmt.Sprintf("%q is not clean (no '..', '.', '//' or trailing '/'); write %s", p, path.Clean(p))
+	}
+	return ""
+}
+
+// dependencyCycle returns the shortest cycle of after/requires edges
+// through svcs[i], as names starting and ending with its own, or nil when
+// it is on none. Unknown names are left out (reported on their own).
+func dependencyCycle(svcs []Service, i int) []string {
+	byName := map[string]int{}
+	for j, s := range svcs {
+		if _, dup := byName[s.Name]; !dup {
+			byName[s.Name] = j
+		}
+	}
+	deps := func(j int) []int {
+		var out []int
+		for _, n := range append(slices.Clone(svcs[j].After), svcs[j].Requires...) {
+			if k, ok := byName[n]; ok {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	// Breadth first from i's dependencies back to i.
+	prev := map[int]int{}
+	queue := []int{}
+	for _, k := range deps(i) {
+		if _, ok := prev[k]; !ok {
+			prev[k] = i
+			queue = append(queue, k)
+		}
+	}
+	for len(queue) > 0 {
+		j := queue[0]
+		queue = queue[1:]
+		if j == i {
+			cycle := []string{svcs[i].Name}
+			for k := prev[i]; k != i; k = prev[k] {
+				cycle = append(cycle, svcs[k].Name)
+			}
+			cycle = append(cycle, svcs[i].Name)
+			// Built backwards from i: reverse so each waits for the next.
+			slices.Reverse(cycle)
+			return cycle
+		}
+		for _, k := range deps(j) {
+			if _, ok := prev[k]; !ok {
+				prev[k] = j
+				queue = append(queue, k)
+			}
+		}
+	}
+	return nil
 }
 
 func hasSpaceOrControl(s string) bool {

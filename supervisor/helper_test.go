@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,6 +84,27 @@ func runHelper(mode string) int {
 		return 0
 	case "sleepshort":
 		time.Sleep(300 * time.Millisecond)
+		return 0
+	case "touch":
+		// A oneshot step: take a while, leave a file, exit with the code.
+		time.Sleep(200 * time.Millisecond)
+		if err := os.WriteFile(os.Getenv("HELPER_FILE"), []byte("done\n"), 0o644); err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		var code int
+		fmt.Sscan(os.Getenv("HELPER_CODE"), &code)
+		return code
+	case "checkfile":
+		_, err := os.Stat(os.Getenv("HELPER_FILE"))
+		fmt.Printf("exists=%t\n", err == nil)
+		sleepWhileParent()
+	case "env":
+		env := os.Environ()
+		sort.Strings(env)
+		for _, kv := range env {
+			fmt.Println(kv)
+		}
 		return 0
 	case "netns-lo":
 		return helperLoopback()

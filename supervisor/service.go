@@ -84,13 +84,26 @@ type service struct {
 
 	// Guarded by supervisor.mu.
 	proc *os.Process
+
+	// Dependencies, set by linkServices before any service starts: after
+	// holds every service this one waits for (After and Requires),
+	// requires those without which it is skipped. skipReason, when set,
+	// says why it can never start.
+	after, requires []*service
+	skipReason      string
+	// settled is closed once outcome first leaves pending.
+	settled chan struct{}
+	outcome outcome // guarded by supervisor.readyMu
 }
 
-// startServices starts one goroutine per service. With no services the
-// system is ready at once.
+func (svc *service) oneshot() bool { return svc.spec.Type == configs.TypeOneshot }
+
+// startServices starts one goroutine per service, which waits for the
+// service's dependencies before starting it. With no services the system
+// is ready at once.
 func (s *supervisor) startServices() {
 	for _, spec := range s.cfg.Services {
-		svc := &service{spec: spec, exitc: make(chan unix.WaitStatus, 1)}
+		svc := &service{spec: spec, exitc: make(chan unix.WaitStatus, 1), settled: make(chan struct{})}
 		if s.logDir != "" {
 			f, err := os.OpenFile(filepath.Join(s.logDir, spec.Name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 			if err != nil {
@@ -101,6 +114,7 @@ func (s *supervisor) startServices() {
 		}
 		s.services = append(s.services, svc)
 	}
+	linkServices(s.services)
 	s.readyMu.Lock()
 	s.maybeReadyLocked()
 	s.readyMu.Unlock()
@@ -108,7 +122,9 @@ func (s *supervisor) startServices() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.supervise(svc)
+			if s.awaitDependencies(svc) {
+				s.supervise(svc)
+			}
 		}()
 	}
 }
@@ -116,6 +132,10 @@ func (s *supervisor) startServices() {
 // supervise starts a service and restarts it per policy until the
 // supervisor stops.
 func (s *supervisor) supervise(svc *service) {
+	if svc.oneshot() {
+		s.runOnce(svc)
+		return
+	}
 	name := svc.spec.Name
 	var delay time.Duration
 	everStarted := false
@@ -128,14 +148,14 @@ func (s *supervisor) supervise(svc *service) {
 		var e exit
 		if err != nil {
 			e.startErr = err
-			s.setState(name, "failed", 0)
+			s.setStateReason(name, "failed", 0, err.Error())
 			s.printf("SLATE-SERVICE name=%s state=failed err=%q\n", name, err.Error())
 		} else {
 			s.setState(name, "started", pid)
 			s.printf("SLATE-SERVICE name=%s state=started pid=%d\n", name, pid)
 			if !everStarted {
 				everStarted = true
-				s.markStarted()
+				s.settle(svc, up)
 			}
 			e.status = <-svc.exitc
 			s.setState(name, "exited", 0)
@@ -147,6 +167,9 @@ func (s *supervisor) supervise(svc *service) {
 		if !shouldRestart(svc.spec.Restart, e) {
 			s.setState(name, "stopped", 0)
 			s.printf("SLATE-SERVICE name=%s state=stopped\n", name)
+			if e.failed() {
+				s.settle(svc, failed)
+			}
 			return
 		}
 		delay = s.cfg.backoff.next(delay, time.Since(begin))
@@ -162,6 +185,41 @@ func (s *supervisor) supervise(svc *service) {
 	}
 }
 
+// runOnce runs a oneshot service to completion: it has started when it
+// exits 0 and failed otherwise, and is never restarted whatever its
+// Restart says, since it is a step (create a user, format a disk) rather
+// than something that keeps running.
+func (s *supervisor) runOnce(svc *service) {
+	name := svc.spec.Name
+	pid, err := s.start(svc)
+	if errors.Is(err, errStopping) {
+		return
+	}
+	if err != nil {
+		s.setStateReason(name, "failed", 0, err.Error())
+		s.printf("SLATE-SERVICE name=%s state=failed err=%q\n", name, err.Error())
+		s.settle(svc, failed)
+		return
+	}
+	s.setState(name, "running", pid)
+	s.printf("SLATE-SERVICE name=%s state=running pid=%d\n", name, pid)
+	e := exit{status: <-svc.exitc}
+	s.setState(name, "exited", 0)
+	s.printf("SLATE-SERVICE name=%s state=exited %s\n", name, e)
+	if s.isStopping() {
+		return
+	}
+	if e.failed() {
+		s.setStateReason(name, "failed", 0, e.String())
+		s.printf("SLATE-SERVICE name=%s state=failed %s\n", name, e)
+		s.settle(svc, failed)
+		return
+	}
+	s.setState(name, "done", 0)
+	s.printf("SLATE-SERVICE name=%s state=done\n", name)
+	s.settle(svc, up)
+}
+
 func (s *supervisor) isStopping() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -173,7 +231,18 @@ func (s *supervisor) isStopping() bool {
 // it looks a PID up, so an exit that comes before StartProcess returns is
 // still given to the service.
 func (s *supervisor) start(svc *service) (int, error) {
-	env := serviceEnv(svc.spec.Env)
+	env, cred, err := s.identity(svc.spec)
+	if err != nil {
+		return 0, err
+	}
+	dir := svc.spec.WorkingDirectory
+	if dir == "" {
+		dir = "/"
+	} else if _, err := os.Stat(dir); err != nil {
+		// The child's chdir error would read "fork/exec <command>: no
+		// such file or directory", blaming the command.
+		return 0, fmt.Errorf("working directory: %w", err)
+	}
 	path, err := lookPath(svc.spec.Command, envValue(env, "PATH"))
 	if err != nil {
 		return 0, err
@@ -197,12 +266,12 @@ func (s *supervisor) start(svc *service) (int, error) {
 		return 0, errStopping
 	}
 	proc, err := os.StartProcess(path, argv, &os.ProcAttr{
-		Dir:   "/",
+		Dir:   dir,
 		Env:   env,
 		Files: []*os.File{stdin, w, w},
 		// A session of its own: the service has no controlling terminal,
 		// and the whole group can be signalled at stop time.
-		Sys: &syscall.SysProcAttr{Setsid: true},
+		Sys: &syscall.SysProcAttr{Setsid: true, Credential: cred},
 	})
 	w.Close()
 	if err != nil {
@@ -222,6 +291,36 @@ func (s *supervisor) start(svc *service) (int, error) {
 		copyLines(r, s.console, "["+svc.spec.Name+"] ", log)
 	}()
 	return proc.Pid, nil
+}
+
+// identity is the environment and the credential a service starts with:
+// for a User, HOME, USER and LOGNAME of the account; then the
+// environment files in order; then Env; PATH when none of them sets it.
+// Everything is read again at each start, so a restart sees changes made
+// by provisioning or an operator.
+func (s *supervisor) identity(spec configs.Service) ([]string, *syscall.Credential, error) {
+	vars := map[string]string{}
+	var cred *syscall.Credential
+	if spec.User != "" {
+		a, err := lookupUser(spec.User, s.cfg.passwdFile, s.cfg.groupFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		cred = a.credential()
+		if a.name != "" {
+			vars["USER"], vars["LOGNAME"] = a.name, a.name
+		}
+		if a.home != "" {
+			vars["HOME"] = a.home
+		}
+	}
+	if err := readEnvironmentFiles(vars, spec.EnvironmentFile); err != nil {
+		return nil, nil, err
+	}
+	for k, v := range spec.Env {
+		vars[k] = v
+	}
+	return serviceEnv(vars), cred, nil
 }
 
 // openStdin opens /dev/null, or when there is none (a /dev not mounted

@@ -24,14 +24,31 @@ type Status struct {
 	Services []ServiceStatus `json:"services"`
 }
 
-// ServiceStatus is one service's state: started (running), exited,
-// restarting, failed (could not start) or stopped (will not restart).
+// ServiceStatus is one service's state:
+//
+//   - waiting: not started yet (dependencies, or the boot is young);
+//   - started: a simple service's program is running (PID set);
+//   - exited: its process ended, a decision follows;
+//   - restarting: it will be started again after a delay;
+//   - stopped: a simple service that will not be restarted;
+//   - running: a oneshot's program is running (PID set);
+//   - done: a oneshot exited 0;
+//   - failed: could not be started, or a oneshot that did not exit 0
+//     (Reason says why);
+//   - skipped: never started because of its dependencies (Reason says
+//     which).
+//
+// A oneshot is never "started": a health check that wants a service to
+// stay started does not apply to it.
 type ServiceStatus struct {
 	Name   string    `json:"name"`
 	State  string    `json:"state"`
 	PID    int       `json:"pid,omitempty"`
 	Starts int       `json:"starts"`
 	Since  time.Time `json:"since"`
+	// Reason is why a service failed or was skipped: the start error,
+	// code=N or signal=NAME, or the dependency.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Service returns a service's status by name.
@@ -59,6 +76,11 @@ func ReadStatus(path string) (*Status, error) {
 
 // setState records a service's new state and publishes the status file.
 func (s *supervisor) setState(name, state string, pid int) {
+	s.setStateReason(name, state, pid, "")
+}
+
+// setStateReason is setState with the reason of a failed or skipped state.
+func (s *supervisor) setStateReason(name, state string, pid int, reason string) {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
 	if s.status.Services == nil {
@@ -71,8 +93,8 @@ func (s *supervisor) setState(name, state string, pid int) {
 		if x.Name != name {
 			continue
 		}
-		x.State, x.PID, x.Since = state, pid, time.Now().UTC()
-		if state == "started" {
+		x.State, x.PID, x.Since, x.Reason = state, pid, time.Now().UTC(), reason
+		if state == "started" || state == "running" {
 			x.Starts++
 		}
 	}

@@ -21,9 +21,28 @@
 //	SLATE-SERVICE name=web state=failed err="..."     (could not be started)
 //	SLATE-SERVICE name=web state=restarting in=200ms
 //	SLATE-SERVICE name=web state=stopped              (policy says no restart)
-//	SLATE-READY version=1.2.0 slot=a                  (once, all services started)
+//	SLATE-SERVICE name=init state=running pid=41      (a oneshot is running)
+//	SLATE-SERVICE name=init state=done                (a oneshot exited 0)
+//	SLATE-SERVICE name=init state=failed code=1       (a oneshot did not; or signal=)
+//	SLATE-SERVICE name=web state=skipped reason="requires init, which failed"
+//	SLATE-READY version=1.2.0 slot=a                  (once, every service resolved)
 //	SLATE-NET iface=eth0 addr=10.0.2.15/24 gw=10.0.2.2 (or err="...")
 //	SLATE-SHUTDOWN action=poweroff                    (or reboot)
+//
+// Services start in dependency order: one starts once every service in its
+// After and Requires has started (a simple service: its program runs; a
+// oneshot: it exited 0). One whose Requires failed (a oneshot that did not
+// exit 0, a simple service that never started or ended with a failure and
+// is not restarted) or was skipped is skipped too; so are the services on
+// a dependency cycle, and a service that requires a service that does not
+// exist. An After that names no service is ignored with a warning.
+//
+// SLATE-READY comes once every service is resolved: simple services
+// started, oneshots done or failed, skipped services reported. A simple
+// service that never starts keeps it from coming: the system runs without
+// something it was built to run. A failed oneshot does not: its failure
+// has its own line and its dependents are skipped, and a system that is
+// otherwise up stays reachable to be looked at.
 package supervisor
 
 import (
@@ -63,8 +82,9 @@ type Config struct {
 	// Hostname is set with sethostname(2) when PID1 is true and it is not
 	// empty.
 	Hostname string
-	// Services are all started at once, then each restarted per its
-	// policy. Their names name their log files and must be unique.
+	// Services are started in dependency order (see the package
+	// comment), then each restarted per its policy. Their names name their
+	// log files and must be unique.
 	Services []configs.Service
 	// DHCP brings up the first wired interface with DHCPv4, in the
 	// background: services do not wait for it.
@@ -89,6 +109,8 @@ type Config struct {
 	stopTimeout time.Duration // SIGTERM to SIGKILL
 	netDir      string        // /sys/class/net
 	resolvConf  string        // /etc/resolv.conf
+	passwdFile  string        // /etc/passwd, for Service.User
+	groupFile   string        // /etc/group
 }
 
 // Default timings of a booted system.
@@ -267,6 +289,11 @@ func checkServices(svcs []configs.Service) error {
 		default:
 			return fmt.Errorf("services[%d] (%s): unknown restart policy %q", i, svc.Name, svc.Restart)
 		}
+		switch svc.Type {
+		case "", configs.TypeSimple, configs.TypeOneshot:
+		default:
+			return fmt.Errorf("services[%d] (%s): unknown type %q", i, svc.Name, svc.Type)
+		}
 		seen[svc.Name] = true
 	}
 	return nil
@@ -304,8 +331,8 @@ type supervisor struct {
 
 	stopc    chan struct{} // closed when the services must stop
 	wg       sync.WaitGroup
-	readyMu  sync.Mutex
-	started  int // services started at least once
+	readyMu  sync.Mutex // guards the services' outcomes too
+	resolved int        // services settled in a way that counts for ready
 	ready    bool
 	outputWG sync.WaitGroup // output copiers
 
@@ -332,6 +359,12 @@ func newSupervisor(cfg Config) *supervisor {
 	}
 	if cfg.resolvConf == "" {
 		cfg.resolvConf = "/etc/resolv.conf"
+	}
+	if cfg.passwdFile == "" {
+		cfg.passwdFile = "/etc/passwd"
+	}
+	if cfg.groupFile == "" {
+		cfg.groupFile = "/etc/group"
 	}
 	return &supervisor{
 		cfg:     cfg,
@@ -371,17 +404,10 @@ func (s *supervisor) bringUp(ctx context.Context) {
 	}
 }
 
-// markStarted counts a service's first successful start and prints
-// SLATE-READY once all have started.
-func (s *supervisor) markStarted() {
-	s.readyMu.Lock()
-	s.started++
-	s.maybeReadyLocked()
-	s.readyMu.Unlock()
-}
-
+// maybeReadyLocked prints SLATE-READY once every service is resolved (see
+// settle).
 func (s *supervisor) maybeReadyLocked() {
-	if s.ready || s.started < len(s.services) {
+	if s.ready || s.resolved < len(s.services) {
 		return
 	}
 	s.ready = true

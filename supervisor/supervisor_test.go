@@ -454,6 +454,7 @@ func TestRunRejectsBadServices(t *testing.T) {
 		{"duplicate", []configs.Service{ok, ok}, `services[1]: duplicate name "a"`},
 		{"no command", []configs.Service{{Name: "a"}}, `services[0] (a): empty command`},
 		{"policy", []configs.Service{{Name: "a", Command: "x", Restart: "sometimes"}}, `unknown restart policy "sometimes"`},
+		{"type", []configs.Service{{Name: "a", Command: "x", Type: "forking"}}, `services[0] (a): unknown type "forking"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,165 @@
+package supervisor
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+)
+
+// outcome is how far a service got, as its dependents see it.
+type outcome int
+
+const (
+	pending outcome = iota
+	// up: a simple service started at least once, a oneshot exited 0.
+	up
+	// failed: a oneshot that did not exit 0, or a simple service that
+	// never started, or ended with a failure, and will not be restarted.
+	failed
+	// skipped: not started because of its dependencies.
+	skipped
+)
+
+// linkServices resolves each service's After and Requires names to the
+// services they name and marks what cannot be started at all: services on
+// a dependency cycle, and services that require a service that does not
+// exist. An After naming no service is dropped with a warning, as systemd
+// ignores ordering against a unit it does not know.
+func linkServices(svcs []*service) {
+	byName := map[string]*service{}
+	for _, svc := range svcs {
+		byName[svc.spec.Name] = svc
+	}
+	for _, svc := range svcs {
+		for _, n := range svc.spec.After {
+			d := byName[n]
+			if d == nil {
+				logrus.WithFields(logrus.Fields{"service": svc.spec.Name, "after": n}).Warn("supervisor: after names no service, ignored")
+				continue
+			}
+			if !slices.Contains(svc.after, d) {
+				svc.after = append(svc.after, d)
+			}
+		}
+		for _, n := range svc.spec.Requires {
+			d := byName[n]
+			if d == nil {
+				if svc.skipReason == "" {
+					svc.skipReason = fmt.Sprintf("requires %s, which does not exist", n)
+				}
+				continue
+			}
+			if !slices.Contains(svc.after, d) {
+				svc.after = append(svc.after, d)
+			}
+			if !slices.Contains(svc.requires, d) {
+				svc.requires = append(svc.requires, d)
+			}
+		}
+	}
+	// A cycle is reported in place of a missing requirement: it is the
+	// bigger problem and it also holds up the other members.
+	for _, svc := range svcs {
+		if cycle := cycleThrough(svc); cycle != nil {
+			svc.skipReason = "dependency cycle: " + strings.Join(cycle, " -> ")
+		}
+	}
+}
+
+// cycleThrough returns the shortest chain of services svc waits for that
+// leads back to svc, as names from svc to svc, or nil when it is on no
+// cycle.
+func cycleThrough(svc *service) []string {
+	prev := map[*service]*service{}
+	var queue []*service
+	for _, d := range svc.after {
+		prev[d] = svc
+		queue = append(queue, d)
+	}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		if cur == svc {
+			names := []string{svc.spec.Name}
+			for p := prev[svc]; p != svc; p = prev[p] {
+				names = append(names, p.spec.Name)
+			}
+			names = append(names, svc.spec.Name)
+			slices.Reverse(names)
+			return names
+		}
+		for _, d := range cur.after {
+			if _, seen := prev[d]; !seen {
+				prev[d] = cur
+				queue = append(queue, d)
+			}
+		}
+	}
+	return nil
+}
+
+// awaitDependencies waits until every service svc is ordered after has
+// settled, and reports whether svc may start: false when the supervisor
+// is stopping or svc has been skipped (then reported).
+func (s *supervisor) awaitDependencies(svc *service) bool {
+	if svc.skipReason != "" {
+		s.skip(svc, svc.skipReason)
+		return false
+	}
+	for _, d := range svc.after {
+		select {
+		case <-d.settled:
+		case <-s.stopc:
+			return false
+		}
+	}
+	// The outcome may have changed since it settled (a simple service
+	// that has since failed for good), so it is read now, at start time.
+	for _, d := range svc.requires {
+		switch s.outcomeOf(d) {
+		case failed:
+			s.skip(svc, fmt.Sprintf("requires %s, which failed", d.spec.Name))
+			return false
+		case skipped:
+			s.skip(svc, fmt.Sprintf("requires %s, which was skipped", d.spec.Name))
+			return false
+		}
+	}
+	return true
+}
+
+// skip reports a service that will not be started.
+func (s *supervisor) skip(svc *service, reason string) {
+	s.setStateReason(svc.spec.Name, "skipped", 0, reason)
+	s.printf("SLATE-SERVICE name=%s state=skipped reason=%q\n", svc.spec.Name, reason)
+	s.settle(svc, skipped)
+}
+
+func (s *supervisor) outcomeOf(svc *service) outcome {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	return svc.outcome
+}
+
+// settle records a service's outcome. The first one wakes its dependents
+// and counts towards SLATE-READY, except a simple service that never
+// started: the system is not ready without it (its dependents that
+// require it are skipped, and count). Later ones only change what
+// dependents that start later see.
+func (s *supervisor) settle(svc *service, o outcome) {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	first := svc.outcome == pending
+	svc.outcome = o
+	if !first {
+		return
+	}
+	close(svc.settled)
+	if o == failed && !svc.oneshot() {
+		return
+	}
+	s.resolved++
+	s.maybeReadyLocked()
+}
