@@ -103,6 +103,13 @@ type Config struct {
 	// its own. An error is logged and the boot goes on: a PID 1 that stops
 	// is a kernel panic.
 	BeforeServices func(ctx context.Context) error
+	// Provision, when set, runs once the network is being brought up and
+	// before the services start (first-boot provisioning fetches its
+	// config over the network). The services it returns are started with
+	// the spec's. It must not wait for child processes of its own: the
+	// reaper is running. An error stops the boot: nothing is started and
+	// the supervisor only waits for a shutdown request.
+	Provision func(ctx context.Context) ([]configs.Service, error)
 
 	// Knobs for tests; zero values mean the defaults below.
 	backoff     backoffPolicy
@@ -241,7 +248,22 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 
-	s.startServices()
+	if cfg.Provision != nil {
+		extra, err := cfg.Provision(ctx)
+		if err == nil && len(extra) > 0 {
+			all := append(append([]configs.Service(nil), s.cfg.Services...), extra...)
+			if err = checkServices(all); err == nil {
+				s.cfg.Services = all
+			}
+		}
+		if err != nil {
+			logrus.WithError(err).Error("supervisor: provisioning failed, not starting services")
+			s.provisionFailed = true
+		}
+	}
+	if !s.provisionFailed {
+		s.startServices()
+	}
 
 	kind := Poweroff
 	select {
@@ -335,6 +357,8 @@ type supervisor struct {
 	resolved int        // services settled in a way that counts for ready
 	ready    bool
 	outputWG sync.WaitGroup // output copiers
+
+	provisionFailed bool
 
 	statusMu     sync.Mutex
 	status       Status

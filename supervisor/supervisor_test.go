@@ -534,3 +534,28 @@ func TestStatusFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestProvisionHook(t *testing.T) {
+	t.Run("adds services", func(t *testing.T) {
+		cfg, con := testConfig(t, helperService(t, "s", "sleep", configs.RestartAlways, nil))
+		cfg.Provision = func(ctx context.Context) ([]configs.Service, error) {
+			return []configs.Service{helperService(t, "extra", "sleep", configs.RestartAlways, nil)}, nil
+		}
+		r := start(t, cfg)
+		con.waitFor(t, `^SLATE-SERVICE name=extra state=started`, 1)
+		con.waitFor(t, `^SLATE-READY`, 1)
+		r.stop(t)
+	})
+	t.Run("failure stops the boot", func(t *testing.T) {
+		cfg, con := testConfig(t, helperService(t, "s", "sleep", configs.RestartAlways, nil))
+		cfg.Provision = func(ctx context.Context) ([]configs.Service, error) {
+			return nil, fmt.Errorf("bad config")
+		}
+		r := start(t, cfg)
+		time.Sleep(500 * time.Millisecond)
+		r.stop(t)
+		if strings.Contains(con.String(), "SLATE-READY") || strings.Contains(con.String(), "state=started") {
+			t.Errorf("services started after a failed provisioning:\n%s", con)
+		}
+	})
+}
