@@ -18,6 +18,7 @@ import (
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
 	"github.com/slateos/slate/fatfs"
+	"github.com/slateos/slate/ignition"
 	"github.com/slateos/slate/initramfs"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/partitions"
@@ -178,6 +179,19 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 		}
 		if err := fsys.AddFile("/usr/lib/slate/update.pub", 0o644, 0, 0, st.Size(), openFile(pub)); err != nil {
 			return nil, fmt.Errorf("root: update.pub: %w", err)
+		}
+	}
+	if spec.Ignition != "" {
+		cfg, err := os.ReadFile(spec.Path(spec.Ignition))
+		if err != nil {
+			return nil, fmt.Errorf("$.ignition: %w", err)
+		}
+		// a config that would stop the first boot is refused now
+		if _, err := ignition.Parse(cfg); err != nil {
+			return nil, fmt.Errorf("$.ignition: %s: %w", spec.Path(spec.Ignition), err)
+		}
+		if err := fsys.AddFile("/usr/lib/slate/config.ign", 0o644, 0, 0, int64(len(cfg)), staticBytes(cfg)); err != nil {
+			return nil, fmt.Errorf("root: config.ign: %w", err)
 		}
 	}
 	for i, f := range spec.Root.Files {

@@ -16,6 +16,10 @@ type Spec struct {
 	Network  Network   `yaml:"network,omitempty" json:"network"`
 	Console  []string  `yaml:"console,omitempty" json:"console,omitempty"`
 	Update   *Update   `yaml:"update,omitempty" json:"update,omitempty"`
+	// Ignition is the host path of an Ignition config baked into the
+	// image, applied on first boot when no config comes from the kernel
+	// command line or QEMU's fw_cfg.
+	Ignition string `yaml:"ignition,omitempty" json:"ignition,omitempty"`
 
 	// Dir is the folder of the spec file; relative paths in the spec are
 	// resolved against it. Not part of the YAML.

@@ -532,6 +532,11 @@ func (s *Spec) CheckFiles() error {
 			c.add("$.kernel.modules_dir", "%s is not a folder", s.Path(m))
 		}
 	}
+	if s.Ignition != "" {
+		if st, ok := stat(c, "$.ignition", s.Path(s.Ignition)); ok && !st.Mode().IsRegular() {
+			c.add("$.ignition", "%s is not a regular file", s.Path(s.Ignition))
+		}
+	}
 	if s.Update != nil && s.Update.PublicKey != "" {
 		if st, ok := stat(c, "$.update.public_key", s.Path(s.Update.PublicKey)); ok && !st.Mode().IsRegular() {
 			c.add("$.update.public_key", "%s is not a regular file", s.Path(s.Update.PublicKey))

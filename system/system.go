@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,8 +21,12 @@ import (
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/builder"
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/ignition"
 	"github.com/slateos/slate/kmod"
+	"github.com/slateos/slate/partitions"
+	"github.com/slateos/slate/provision"
 	"github.com/slateos/slate/supervisor"
+	"github.com/slateos/slate/updater"
 )
 
 // Main runs PID 1. It returns only if the supervisor cannot run at all;
@@ -74,6 +80,14 @@ func run() error {
 	} else if len(mods) > 0 {
 		logrus.WithField("modules", strings.Join(mods, ",")).Info("device modules loaded")
 	}
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	// fw_cfg carries a provisioning config on QEMU: load its driver now
+	// (not in the background) so the config is there when looked for.
+	_ = (&kmod.Loader{Dir: ld.Dir, SysModule: "/sys/module"}).Probe("qemu_fw_cfg")
+	dhcp := spec.Network.DHCP
+	if provision.URLFromCmdline(string(cmdline)) != "" {
+		dhcp = true // the config is fetched over the network
+	}
 	services := spec.Services
 	if spec.Update != nil {
 		services = append(append([]configs.Service(nil), services...), UpdaterService)
@@ -83,10 +97,51 @@ func run() error {
 		Slot:       Slot(),
 		Hostname:   spec.Hostname,
 		Services:   services,
-		DHCP:       spec.Network.DHCP,
+		DHCP:       dhcp,
 		LogDir:     "/var/log/slate",
 		StatusFile: supervisor.DefaultStatusFile,
 		Console:    os.Stdout,
 		PID1:       true,
+		Provision: func(ctx context.Context) ([]configs.Service, error) {
+			return provisionHook(ctx, string(cmdline), info.KernelVersion)
+		},
 	})
+}
+
+// provisionHook runs first-boot provisioning; a failure stops the boot
+// with the report on the console, as Ignition does.
+func provisionHook(ctx context.Context, cmdline, kver string) ([]configs.Service, error) {
+	fetcher := &ignition.DefaultFetcher{}
+	env := provision.Env{
+		Cmdline: cmdline,
+		FwCfg:   provision.FwCfgPath,
+		Baked:   provision.BakedPath,
+		ESP:     func() ([]byte, error) { return readESPConfig(kver) },
+		Fetch: func(ctx context.Context, u *url.URL) (io.ReadCloser, error) {
+			return fetcher.Fetch(ctx, u, nil)
+		},
+	}
+	svcs, err := provision.Run(ctx, "/", env, fetcher, bootlog.Event)
+	if err != nil {
+		bootlog.Event("FAILED", "stage", "ignition", "err", err.Error())
+		return nil, err
+	}
+	return svcs, nil
+}
+
+// readESPConfig reads /slate/config.ign from the ESP of the boot disk.
+func readESPConfig(kver string) ([]byte, error) {
+	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", kver), SysModule: "/sys/module"}
+	m, err := updater.DetectMachine(func() error { return ld.Probe("vfat", "nls_cp437", "nls_ascii") })
+	if err != nil {
+		// no boot disk with an ESP: no config there either
+		return nil, fmt.Errorf("%w (%v)", os.ErrNotExist, err)
+	}
+	var data []byte
+	err = m.WithESP(func(b partitions.BootDir) error {
+		var err error
+		data, err = os.ReadFile(filepath.Join(b.Dir, provision.ESPPath))
+		return err
+	})
+	return data, err
 }

@@ -46,6 +46,8 @@ type Daemon struct {
 	mu     sync.Mutex // one operation at a time
 	smu    sync.Mutex // guards status
 	status Status
+	// blessPending: healthy, but the bless did not get written yet.
+	blessPending bool
 }
 
 // Status is what `slate update status` shows.
@@ -145,6 +147,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	retry := 5 * time.Second
 	for {
 		wait := jitter(d.Config.CheckInterval.D(), rand.Int64N)
+		if d.blessPending {
+			d.mu.Lock()
+			d.bless()
+			d.mu.Unlock()
+		}
 		if err := d.Check(ctx); err != nil && ctx.Err() == nil {
 			logrus.WithError(err).Warn("updater: check failed")
 			// The network may not be up yet after boot, or the server
@@ -219,17 +226,25 @@ func (d *Daemon) settle(ctx context.Context) {
 		}
 		return
 	}
+	d.bless()
+}
+
+// bless removes the running entry's counter; on failure it is tried again
+// before every check, so a passing system is never left on trial.
+func (d *Daemon) bless() {
 	var blessed string
-	err = d.withESP(func(b partitions.BootDir) error {
+	err := d.withESP(func(b partitions.BootDir) error {
 		var err error
 		blessed, err = b.Bless(d.Slot)
 		return err
 	})
 	if err != nil {
+		d.blessPending = true
 		d.report("failed", "version", d.Version, "err", "bless: "+err.Error())
 		return
 	}
-	st = d.loadState()
+	d.blessPending = false
+	st := d.loadState()
 	st.Blessed, st.Staged = d.Version, ""
 	d.saveState(st)
 	d.report("blessed", "version", d.Version, "slot", d.Slot, "entry", blessed)

@@ -25,6 +25,11 @@ type Machine struct {
 
 	once    sync.Once
 	prepErr error
+
+	// The ESP is mounted once for all concurrent users (an apply and a
+	// status request may overlap); the last one out unmounts it.
+	mu    sync.Mutex
+	users int
 }
 
 // SlotTarget is a Target with the slot's partition GUID.
@@ -100,16 +105,30 @@ func (m *Machine) WithESP(fn func(partitions.BootDir) error) error {
 	if m.prepErr != nil {
 		return fmt.Errorf("prepare to mount the ESP: %w", m.prepErr)
 	}
-	if err := os.MkdirAll(m.ESPMount, 0o755); err != nil {
-		return err
+	m.mu.Lock()
+	if m.users == 0 {
+		if err := os.MkdirAll(m.ESPMount, 0o755); err != nil {
+			m.mu.Unlock()
+			return err
+		}
+		if err := unix.Mount(m.ESPDev, m.ESPMount, "vfat", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "iocharset=ascii,codepage=437,flush"); err != nil {
+			m.mu.Unlock()
+			return fmt.Errorf("mount ESP %s: %w", m.ESPDev, err)
+		}
 	}
-	if err := unix.Mount(m.ESPDev, m.ESPMount, "vfat", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "iocharset=ascii,codepage=437,flush"); err != nil {
-		return fmt.Errorf("mount ESP %s: %w", m.ESPDev, err)
-	}
+	m.users++
+	m.mu.Unlock()
+
 	ferr := fn(partitions.BootDir{Dir: m.ESPMount})
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users--
 	unix.Sync()
-	if err := unix.Unmount(m.ESPMount, 0); err != nil && ferr == nil {
-		ferr = fmt.Errorf("unmount ESP: %w", err)
+	if m.users == 0 {
+		if err := unix.Unmount(m.ESPMount, 0); err != nil && ferr == nil {
+			ferr = fmt.Errorf("unmount ESP: %w", err)
+		}
 	}
 	return ferr
 }

@@ -1,0 +1,415 @@
+package ignition
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/coreos/go-systemd/v22/unit"
+
+	"github.com/slateos/slate/configs"
+)
+
+// UnitDir is where Apply stores the contents of the units it accepted, as
+// Ignition does, so that later boots can read them back with ParseUnit.
+const UnitDir = "/etc/systemd/system"
+
+// Unit is a systemd service unit translated into what slate's supervisor
+// runs. slate has no systemd: only the directives listed on the fields are
+// understood, and ParseUnit refuses every other one rather than dropping it.
+type Unit struct {
+	// Name is the unit name, with its ".service" suffix.
+	Name string
+	// Enabled is always true in a Plan: slate refuses units it would not run.
+	Enabled     bool
+	Description string
+	// Type is "simple" (also for systemd's "exec") or "oneshot".
+	Type string
+	// ExecStart is the command line split into argv. ExecStart[0] is an
+	// absolute path.
+	ExecStart []string
+	// Restart is configs.RestartNever, RestartAlways or RestartOnFailure;
+	// systemd's default "no" is never.
+	Restart string
+	// Environment comes from Environment= lines, later lines win.
+	Environment map[string]string
+	// EnvironmentFiles are read by the supervisor when the service starts,
+	// in order.
+	EnvironmentFiles []EnvironmentFile
+	// User runs the service as this user (name or number); empty is root.
+	User string
+	// WorkingDirectory is absolute; empty is "/".
+	WorkingDirectory string
+	// After orders the start after these units (ordering only).
+	After []string
+	// Requires names units that must be running first; when one of them
+	// fails, this unit does not start.
+	Requires []string
+	// Wants names units that should start first when they exist; their
+	// failure does not stop this unit (After plus a soft dependency).
+	Wants []string
+	// RemainAfterExit keeps a oneshot unit "active" after it exited 0.
+	RemainAfterExit bool
+	// WantedBy is informational: slate starts every enabled unit.
+	WantedBy []string
+	// Contents is the unit file as given, stored under UnitDir by Apply.
+	Contents string
+}
+
+// EnvironmentFile is one EnvironmentFile= entry.
+type EnvironmentFile struct {
+	Path string
+	// Optional is systemd's "-" prefix: a missing file is not an error.
+	Optional bool
+}
+
+// ParseUnit translates the contents of the service unit name. Errors name
+// the section and directive that slate does not support.
+func ParseUnit(name, contents string) (Unit, error) {
+	u := Unit{Name: name, Enabled: true, Type: "simple", Restart: configs.RestartNever, Contents: contents}
+	if path.Ext(name) != ".service" || strings.ContainsAny(name, "/\x00") || len(name) <= len(".service") {
+		return u, fmt.Errorf("unit %q: slate runs only service units (name ending in .service)", name)
+	}
+	if strings.Contains(name, "@") {
+		return u, fmt.Errorf("unit %q: template units are not supported", name)
+	}
+	opts, err := unit.DeserializeOptions(strings.NewReader(contents))
+	if err != nil {
+		return u, fmt.Errorf("unit %q: %w", name, err)
+	}
+	haveService := false
+	for _, o := range opts {
+		// go-systemd keeps "\\\n" of continued lines; systemd joins them
+		// with a space.
+		val := strings.TrimSpace(strings.ReplaceAll(o.Value, "\\\n", " "))
+		if err := u.set(o.Section, o.Name, val, &haveService); err != nil {
+			return u, fmt.Errorf("[%s] %s: %w", o.Section, o.Name, err)
+		}
+	}
+	if !haveService {
+		return u, errors.New("no [Service] section: slate runs only services")
+	}
+	if len(u.ExecStart) == 0 {
+		return u, errors.New("[Service] ExecStart is missing")
+	}
+	if u.RemainAfterExit && u.Type != "oneshot" {
+		// systemd accepts it for simple services too, but slate's
+		// supervisor only tracks it for oneshot ones.
+		return u, errors.New("[Service] RemainAfterExit is supported only with Type=oneshot")
+	}
+	return u, nil
+}
+
+// set applies one directive.
+func (u *Unit) set(section, key, val string, haveService *bool) error {
+	switch section {
+	case "Unit":
+		switch key {
+		case "Description":
+			u.Description = val
+		case "Documentation":
+			// informational
+		case "After":
+			u.After = appendList(u.After, val)
+		case "Requires":
+			u.Requires = appendList(u.Requires, val)
+		case "Wants":
+			u.Wants = appendList(u.Wants, val)
+		default:
+			return errors.New("is not supported")
+		}
+	case "Service":
+		*haveService = true
+		return u.setService(key, val)
+	case "Install":
+		switch key {
+		case "WantedBy":
+			u.WantedBy = appendList(u.WantedBy, val)
+		default:
+			return errors.New("is not supported")
+		}
+	default:
+		return errors.New("section is not supported")
+	}
+	return nil
+}
+
+func (u *Unit) setService(key, val string) error {
+	switch key {
+	case "Type":
+		switch val {
+		case "simple", "exec", "":
+			u.Type = "simple"
+		case "oneshot":
+			u.Type = "oneshot"
+		default:
+			return fmt.Errorf("Type=%s is not supported (simple, exec or oneshot)", val)
+		}
+	case "ExecStart":
+		if val == "" { // an empty assignment resets the list
+			u.ExecStart = nil
+			return nil
+		}
+		if u.ExecStart != nil {
+			return errors.New("only one ExecStart is supported")
+		}
+		argv, err := splitCommand(val)
+		if err != nil {
+			return err
+		}
+		u.ExecStart = argv
+	case "Restart":
+		switch val {
+		case "no", "":
+			u.Restart = configs.RestartNever
+		case "always":
+			u.Restart = configs.RestartAlways
+		case "on-failure":
+			u.Restart = configs.RestartOnFailure
+		default:
+			return fmt.Errorf("Restart=%s is not supported (no, always or on-failure)", val)
+		}
+	case "Environment":
+		if val == "" {
+			u.Environment = nil
+			return nil
+		}
+		words, err := splitWords(val, false)
+		if err != nil {
+			return err
+		}
+		for _, w := range words {
+			k, v, ok := strings.Cut(w, "=")
+			if !ok || !validEnvName(k) {
+				return fmt.Errorf("%q is not NAME=value", w)
+			}
+			if u.Environment == nil {
+				u.Environment = map[string]string{}
+			}
+			u.Environment[k] = v
+		}
+	case "EnvironmentFile":
+		if val == "" {
+			u.EnvironmentFiles = nil
+			return nil
+		}
+		ef := EnvironmentFile{Path: val}
+		if strings.HasPrefix(val, "-") {
+			ef = EnvironmentFile{Path: val[1:], Optional: true}
+		}
+		if !path.IsAbs(ef.Path) {
+			return fmt.Errorf("%q is not an absolute path", ef.Path)
+		}
+		u.EnvironmentFiles = append(u.EnvironmentFiles, ef)
+	case "User":
+		if val == "" || strings.ContainsAny(val, " \t:/") {
+			return fmt.Errorf("%q is not a user name or number", val)
+		}
+		u.User = val
+	case "WorkingDirectory":
+		if !path.IsAbs(val) {
+			return fmt.Errorf("%q is not an absolute path (\"-\" and \"~\" are not supported)", val)
+		}
+		u.WorkingDirectory = val
+	case "RemainAfterExit":
+		b, err := parseBool(val)
+		if err != nil {
+			return err
+		}
+		u.RemainAfterExit = b
+	default:
+		return errors.New("is not supported")
+	}
+	return nil
+}
+
+// appendList adds the space-separated unit names of val; an empty value
+// resets the list, as in systemd.
+func appendList(list []string, val string) []string {
+	if val == "" {
+		return nil
+	}
+	return append(list, strings.Fields(val)...)
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "1", "yes", "y", "true", "t", "on":
+		return true, nil
+	case "0", "no", "n", "false", "f", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a boolean", s)
+}
+
+func validEnvName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i, c := range k {
+		if c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (i > 0 && c >= '0' && c <= '9') {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// splitCommand splits an ExecStart= value into argv following
+// systemd.service(5) "Command lines", for the subset slate runs: no prefix
+// characters ("-", "@", ":", "+", "!"), an absolute executable, no ";"
+// command separator and no variable expansion ("$$" is a literal "$").
+func splitCommand(s string) ([]string, error) {
+	if s != "" && strings.ContainsRune("-@:+!|", rune(s[0])) {
+		return nil, fmt.Errorf("prefix %q is not supported", s[:1])
+	}
+	argv, err := splitWords(s, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(argv) == 0 {
+		return nil, errors.New("empty command")
+	}
+	if !path.IsAbs(argv[0]) {
+		return nil, fmt.Errorf("executable %q is not an absolute path", argv[0])
+	}
+	return argv, nil
+}
+
+// splitWords splits s on whitespace outside quotes, as systemd's
+// extract_first_word does for command lines and Environment=: single and
+// double quotes group text (anywhere in a word, and are removed), C-style
+// escapes are decoded inside and outside quotes, "%%" is "%" and other
+// specifiers are refused. With command set, "$$" is "$", any other "$" is
+// refused (slate does not expand variables) and a bare ";" word (the
+// command separator) is refused.
+func splitWords(s string, command bool) ([]string, error) {
+	if !utf8.ValidString(s) {
+		return nil, errors.New("not valid UTF-8")
+	}
+	if strings.IndexByte(s, 0) >= 0 { // an argument cannot hold one
+		return nil, errors.New("contains a NUL byte")
+	}
+	var words []string
+	var w strings.Builder
+	inWord, start := false, 0
+	quote := byte(0)
+	end := func(i int) error {
+		if command && s[start:i] == ";" {
+			return errors.New("multiple commands separated by \";\" are not supported")
+		}
+		words = append(words, w.String())
+		w.Reset()
+		inWord = false
+		return nil
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if quote == 0 && isSpace(c) {
+			if inWord {
+				if err := end(i); err != nil {
+					return nil, err
+				}
+			}
+			i++
+			continue
+		}
+		if !inWord {
+			inWord, start = true, i
+		}
+		switch {
+		case quote == 0 && (c == '"' || c == '\''):
+			quote = c
+			i++
+		case quote != 0 && c == quote:
+			quote = 0
+			i++
+		case c == '\\':
+			r, n, err := unescape(s[i:])
+			if err != nil {
+				return nil, err
+			}
+			w.WriteString(r)
+			i += n
+		case c == '%':
+			if i+1 >= len(s) || s[i+1] != '%' {
+				return nil, fmt.Errorf("specifier at offset %d is not supported (write %%%% for %%)", i)
+			}
+			w.WriteByte('%')
+			i += 2
+		case c == '$' && command:
+			if i+1 >= len(s) || s[i+1] != '$' {
+				return nil, fmt.Errorf("variable expansion at offset %d is not supported (write $$ for $)", i)
+			}
+			w.WriteByte('$')
+			i += 2
+		default:
+			w.WriteByte(c)
+			i++
+		}
+	}
+	if quote != 0 {
+		return nil, errors.New("unterminated quote")
+	}
+	if inWord {
+		if err := end(len(s)); err != nil {
+			return nil, err
+		}
+	}
+	return words, nil
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
+}
+
+var simpleEscapes = map[byte]string{'a': "\a", 'b': "\b", 'f': "\f", 'n': "\n", 'r': "\r", 't': "\t", 'v': "\v",
+	'\\': "\\", '"': "\"", '\'': "'", 's': " ", ' ': " ", ';': ";"}
+
+// unescape decodes the C-style escape at the start of s (s[0] is '\\') and
+// returns its text and length, as systemd's cunescape does.
+func unescape(s string) (string, int, error) {
+	if len(s) < 2 {
+		return "", 0, errors.New("trailing backslash")
+	}
+	if r, ok := simpleEscapes[s[1]]; ok {
+		return r, 2, nil
+	}
+	switch c := s[1]; {
+	case c == 'x':
+		if len(s) < 4 {
+			return "", 0, errors.New("short \\x escape")
+		}
+		v, err := strconv.ParseUint(s[2:4], 16, 8)
+		if err != nil || v == 0 {
+			return "", 0, fmt.Errorf("bad escape %q", s[:4])
+		}
+		return string([]byte{byte(v)}), 4, nil
+	case c >= '0' && c <= '7':
+		if len(s) < 4 {
+			return "", 0, errors.New("short octal escape")
+		}
+		v, err := strconv.ParseUint(s[1:4], 8, 16)
+		if err != nil || v == 0 || v > 0377 {
+			return "", 0, fmt.Errorf("bad escape %q", s[:4])
+		}
+		return string([]byte{byte(v)}), 4, nil
+	case c == 'u' || c == 'U':
+		n := 4
+		if c == 'U' {
+			n = 8
+		}
+		if len(s) < 2+n {
+			return "", 0, fmt.Errorf("short \\%c escape", c)
+		}
+		v, err := strconv.ParseUint(s[2:2+n], 16, 32)
+		if err != nil || v == 0 || !utf8.ValidRune(rune(v)) {
+			return "", 0, fmt.Errorf("bad escape %q", s[:2+n])
+		}
+		return string(rune(v)), 2 + n, nil
+	}
+	return "", 0, fmt.Errorf("unknown escape %q", s[:2])
+}

@@ -1,0 +1,170 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/ignition"
+)
+
+// ResultPath (under the root) records that provisioning ran: it is on
+// STATE, so it survives A/B updates and rollbacks, and the config is
+// applied on the first boot only.
+const ResultPath = "var/lib/slate/ignition/result.json"
+
+// Result is what the first boot did.
+type Result struct {
+	Source   string            `json:"source"` // cmdline, fw_cfg, image, esp or none
+	Where    string            `json:"where,omitempty"`
+	At       time.Time         `json:"at"`
+	Files    int               `json:"files"`
+	Dirs     int               `json:"directories"`
+	Links    int               `json:"links"`
+	Users    int               `json:"users"`
+	Groups   int               `json:"groups"`
+	Services []configs.Service `json:"services,omitempty"`
+	Warnings []string          `json:"warnings,omitempty"`
+}
+
+// Reporter prints SLATE- lines.
+type Reporter func(kind string, kv ...any)
+
+// Run provisions on the first boot and returns the services the config
+// added, on every boot. root is "/" on a machine.
+func Run(ctx context.Context, root string, env Env, fetch ignition.Fetcher, report Reporter) ([]configs.Service, error) {
+	if report == nil {
+		report = func(string, ...any) {}
+	}
+	res, err := LoadResult(root)
+	if err != nil {
+		return nil, err
+	}
+	if res != nil {
+		return res.Services, nil
+	}
+	cfg, err := Find(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	res = &Result{Source: "none", At: time.Now().UTC()}
+	if cfg != nil {
+		report("IGNITION", "state", "found", "source", cfg.Source, "where", cfg.Where)
+		plan, err := ignition.Parse(cfg.Data)
+		if err != nil {
+			return nil, fmt.Errorf("config from %s (%s): %w", cfg.Source, cfg.Where, err)
+		}
+		for _, w := range plan.Warnings {
+			report("IGNITION", "warning", w)
+		}
+		if err := plan.Apply(ctx, root, fetch); err != nil {
+			return nil, fmt.Errorf("config from %s (%s): %w", cfg.Source, cfg.Where, err)
+		}
+		svcs, err := Services(plan.Units)
+		if err != nil {
+			return nil, err
+		}
+		res.Source, res.Where = cfg.Source, cfg.Where
+		res.Files, res.Dirs, res.Links = len(plan.Files), len(plan.Dirs), len(plan.Links)
+		res.Users, res.Groups, res.Services, res.Warnings = len(plan.Users), len(plan.Groups), svcs, plan.Warnings
+	}
+	if err := saveResult(root, res); err != nil {
+		return nil, err
+	}
+	report("IGNITION", "state", "applied", "source", res.Source, "files", res.Files, "directories", res.Dirs,
+		"links", res.Links, "users", res.Users, "groups", res.Groups, "services", len(res.Services))
+	return res.Services, nil
+}
+
+// LoadResult reads the record of an earlier first boot; nil if none.
+func LoadResult(root string) (*Result, error) {
+	b, err := os.ReadFile(filepath.Join(root, ResultPath))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read provisioning result: %w", err)
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("provisioning result %s is damaged: %w", ResultPath, err)
+	}
+	return &r, nil
+}
+
+func saveResult(root string, r *Result) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(root, ResultPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("record provisioning: %w", err)
+	}
+	if err := renameio.WriteFile(p, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("record provisioning: %w", err)
+	}
+	return nil
+}
+
+// Services turns units into supervisor services. Ordering on units the
+// config does not define (network-online.target, say) is dropped, as
+// systemd ignores ordering on units that do not exist.
+func Services(units []ignition.Unit) ([]configs.Service, error) {
+	known := map[string]bool{}
+	for _, u := range units {
+		known[unitName(u.Name)] = true
+	}
+	var out []configs.Service
+	for _, u := range units {
+		if len(u.ExecStart) == 0 {
+			return nil, fmt.Errorf("unit %s has no ExecStart", u.Name)
+		}
+		s := configs.Service{
+			Name:             unitName(u.Name),
+			Command:          u.ExecStart[0],
+			Args:             u.ExecStart[1:],
+			Env:              u.Environment,
+			Restart:          u.Restart,
+			Type:             u.Type,
+			User:             u.User,
+			WorkingDirectory: u.WorkingDirectory,
+		}
+		for _, f := range u.EnvironmentFiles {
+			p := f.Path
+			if f.Optional {
+				p = "-" + p
+			}
+			s.EnvironmentFile = append(s.EnvironmentFile, p)
+		}
+		for _, a := range append(append([]string(nil), u.After...), u.Wants...) {
+			if n := unitName(a); known[n] && n != s.Name && !contains(s.After, n) {
+				s.After = append(s.After, n)
+			}
+		}
+		for _, r := range u.Requires {
+			s.Requires = append(s.Requires, unitName(r))
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func unitName(n string) string { return strings.TrimSuffix(n, ".service") }
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
