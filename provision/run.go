@@ -79,6 +79,10 @@ func Run(ctx context.Context, root string, env Env, fetch ignition.Fetcher, repo
 	if err := saveResult(root, res); err != nil {
 		return nil, err
 	}
+	if res.Source == "none" {
+		report("IGNITION", "state", "none")
+		return nil, nil
+	}
 	report("IGNITION", "state", "applied", "source", res.Source, "files", res.Files, "directories", res.Dirs,
 		"links", res.Links, "users", res.Users, "groups", res.Groups, "services", len(res.Services))
 	return res.Services, nil

@@ -38,6 +38,10 @@ func main() {
 		status()
 	case "apply":
 		apply()
+	case "say":
+		fmt.Println(strings.Join(os.Args[2:], " "))
+	case "igncheck":
+		igncheck()
 	default:
 		probe()
 	}
@@ -190,5 +194,38 @@ func apply() {
 	fmt.Println("APPLY done")
 	for {
 		time.Sleep(time.Hour)
+	}
+}
+
+// igncheck checks from inside what the e2e Ignition config provisioned.
+func igncheck() {
+	var bad []string
+	check := func(what string, ok bool) {
+		if !ok {
+			bad = append(bad, what)
+		}
+	}
+	read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
+	check("inline file", read("/etc/ign/inline.txt") == "hello inline\n")
+	check("gzip file", read("/var/lib/ign/gz.txt") == "hello gzip\n")
+	if st, err := os.Stat("/var/lib/ign/dir"); err != nil || !st.IsDir() || st.Mode().Perm() != 0o750 {
+		bad = append(bad, "directory")
+	}
+	t, err := os.Readlink("/etc/ign/link")
+	check("symlink", err == nil && t == "/etc/ign/inline.txt")
+	check("user", strings.Contains(read("/etc/passwd"), "\nalice:x:"))
+	check("group", strings.Contains(read("/etc/group"), "devs:x:"))
+	check("group member", strings.Contains(read("/etc/group"), ":alice"))
+	check("ssh key", strings.Contains(read("/home/alice/.ssh/authorized_keys"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2e2e slate-e2e"))
+	v := "?"
+	for _, l := range strings.Split(read("/etc/os-release"), "\n") {
+		if x, ok := strings.CutPrefix(l, "VERSION_ID="); ok {
+			v = x
+		}
+	}
+	if len(bad) == 0 {
+		fmt.Printf("IGNCHECK ok version=%s\n", v)
+	} else {
+		fmt.Printf("IGNCHECK fail version=%s missing=%s\n", v, strings.Join(bad, ","))
 	}
 }
