@@ -180,9 +180,9 @@ func TestUpdatePowerCut(t *testing.T) {
 	c.publish(t, updSpec{version: "1.1.0"})
 	points := []string{
 		`^SLATE-UPDATE state=downloading version=1\.1\.0 slot=b percent=0$`,
-		`^SLATE-UPDATE state=downloading version=1\.1\.0 slot=b percent=30$`,
-		`^SLATE-UPDATE state=downloading version=1\.1\.0 slot=b percent=60$`,
-		`^SLATE-UPDATE state=downloading version=1\.1\.0 slot=b percent=90$`,
+		`^SLATE-UPDATE state=downloading version=1\.1\.0 slot=b percent=3[0-9]$`,
+		`^SLATE-UPDATE state=downloading version=1\.1\.0 slot=b percent=6[0-9]$`,
+		`^SLATE-UPDATE state=downloading version=1\.1\.0 slot=b percent=9[0-9]$`,
 		`^SLATE-UPDATE state=verifying version=1\.1\.0`,
 		`^SLATE-UPDATE state=writing version=1\.1\.0 slot=b file=vmlinuz`,
 		`^SLATE-UPDATE state=writing version=1\.1\.0 slot=b file=initrd\.img`,
