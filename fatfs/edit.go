@@ -210,23 +210,14 @@ func extentClusters(ext []extent) uint32 {
 
 // writeExtents writes p at byte off of the data in ext.
 func (f *FS) writeExtents(ext []extent, p []byte, off int64) error {
-	for _, e := range ext {
-		n := int64(e.n) * f.cs
-		if off >= n {
-			off -= n
-			continue
-		}
-		k := min(int64(len(p)), n-off)
-		if _, err := f.w.WriteAt(p[:k], f.clusterOff(e.first)+off); err != nil {
-			return err
-		}
-		p = p[k:]
-		off = 0
-		if len(p) == 0 {
-			return nil
-		}
+	left, err := f.spanExtents(ext, p, off, func(b []byte, at int64) error {
+		_, err := f.w.WriteAt(b, at)
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	if len(p) > 0 {
+	if left > 0 {
 		return errors.New("write past the end of the chain")
 	}
 	return nil

@@ -272,26 +272,41 @@ func (f *FS) clusterOff(c uint32) int64 { return f.dataOff + int64(c-2)*f.cs }
 
 // readExtents reads len(p) bytes starting at byte off of the data in ext.
 func (f *FS) readExtents(ext []extent, p []byte, off int64) error {
+	left, err := f.spanExtents(ext, p, off, func(b []byte, at int64) error {
+		_, err := f.r.ReadAt(b, at)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if left > 0 {
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+
+// spanExtents cuts p, placed at byte off of the data in ext, into the
+// pieces that fall in each extent and calls do with each piece and its
+// offset on the disk. It returns how many bytes of p lay past the end of
+// ext, or the first error of do.
+func (f *FS) spanExtents(ext []extent, p []byte, off int64, do func(b []byte, at int64) error) (int, error) {
 	for _, e := range ext {
+		if len(p) == 0 {
+			break
+		}
 		n := int64(e.n) * f.cs
 		if off >= n {
 			off -= n
 			continue
 		}
 		k := min(int64(len(p)), n-off)
-		if _, err := f.r.ReadAt(p[:k], f.clusterOff(e.first)+off); err != nil {
-			return err
+		if err := do(p[:k], f.clusterOff(e.first)+off); err != nil {
+			return 0, err
 		}
 		p = p[k:]
 		off = 0
-		if len(p) == 0 {
-			return nil
-		}
 	}
-	if len(p) > 0 {
-		return io.ErrUnexpectedEOF
-	}
-	return nil
+	return len(p), nil
 }
 
 // entry is one name in a folder.

@@ -109,12 +109,21 @@ func readLimited(p string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxConfig+1))
+	b, err := readConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return b, nil
+}
+
+// readConfig reads a whole config, refusing one larger than MaxConfig.
+func readConfig(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxConfig+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(b) > MaxConfig {
-		return nil, fmt.Errorf("%s: larger than %d bytes", p, MaxConfig)
+		return nil, fmt.Errorf("larger than %d bytes", MaxConfig)
 	}
 	return b, nil
 }
@@ -151,12 +160,5 @@ func fetchOnce(ctx context.Context, env Env, u *url.URL) ([]byte, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, MaxConfig+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxConfig {
-		return nil, fmt.Errorf("larger than %d bytes", MaxConfig)
-	}
-	return b, nil
+	return readConfig(rc)
 }

@@ -74,16 +74,18 @@ func run() error {
 		return err
 	}
 	spec := info.Spec
-	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", info.KernelVersion), SysModule: "/sys/module", Params: "async_probe"}
+	dir := filepath.Join("/lib/modules", info.KernelVersion)
+	// fw_cfg carries a provisioning config on QEMU: load its driver first
+	// and without async_probe, so the config is there when looked for
+	// (the device probe below then finds the module loaded and skips it).
+	_ = (&kmod.Loader{Dir: dir, SysModule: "/sys/module"}).Probe("qemu_fw_cfg")
+	ld := &kmod.Loader{Dir: dir, SysModule: "/sys/module", Params: "async_probe"}
 	if mods, err := ld.ProbeDevices("/sys"); err != nil {
 		logrus.WithError(err).Warn("loading device modules")
 	} else if len(mods) > 0 {
 		logrus.WithField("modules", strings.Join(mods, ",")).Info("device modules loaded")
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
-	// fw_cfg carries a provisioning config on QEMU: load its driver now
-	// (not in the background) so the config is there when looked for.
-	_ = (&kmod.Loader{Dir: ld.Dir, SysModule: "/sys/module"}).Probe("qemu_fw_cfg")
 	dhcp := spec.Network.DHCP
 	if provision.URLFromCmdline(string(cmdline)) != "" {
 		dhcp = true // the config is fetched over the network
