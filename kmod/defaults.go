@@ -26,18 +26,34 @@ var DefaultInitramfs = []string{
 	"i6300esb", "iTCO_wdt",
 }
 
+// NetworkDrivers are the network cards common in servers and VMs.
+var NetworkDrivers = []string{
+	"virtio_net", "e1000", "e1000e", "igb", "igc", "ixgbe", "i40e", "ice",
+	"bnxt_en", "tg3", "r8169", "mlx4_en", "mlx5_core",
+	"af_packet", // DHCP's raw sockets (built into Debian's kernel)
+}
+
 // DefaultRoot is what the booted system loads from its root: everything of
-// DefaultInitramfs, the network cards common in servers and VMs, and
-// af_packet for DHCP (built into Debian's kernel, so it resolves to nothing
-// there).
+// DefaultInitramfs, NetworkDrivers, and the virtio devices that help a VM.
 //
 // Measured on Debian's 6.1.0-56-amd64 (uncompressed .ko files): 76 modules
 // with their dependencies, 21,304,308 bytes (20.32 MiB); ice, mlx5_core and
 // i40e (3.9, 1.9 and 1.1 MB) are half of the difference.
-var DefaultRoot = append(append([]string(nil), DefaultInitramfs...),
-	"virtio_net", "e1000", "e1000e", "igb", "igc", "ixgbe", "i40e", "ice",
-	"bnxt_en", "tg3", "r8169", "mlx4_en", "mlx5_core",
-	"af_packet",
+var DefaultRoot = concat(DefaultInitramfs, NetworkDrivers, []string{
 	"virtio_rng", // entropy early in boot on VMs
 	"virtio_console",
-)
+})
+
+// DefaultNetboot is the initramfs of a machine that boots from the network
+// or from RAM: it fetches its root over the network before any disk is
+// involved, so it needs NetworkDrivers, and loop to mount the root image
+// it holds in RAM.
+var DefaultNetboot = concat(DefaultInitramfs, NetworkDrivers, []string{"loop"})
+
+func concat(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}

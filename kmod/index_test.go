@@ -246,6 +246,7 @@ func TestDefaultSets(t *testing.T) {
 	}{
 		{"DefaultInitramfs", DefaultInitramfs, 8 << 20},
 		{"DefaultRoot", DefaultRoot, 32 << 20},
+		{"DefaultNetboot", DefaultNetboot, 24 << 20},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			mods, err := ix.Resolve(tt.specs)

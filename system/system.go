@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/builder"
 	"github.com/slateos/slate/configs"
@@ -57,7 +58,8 @@ func LoadImageInfo(root string) (*builder.ImageInfo, error) {
 	return &info, nil
 }
 
-// Slot reads slate.slot= from the kernel command line.
+// Slot reads slate.slot= from the kernel command line; a machine whose
+// root is in RAM has none.
 func Slot() string {
 	b, _ := os.ReadFile("/proc/cmdline")
 	for _, f := range strings.Fields(string(b)) {
@@ -65,7 +67,7 @@ func Slot() string {
 			return v
 		}
 	}
-	return "?"
+	return "none"
 }
 
 func run() error {
@@ -91,7 +93,13 @@ func run() error {
 		dhcp = true // the config is fetched over the network
 	}
 	services := spec.Services
-	if spec.Update != nil {
+	boot, _ := bootinfo.Read(bootinfo.Path)
+	switch {
+	case spec.Update != nil && boot.RAM():
+		// No slot to write: such a machine gets a new version by booting
+		// new PXE files or a new ISO.
+		logrus.Info("the root is in RAM: the updater does not run")
+	case spec.Update != nil:
 		services = append(append([]configs.Service(nil), services...), UpdaterService)
 	}
 	return supervisor.Run(context.Background(), supervisor.Config{

@@ -1,18 +1,27 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+
 	"github.com/spf13/cobra"
 
+	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/partitions"
+	"github.com/slateos/slate/system"
 )
 
 func newInspectCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "inspect IMAGE|DEVICE",
-		Short: "Show partitions, slots, boot entries and which slot boots next",
-		Args:  cobra.ExactArgs(1),
+		Use:   "inspect [IMAGE|DEVICE]",
+		Short: "Show partitions, slots, boot entries and which slot boots next; without an argument, how this machine booted",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return inspectRunning(cmd.OutOrStdout(), asJSON)
+			}
 			r, err := partitions.Inspect(args[0])
 			if err != nil {
 				return err
@@ -25,4 +34,41 @@ func newInspectCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// running is `slate inspect` on a slate machine.
+type running struct {
+	Name    string        `json:"name"`
+	Version string        `json:"version"`
+	Kernel  string        `json:"kernel_version"`
+	Boot    bootinfo.Info `json:"boot"`
+	Summary string        `json:"summary"`
+}
+
+func inspectRunning(w io.Writer, asJSON bool) error {
+	boot, err := bootinfo.Read(bootinfo.Path)
+	if err != nil {
+		return fmt.Errorf("not a running slate system, or one booted by an older init (%w): name an image or device to inspect", err)
+	}
+	info, err := system.LoadImageInfo("/")
+	if err != nil {
+		return err
+	}
+	r := running{Name: info.Spec.Name, Version: info.Spec.Version, Kernel: info.KernelVersion, Boot: boot, Summary: boot.Describe()}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Fprintf(w, "running:  %s %s (kernel %s)\n", r.Name, r.Version, r.Kernel)
+	fmt.Fprintf(w, "boot:     %s\n", r.Summary)
+	fmt.Fprintf(w, "root:     %s", boot.Root)
+	if boot.RAM() {
+		fmt.Fprintf(w, " (%d bytes, sha256 %s)", boot.RootSize, boot.RootSHA256)
+	}
+	fmt.Fprintf(w, "\nstate:    %s\n", boot.State)
+	if !boot.RAM() {
+		fmt.Fprintln(w, "slots:    slate inspect <boot disk> shows both slots and their entries")
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/system"
 	"github.com/slateos/slate/updater"
 	"github.com/slateos/slate/updater/payload"
@@ -41,6 +42,13 @@ func newUpdateCmd() *cobra.Command {
 				if nargs == 1 {
 					src = args[0]
 				}
+				if boot, err := bootinfo.Read(bootinfo.Path); err == nil && boot.RAM() {
+					// No slot and no daemon: say so rather than fail on the socket.
+					if name != "status" {
+						return fmt.Errorf("cannot %s: %s", name, boot.Describe())
+					}
+					return printRAMStatus(cmd.OutOrStdout(), boot, asJSON)
+				}
 				st, err := updater.Client{}.Do(cmd.Context(), name, src)
 				if st != nil {
 					printStatus(cmd.OutOrStdout(), st, asJSON)
@@ -56,6 +64,20 @@ func newUpdateCmd() *cobra.Command {
 		op("rollback", "Boot the other slot next, if it holds a good version", "rollback", 0),
 	)
 	return up
+}
+
+func printRAMStatus(w io.Writer, boot bootinfo.Info, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Boot    bootinfo.Info `json:"boot"`
+			Updates bool          `json:"updates"`
+			Summary string        `json:"summary"`
+		}{boot, false, boot.Describe()})
+	}
+	_, err := fmt.Fprintf(w, "running:  %s\nupdater:  not running (no slot to write: boot newer PXE files or ISO instead)\n", boot.Describe())
+	return err
 }
 
 func printStatus(w io.Writer, st *updater.Status, asJSON bool) {

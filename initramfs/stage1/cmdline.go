@@ -6,7 +6,10 @@ package stage1
 
 import (
 	"fmt"
+	"net"
 	"strings"
+
+	"github.com/slateos/slate/netroot"
 )
 
 // Cmdline is what init reads from the kernel command line.
@@ -19,12 +22,20 @@ type Cmdline struct {
 	// root, state, etc or switch_root), as a real failure there would: a
 	// fleet can rehearse its fall-back with it.
 	Break string
-	Raw   map[string]string
+	// RAM is set when the root is an image held in RAM (slate.root_sha256
+	// and slate.root_size, with slate.root_url when it is fetched): a
+	// network boot or a live ISO. Root and Slot are empty then.
+	RAM    bool
+	Net    netroot.Source
+	BootIf string // BOOTIF=01-<mac>: the interface the machine netbooted from
+	Raw    map[string]string
 }
 
-// ParseCmdline parses /proc/cmdline. root= must be PARTUUID=<guid>: the
-// boot entry names its root partition, so the entry is the single source
-// of truth for what boots.
+// ParseCmdline parses /proc/cmdline. A disk boot has root=PARTUUID=<guid>
+// and slate.slot=: the boot entry names its root partition, so the entry
+// is the single source of truth for what boots. A boot from RAM has
+// slate.root_sha256= and slate.root_size= instead (and slate.root_url=
+// when the root is fetched rather than carried in the initramfs).
 func ParseCmdline(s string) (Cmdline, error) {
 	c := Cmdline{RootWait: 30, Raw: map[string]string{}}
 	for _, f := range strings.Fields(s) {
@@ -49,6 +60,13 @@ func ParseCmdline(s string) (Cmdline, error) {
 			default:
 				return c, fmt.Errorf("kernel command line: slate.break=%q: want modules, root, state, etc or switch_root", v)
 			}
+		case "BOOTIF":
+			// pxelinux's form, which iPXE scripts copy: 01-<mac, hyphens>
+			mac := strings.TrimPrefix(v, "01-")
+			if _, err := net.ParseMAC(strings.ReplaceAll(mac, "-", ":")); err != nil {
+				return c, fmt.Errorf("kernel command line: BOOTIF=%q: want 01-aa-bb-cc-dd-ee-ff", v)
+			}
+			c.BootIf = strings.ToLower(strings.ReplaceAll(mac, "-", ":"))
 		case "slate.debug":
 			c.Debug = true
 		case "slate.rootwait":
@@ -59,8 +77,19 @@ func ParseCmdline(s string) (Cmdline, error) {
 			c.RootWait = n
 		}
 	}
+	src, ram, err := netroot.ParseArgs(c.Raw)
+	if err != nil {
+		return c, err
+	}
+	if ram {
+		if c.Root != "" {
+			return c, fmt.Errorf("kernel command line has both root=PARTUUID= (a disk slot) and %s= (a root in RAM): want one", netroot.ArgSHA256)
+		}
+		c.RAM, c.Net = true, src
+		return c, nil
+	}
 	if c.Root == "" {
-		return c, fmt.Errorf("kernel command line has no root=PARTUUID=<guid>")
+		return c, fmt.Errorf("kernel command line has no root=PARTUUID=<guid> (boot from a disk slot) and no %s= (boot from RAM)", netroot.ArgSHA256)
 	}
 	if c.Slot == "" {
 		return c, fmt.Errorf("kernel command line has no slate.slot=a|b")

@@ -1,9 +1,15 @@
 package stage1
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/slateos/slate/netroot"
+)
 
 func TestParseCmdline(t *testing.T) {
 	const id = "5a92baf2-4ff3-4f69-98d8-137964e3d4e3"
+	sum := strings.Repeat("0f", 32)
 	cases := []struct {
 		in   string
 		want Cmdline
@@ -19,6 +25,13 @@ func TestParseCmdline(t *testing.T) {
 		{in: "root=PARTUUID=" + id + " slate.slot=a slate.rootwait=x", bad: true},
 		{in: "", bad: true},
 		{in: "root=PARTUUID=" + id + " slate.slot=a slate.break=later", bad: true},
+		{in: "ro panic=10 slate.root_url=http://10.0.2.2:8080/root.img.zst slate.root_sha256=" + sum + " slate.root_size=73400320 BOOTIF=01-52-54-00-12-34-56",
+			want: Cmdline{RootWait: 30, RAM: true, Net: netroot.Source{URL: "http://10.0.2.2:8080/root.img.zst", SHA256: sum, Size: 73400320}, BootIf: "52:54:00:12:34:56"}},
+		{in: "slate.root_sha256=" + sum + " slate.root_size=1", want: Cmdline{RootWait: 30, RAM: true, Net: netroot.Source{SHA256: sum, Size: 1}}},
+		{in: "slate.root_url=http://x/r slate.root_size=1", bad: true},                                           // no hash
+		{in: "slate.root_url=ftp://x/r slate.root_sha256=" + sum + " slate.root_size=1", bad: true},              // scheme
+		{in: "root=PARTUUID=" + id + " slate.slot=a slate.root_sha256=" + sum + " slate.root_size=1", bad: true}, // both
+		{in: "slate.root_sha256=" + sum + " slate.root_size=1 BOOTIF=01-zz", bad: true},
 	}
 	for _, c := range cases {
 		got, err := ParseCmdline(c.in)
@@ -32,7 +45,8 @@ func TestParseCmdline(t *testing.T) {
 			t.Errorf("%q: %v", c.in, err)
 			continue
 		}
-		if got.Root != c.want.Root || got.Slot != c.want.Slot || got.Debug != c.want.Debug || got.RootWait != c.want.RootWait {
+		if got.Root != c.want.Root || got.Slot != c.want.Slot || got.Debug != c.want.Debug || got.RootWait != c.want.RootWait ||
+			got.RAM != c.want.RAM || got.Net != c.want.Net || got.BootIf != c.want.BootIf {
 			t.Errorf("%q: got %+v, want %+v", c.in, got, c.want)
 		}
 	}
@@ -41,9 +55,16 @@ func TestParseCmdline(t *testing.T) {
 func FuzzParseCmdline(f *testing.F) {
 	f.Add("root=PARTUUID=5a92baf2-4ff3-4f69-98d8-137964e3d4e3 ro slate.slot=a")
 	f.Add("slate.debug slate.rootwait=3600 root=x")
+	f.Add("slate.root_url=tftp://10.0.2.2/root.img.zst slate.root_sha256=" + strings.Repeat("ab", 32) + " slate.root_size=99 BOOTIF=01-52-54-00-12-34-56")
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := ParseCmdline(s)
 		if err != nil {
+			return
+		}
+		if c.RAM {
+			if c.Root != "" || len(c.Net.SHA256) != 64 || c.Net.Size <= 0 {
+				t.Fatalf("accepted %q as %+v", s, c)
+			}
 			return
 		}
 		if len(c.Root) != 36 || (c.Slot != "a" && c.Slot != "b") || c.RootWait < 1 || c.RootWait > 3600 {

@@ -2,6 +2,7 @@ package stage1
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
 
+	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/ext4fs"
 	"github.com/slateos/slate/kmod"
@@ -101,7 +103,11 @@ func run(start time.Time) error {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
 	kver := string(bytes.TrimRight(uts.Release[:], "\x00"))
-	logrus.WithFields(logrus.Fields{"kernel": kver, "slot": cl.Slot, "root": cl.Root}).Info("slate init starting")
+	if cl.RAM {
+		logrus.WithFields(logrus.Fields{"kernel": kver, "root_url": cl.Net.URL, "root_size": cl.Net.Size}).Info("slate init starting, root in RAM")
+	} else {
+		logrus.WithFields(logrus.Fields{"kernel": kver, "slot": cl.Slot, "root": cl.Root}).Info("slate init starting")
+	}
 
 	brk := func(stage string) error {
 		if cl.Break == stage {
@@ -117,7 +123,11 @@ func run(start time.Time) error {
 	// slow controller (AHCI scans its ports for ~350 ms under emulation)
 	// does not hold up the disk that has the root.
 	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", kver), Load: lt.load, SysModule: "/sys/module", Params: "async_probe"}
-	if err := ld.Probe("ext4", "overlay"); err != nil {
+	base := []string{"ext4", "overlay"}
+	if cl.RAM {
+		base = append(base, "loop")
+	}
+	if err := ld.Probe(base...); err != nil {
 		return fail("modules", err)
 	}
 	if _, err := ld.ProbeDevices("/sys"); err != nil {
@@ -128,24 +138,36 @@ func run(start time.Time) error {
 	if err := brk("root"); err != nil {
 		return err
 	}
-	disk, rootNum, err := waitRoot(ld, cl)
-	if err != nil {
-		return fail("root", err)
-	}
-	rootDev := disk.Dev(rootNum)
 	if err := os.MkdirAll(NewRoot, 0o755); err != nil {
 		return fail("root", err)
 	}
-	if err := unix.Mount(rootDev, NewRoot, "ext4", unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
-		return fail("root", fmt.Errorf("mount %s read-only on %s: %w", rootDev, NewRoot, err))
-	}
-	logrus.WithFields(logrus.Fields{"dev": rootDev, "took": bootlog.Since(start)}).Info("root mounted read-only")
-
-	if err := brk("state"); err != nil {
-		return err
-	}
-	if err := setupState(disk); err != nil {
-		return fail("state", err)
+	var info bootinfo.Info
+	if cl.RAM {
+		if info, err = mountRAMRoot(cl, start); err != nil {
+			return err
+		}
+	} else {
+		disk, rootNum, err := waitRoot(ld, cl)
+		if err != nil {
+			return fail("root", err)
+		}
+		rootDev := disk.Dev(rootNum)
+		if err := unix.Mount(rootDev, NewRoot, "ext4", unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
+			return fail("root", fmt.Errorf("mount %s read-only on %s: %w", rootDev, NewRoot, err))
+		}
+		logrus.WithFields(logrus.Fields{"dev": rootDev, "took": bootlog.Since(start)}).Info("root mounted read-only")
+		info = bootinfo.Info{Mode: bootinfo.ModeDisk, Slot: cl.Slot, Root: rootDev}
+		if err := brk("state"); err != nil {
+			return err
+		}
+		state, err := diskState(disk)
+		if err != nil {
+			return fail("state", err)
+		}
+		if err := setupState(disk, state); err != nil {
+			return fail("state", err)
+		}
+		info.State = disk.Dev(state.Num)
 	}
 	if err := brk("etc"); err != nil {
 		return err
@@ -160,15 +182,48 @@ func run(start time.Time) error {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(NewRoot, "sbin/init")); err != nil {
-		return fail("switch_root", fmt.Errorf("slot %s has no /sbin/init: %w", cl.Slot, err))
+		return fail("switch_root", fmt.Errorf("root %s has no /sbin/init: %w", info.Root, err))
+	}
+	if err := bootinfo.Write(bootinfo.Path, info); err != nil {
+		return fail("switch_root", err)
+	}
+	slot := cl.Slot
+	if cl.RAM {
+		slot = "none"
 	}
 	// took counts from package initialisation, the earliest point Go
 	// code runs (PID 1's own start time is the kernel thread's, at boot).
-	bootlog.Event("INIT", "slot", cl.Slot, "root", rootDev, "took", bootlog.Since(processStart))
+	bootlog.Event("INIT", "slot", slot, "root", info.Root, "took", bootlog.Since(processStart))
 	if err := mount.SwitchRoot(NewRoot, "/sbin/init"); err != nil {
 		return fail("switch_root", err)
 	}
 	return fail("switch_root", errors.New("exec of /sbin/init returned"))
+}
+
+// mountRAMRoot brings the root into RAM, checks it, mounts it read-only
+// and sets up /var. Failures before the mount are stage netroot.
+func mountRAMRoot(cl Cmdline, start time.Time) (bootinfo.Info, error) {
+	// Bounded: DHCP and the download have their own retries and limits;
+	// this only keeps a stuck server from holding the boot for ever.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	dev, info, err := ramRoot(ctx, cl)
+	if err != nil {
+		return info, fail("netroot", err)
+	}
+	if err := unix.Mount(dev, NewRoot, "ext4", unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
+		return info, fail("netroot", fmt.Errorf("mount %s read-only on %s: %w", dev, NewRoot, err))
+	}
+	bootlog.Event("NETROOT", "state", "mounted", "dev", dev, "mem_used", memUsed(), "took", bootlog.Since(start))
+	if cl.Break == "state" {
+		return info, fail("state", fmt.Errorf("stopped by slate.break=state on the kernel command line"))
+	}
+	state, err := ramState()
+	if err != nil {
+		return info, fail("state", err)
+	}
+	info.State = state
+	return info, nil
 }
 
 func mountEarly() error {
@@ -213,19 +268,20 @@ func waitRoot(ld *kmod.Loader, cl Cmdline) (partitions.Disk, int, error) {
 	}
 }
 
+// diskState finds the STATE partition of the boot disk (by type).
+func diskState(disk partitions.Disk) (partitions.Part, error) {
+	for _, p := range disk.Layout.Parts {
+		if strings.EqualFold(p.Type, partitions.TypeState) {
+			return p, nil
+		}
+	}
+	return partitions.Part{}, fmt.Errorf("disk %s has no STATE partition (type %s)", disk.Name, partitions.TypeState)
+}
+
 // setupState mounts STATE on /var. On first boot STATE has no filesystem:
 // grow the partition to the end of the disk if the disk is larger than
 // the image, then format it.
-func setupState(disk partitions.Disk) error {
-	var state partitions.Part
-	for _, p := range disk.Layout.Parts {
-		if strings.EqualFold(p.Type, partitions.TypeState) {
-			state = p
-		}
-	}
-	if state.Num == 0 {
-		return fmt.Errorf("disk %s has no STATE partition (type %s)", disk.Name, partitions.TypeState)
-	}
+func setupState(disk partitions.Disk, state partitions.Part) error {
 	dev := disk.Dev(state.Num)
 	has, err := hasExt4(dev)
 	if err != nil {

@@ -1,0 +1,253 @@
+package stage1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/slateos/slate/bootinfo"
+	"github.com/slateos/slate/bootlog"
+	"github.com/slateos/slate/netconf"
+	"github.com/slateos/slate/netroot"
+	"github.com/slateos/slate/partitions"
+)
+
+// Where a root held in RAM lives. A fetched image goes to /run, which
+// moves into the booted system, so it stays visible there; an image the
+// initramfs carries stays where the kernel unpacked it.
+const (
+	ramRootPath      = "/run/slate/root.img"
+	EmbeddedRootPath = "/slate/root.img"
+)
+
+// Network bring-up for a network boot: interfaces get this long to appear
+// after their drivers load, and DHCP this many rounds (each round asks on
+// every interface at once and retries its requests) before the boot fails.
+var (
+	netWiredWait    = 15 * time.Second
+	netDHCPAttempts = 4
+	netDHCPTimeout  = 3 * time.Second
+)
+
+// memReserve is what the booted system needs beside a root in RAM; a
+// machine with less fails early with a clear reason instead of in the
+// middle of the download.
+const memReserve = 48 << 20
+
+// ramRoot brings the root image into RAM (fetched by URL, or carried in
+// the initramfs), checks it against the command line, and attaches it to
+// a read-only loop device. Nothing is mounted unless the check passed.
+func ramRoot(ctx context.Context, cl Cmdline) (dev string, info bootinfo.Info, err error) {
+	src := cl.Net
+	info = bootinfo.Info{Mode: bootinfo.ModeRAM, RootURL: src.URL, RootSHA256: src.SHA256, RootSize: src.Size}
+	t := time.Now()
+	path := EmbeddedRootPath
+	if src.URL == "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", info, fmt.Errorf("%s=%s names no URL and the initramfs carries no root (%w)", netroot.ArgSHA256, src.SHA256, err)
+		}
+		defer f.Close()
+		bootlog.Event("NETROOT", "state", "verifying", "source", "initramfs", "size", src.Size)
+		if err := netroot.Verify(f, src); err != nil {
+			return "", info, err
+		}
+		bootlog.Event("NETROOT", "state", "verified", "source", "initramfs", "sha256", src.SHA256, "took", bootlog.Since(t))
+	} else {
+		if avail := memAvailable(); avail > 0 && src.Size+memReserve > avail {
+			return "", info, fmt.Errorf("not enough memory: the root needs %d MiB in RAM plus %d MiB for the system, %d MiB are available",
+				src.Size>>20, memReserve>>20, avail>>20)
+		}
+		lease, err := netUp(ctx, cl)
+		if err != nil {
+			return "", info, err
+		}
+		bootlog.Event("NET", "iface", lease.Iface, "addr", lease.Addr, "gw", lease.Gateway, "took", bootlog.Since(t))
+		path = ramRootPath
+		if err := fetchRoot(ctx, src, path); err != nil {
+			return "", info, err
+		}
+	}
+	dev, err = loopAttach(path)
+	if err != nil {
+		return "", info, err
+	}
+	info.Root = dev
+	return dev, info, nil
+}
+
+// fetchRoot downloads and checks the image into a file on /run (tmpfs).
+// The file is removed again on any failure, so no unchecked byte stays
+// in RAM or within reach of a mount.
+func fetchRoot(ctx context.Context, src netroot.Source, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o400)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer f.Close()
+	t := time.Now()
+	bootlog.Event("NETROOT", "state", "fetching", "url", src.URL, "size", src.Size)
+	next := int64(25)
+	res, err := netroot.Fetch(ctx, src, f, netroot.Options{Progress: func(n int64) {
+		if pct := n * 100 / src.Size; pct >= next && pct < 100 {
+			bootlog.Event("NETROOT", "state", "fetching", "percent", next)
+			next += 25
+		}
+	}})
+	if err != nil {
+		_ = os.Remove(path)
+		return err
+	}
+	secs := time.Since(t).Seconds()
+	bootlog.Event("NETROOT", "state", "verified", "sha256", src.SHA256, "size", src.Size,
+		"transferred", res.Transferred, "compressed", res.Compressed, "took", bootlog.Since(t),
+		"mib_s", strconv.FormatFloat(float64(src.Size)/(1<<20)/max(secs, 0.001), 'f', 1, 64))
+	return nil
+}
+
+// netUp configures the first interface that gets a DHCP lease. The one
+// the machine netbooted from (BOOTIF) is asked alone first: on a machine
+// with several networks the root is most likely reachable where the boot
+// script came from.
+func netUp(ctx context.Context, cl Cmdline) (netconf.Lease, error) {
+	if err := netconf.LoopbackUp(); err != nil {
+		logrus.WithError(err).Warn("loopback")
+	}
+	names, err := netconf.WaitWired(ctx, "/sys/class/net", netWiredWait)
+	if err != nil {
+		return netconf.Lease{}, fmt.Errorf("network: %w after %s (drivers loaded for the network cards found: see the module lines above)", err, netWiredWait)
+	}
+	var first []string
+	if cl.BootIf != "" {
+		if n := netconf.MACOf("/sys/class/net", cl.BootIf); n != "" {
+			first = []string{n}
+		}
+	}
+	dhcp := netconf.DHCP{Timeout: netDHCPTimeout, Retries: 2, LinkUp: 10 * time.Second, ResolvConf: "/etc/resolv.conf"}
+	var last error
+	for attempt := 1; attempt <= netDHCPAttempts; attempt++ {
+		try := names
+		if attempt == 1 && first != nil {
+			try = first
+		}
+		l, err := dhcp.Request(ctx, try)
+		if err == nil {
+			return l, nil
+		}
+		last = err
+		logrus.WithError(err).WithField("attempt", attempt).Warn("DHCP failed, retrying")
+		select {
+		case <-ctx.Done():
+			return netconf.Lease{}, ctx.Err()
+		case <-time.After(time.Duration(attempt) * time.Second):
+		}
+	}
+	return netconf.Lease{}, fmt.Errorf("network: no DHCP lease on %s after %d attempts: %w", strings.Join(names, ", "), netDHCPAttempts, last)
+}
+
+// loopAttach puts a read-only loop device over path.
+func loopAttach(path string) (string, error) {
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return "", fmt.Errorf("open /dev/loop-control (is the loop module in the initramfs?): %w", err)
+	}
+	defer ctl.Close()
+	n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+	if err != nil {
+		return "", fmt.Errorf("find a free loop device: %w", err)
+	}
+	dev := fmt.Sprintf("/dev/loop%d", n)
+	var ld *os.File
+	for i := 0; ; i++ {
+		ld, err = os.OpenFile(dev, os.O_RDONLY, 0)
+		if err == nil || !errors.Is(err, os.ErrNotExist) || i == 100 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // devtmpfs adds the node
+	}
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer ld.Close()
+	img, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer img.Close()
+	cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
+	cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY
+	copy(cfg.Info.File_name[:], path)
+	if err := unix.IoctlLoopConfigure(int(ld.Fd()), &cfg); err != nil {
+		return "", fmt.Errorf("attach %s to %s: %w", path, dev, err)
+	}
+	return dev, nil
+}
+
+// ramState mounts /var for a machine whose root is in RAM: a disk
+// partition labelled STATE when there is one (drivers probe in the
+// background, so it is looked for a moment), else a tmpfs.
+func ramState() (string, error) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		disks, _ := partitions.ScanDisks("/sys/block", "/dev")
+		for _, d := range disks {
+			for _, p := range d.Layout.Parts {
+				if p.Label == partitions.LabelState {
+					if err := setupState(d, p); err != nil {
+						return "", err
+					}
+					return d.Dev(p.Num), nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := unix.Mount("tmpfs", filepath.Join(NewRoot, "var"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return "", fmt.Errorf("mount tmpfs on /var: %w", err)
+	}
+	bootlog.Event("STATE", "action", "tmpfs", "reason", "no partition labelled "+partitions.LabelState)
+	return "tmpfs", nil
+}
+
+// memAvailable is MemAvailable from /proc/meminfo in bytes, 0 if unknown.
+func memAvailable() int64 { return meminfo("MemAvailable") }
+
+// memUsed is MemTotal - MemFree: everything the machine holds, page cache
+// and tmpfs included, which is what a root in RAM costs.
+func memUsed() int64 { return meminfo("MemTotal") - meminfo("MemFree") }
+
+func meminfo(key string) int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || k != key {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return n << 10
+	}
+	return 0
+}
