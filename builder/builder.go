@@ -22,6 +22,7 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/kmod"
+	"github.com/slateos/slate/netroot"
 	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/updater/payload"
 	"github.com/slateos/slate/version"
@@ -31,7 +32,7 @@ import (
 type Options struct {
 	Spec     *configs.Spec
 	OutDir   string
-	Formats  []string // "raw" (default), "qcow2"
+	Formats  []string // "raw" (default), "qcow2", "pxe", "iso"
 	CacheDir string   // kernel and systemd-boot cache; default .cache
 	// Slate is the static slate binary to embed; default: this executable.
 	Slate string
@@ -44,6 +45,12 @@ type Options struct {
 	// signed with SignKey (see updater/payload).
 	Channel string
 	SignKey string
+	// EmbedRoot puts the root image inside the PXE initramfs instead of
+	// beside it (the ISO always carries it).
+	EmbedRoot bool
+	// RootURL is the default root URL in boot.ipxe; empty is TFTP from
+	// the server that gave the machine its boot file.
+	RootURL string
 }
 
 // DefaultEpoch is used when SOURCE_DATE_EPOCH is unset: a fixed time keeps
@@ -83,6 +90,7 @@ type Report struct {
 	RootUsed      int64      `json:"root_used"`
 	RootSize      int64      `json:"root_fs_size"`
 	RootModules   int        `json:"root_modules"`
+	RootSHA256    string     `json:"root_sha256"`
 	Partitions    []PartInfo `json:"partitions"`
 	Artifacts     []Artifact `json:"artifacts"`
 	Seconds       float64    `json:"build_seconds"`
@@ -117,6 +125,17 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	formats, err := parseFormats(o.Formats)
 	if err != nil {
 		return nil, err
+	}
+	if o.RootURL != "" {
+		if err := netroot.CheckURL(o.RootURL); err != nil {
+			return nil, fmt.Errorf("--root-url %q: %w", o.RootURL, err)
+		}
+		if !formats["pxe"] || o.EmbedRoot {
+			return nil, fmt.Errorf("--root-url is for --format pxe without --embed-root")
+		}
+	}
+	if o.EmbedRoot && !formats["pxe"] {
+		return nil, fmt.Errorf("--embed-root is for --format pxe")
 	}
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()
@@ -239,6 +258,15 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 
 	names := []string{}
+	if formats["pxe"] || formats["iso"] {
+		prog.Step("RAM boot files")
+		ramNames, sum, err := buildRAM(tmp, rawPath, layout.Part(partitions.NumRootA).Start, rootSize, o, spec, in, ix, epoch)
+		if err != nil {
+			return nil, err
+		}
+		rep.RootSHA256 = sum
+		names = append(names, ramNames...)
+	}
 	if formats["qcow2"] {
 		prog.Step("qcow2")
 		if err := convertQcow2(ctx, rawPath, filepath.Join(tmp, "disk.qcow2")); err != nil {
@@ -274,13 +302,16 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	// Move into place: images first, the report last, so a build.json
 	// always describes the images beside it.
 	for _, n := range append(names, "build.json") {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(o.OutDir, n)), 0o755); err != nil {
+			return nil, err
+		}
 		if err := os.Rename(filepath.Join(tmp, n), filepath.Join(o.OutDir, n)); err != nil {
 			return nil, fmt.Errorf("move %s into %s: %w", n, o.OutDir, err)
 		}
 	}
 	// A format not asked for this time must not leave a stale image behind
 	// that build.json does not describe.
-	for _, n := range []string{"disk.raw", "disk.qcow2"} {
+	for _, n := range allArtifacts {
 		if !contains(names, n) {
 			_ = os.Remove(filepath.Join(o.OutDir, n))
 		}
@@ -289,6 +320,10 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	logrus.WithFields(logrus.Fields{"dir": o.OutDir, "took": time.Since(t0).Round(time.Millisecond)}).Info("image built")
 	return rep, nil
 }
+
+// allArtifacts is every file a build may write, besides build.json.
+var allArtifacts = []string{"disk.raw", "disk.qcow2", ISOName,
+	PXEDir + "/" + PXEKernel, PXEDir + "/" + PXEInitrd, PXEDir + "/" + PXERoot, PXEDir + "/" + PXEScript}
 
 func contains(ss []string, s string) bool {
 	for _, x := range ss {
@@ -308,16 +343,16 @@ func parseFormats(fs []string) (map[string]bool, error) {
 		for _, x := range strings.Split(f, ",") {
 			x = strings.TrimSpace(x)
 			switch x {
-			case "raw", "qcow2":
+			case "raw", "qcow2", "pxe", "iso":
 				m[x] = true
 			case "":
 			default:
-				return nil, fmt.Errorf("--format: unknown format %q (want raw, qcow2)", x)
+				return nil, fmt.Errorf("--format: unknown format %q (want raw, qcow2, pxe, iso)", x)
 			}
 		}
 	}
 	if len(m) == 0 {
-		return nil, fmt.Errorf("--format: no format given (want raw, qcow2)")
+		return nil, fmt.Errorf("--format: no format given (want raw, qcow2, pxe, iso)")
 	}
 	return m, nil
 }

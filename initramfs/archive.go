@@ -5,7 +5,6 @@
 package initramfs
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"io/fs"
@@ -91,6 +90,17 @@ func (a *Archive) AddBytes(p string, mode fs.FileMode, b []byte) error {
 	return nil
 }
 
+// AddReaderAt adds a regular file whose size bytes are read from r only
+// when the archive is written: a root image carried in the initramfs is
+// not held in memory twice.
+func (a *Archive) AddReaderAt(p string, mode fs.FileMode, r io.ReaderAt, size int64) error {
+	if err := a.Mkdir(path.Dir(clean(p)), 0o755); err != nil {
+		return err
+	}
+	a.put(cpio.Record{ReaderAt: io.NewSectionReader(r, 0, size), Info: cpio.Info{Name: p, Mode: cpio.S_IFREG | uint64(mode.Perm()), FileSize: uint64(size)}})
+	return nil
+}
+
 // Symlink adds a symbolic link.
 func (a *Archive) Symlink(p, target string) error {
 	if err := a.Mkdir(path.Dir(clean(p)), 0o755); err != nil {
@@ -112,8 +122,12 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var raw bytes.Buffer
-	cw := cpio.Newc.Writer(&raw)
+	cnt := &countWriter{w: w}
+	enc, err := zstd.NewWriter(cnt, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return 0, fmt.Errorf("initramfs: zstd: %w", err)
+	}
+	cw := cpio.Newc.Writer(enc)
 	for i, n := range names {
 		r := a.recs[n]
 		r.Ino = uint64(i + 1)
@@ -125,20 +139,13 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 		}
 		r.Dev, r.Major, r.Minor = 0, 0, 0
 		if err := cw.WriteRecord(r); err != nil {
-			return 0, fmt.Errorf("initramfs: write %s: %w", n, err)
+			enc.Close()
+			return cnt.n, fmt.Errorf("initramfs: write %s: %w", n, err)
 		}
 	}
 	if err := cpio.WriteTrailer(cw); err != nil {
-		return 0, fmt.Errorf("initramfs: trailer: %w", err)
-	}
-	cnt := &countWriter{w: w}
-	enc, err := zstd.NewWriter(cnt, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
-	if err != nil {
-		return 0, fmt.Errorf("initramfs: zstd: %w", err)
-	}
-	if _, err := enc.Write(raw.Bytes()); err != nil {
 		enc.Close()
-		return cnt.n, fmt.Errorf("initramfs: compress: %w", err)
+		return cnt.n, fmt.Errorf("initramfs: trailer: %w", err)
 	}
 	if err := enc.Close(); err != nil {
 		return cnt.n, fmt.Errorf("initramfs: compress: %w", err)

@@ -35,6 +35,10 @@ const (
 	ArgSize   = "slate.root_size"
 )
 
+// EmbeddedPath is where an initramfs carries a root image (a network boot
+// with the root embedded, or a live ISO).
+const EmbeddedPath = "/slate/root.img"
+
 // MaxSize bounds slate.root_size: a root held in RAM is tens to hundreds
 // of MiB; 64 GiB is far past any machine that would do that.
 const MaxSize = 64 << 30
@@ -68,7 +72,7 @@ func ParseArgs(args map[string]string) (src Source, ok bool, err error) {
 		return Source{}, false, nil
 	}
 	if hasURL {
-		if err := checkURL(u); err != nil {
+		if err := CheckURL(u); err != nil {
 			return Source{}, true, fmt.Errorf("kernel command line: %s=%q: %w", ArgURL, u, err)
 		}
 		src.URL = u
@@ -92,7 +96,19 @@ func ParseArgs(args map[string]string) (src Source, ok bool, err error) {
 	return src, true, nil
 }
 
-func checkURL(s string) error {
+// check validates a Source built by hand rather than by ParseArgs.
+func (s Source) check() error {
+	if s.Size <= 0 || s.Size > MaxSize {
+		return fmt.Errorf("root size %d: want 1 to %d bytes", s.Size, int64(MaxSize))
+	}
+	if b, err := hex.DecodeString(s.SHA256); err != nil || len(b) != sha256.Size || strings.ToLower(s.SHA256) != s.SHA256 {
+		return fmt.Errorf("root sha256 %q: want 64 lowercase hex digits", s.SHA256)
+	}
+	return nil
+}
+
+// CheckURL checks a root URL: http, https or tftp, with a host.
+func CheckURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return err
@@ -148,6 +164,15 @@ func Fetch(ctx context.Context, src Source, dst *os.File, o Options) (Result, er
 	backoff := o.Backoff
 	if backoff <= 0 {
 		backoff = 500 * time.Millisecond
+	}
+	if err := src.check(); err != nil {
+		return Result{}, err
+	}
+	if _, err := dst.Seek(0, io.SeekStart); err != nil {
+		return Result{}, err
+	}
+	if err := dst.Truncate(0); err != nil {
+		return Result{}, err
 	}
 	if u.Scheme == "http" || u.Scheme == "https" {
 		r := payload.NewResumingReader(ctx, httpClient(o.Client), src.URL)
@@ -310,6 +335,9 @@ func (t *errTrap) Read(p []byte) (int, error) {
 // Verify checks an image already in place (carried in the initramfs)
 // against src, reading it once.
 func Verify(r io.Reader, src Source) error {
+	if err := src.check(); err != nil {
+		return err
+	}
 	_, err := copyVerified(io.Discard, r, src, nil)
 	return err
 }

@@ -59,6 +59,14 @@ type Options struct {
 	// Kernel, Initrd and Append select a direct kernel boot (no UEFI firmware)
 	// instead of firmware and disk; Image is still attached when given.
 	Kernel, Initrd, Append string
+	// CDROM is an ISO image attached as a read-only CD-ROM, booted first
+	// under UEFI (El Torito).
+	CDROM string
+	// BootFile selects a network boot: the firmware is SeaBIOS, whose
+	// iPXE option ROM gets an address from QEMU's user network and
+	// fetches BootFile (an iPXE script or kernel) by TFTP from TFTPDir.
+	// It implies Network.
+	BootFile, TFTPDir string
 	// NoReboot makes a guest reboot (or a watchdog reset, or a panic with
 	// panic=N) end QEMU instead of restarting the guest.
 	NoReboot bool
@@ -112,8 +120,14 @@ func varsPath(opts Options) string {
 	if opts.VarsFile != "" {
 		return opts.VarsFile
 	}
+	if opts.Image == "" {
+		return opts.CDROM + ".vars.fd"
+	}
 	return opts.Image + ".vars.fd"
 }
+
+// usesOVMF reports whether opts boot through the UEFI firmware.
+func usesOVMF(opts Options) bool { return opts.Kernel == "" && opts.BootFile == "" }
 
 // diskFormat maps the image name to QEMU's format name.
 func diskFormat(image string) string {
@@ -180,12 +194,22 @@ func Args(opts Options) ([]string, error) {
 		if opts.Append != "" {
 			args = append(args, "-append", opts.Append)
 		}
+	} else if opts.BootFile != "" {
+		// SeaBIOS (QEMU's default firmware) runs the NIC's iPXE ROM,
+		// which also reads scripts; -boot n puts the network first.
+		if fi, err := os.Stat(opts.TFTPDir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("qemu: TFTP folder %q: not a folder", opts.TFTPDir)
+		}
+		if opts.CDROM != "" {
+			return nil, errors.New("qemu: a network boot and a CD-ROM boot cannot be combined")
+		}
+		args = append(args, "-boot", "n")
 	} else {
 		if opts.Initrd != "" || opts.Append != "" {
 			return nil, errors.New("qemu: initrd and append need a kernel (direct kernel boot)")
 		}
-		if opts.Image == "" {
-			return nil, errors.New("qemu: no disk image and no kernel: nothing to boot")
+		if opts.Image == "" && opts.CDROM == "" {
+			return nil, errors.New("qemu: no disk image, CD-ROM, boot file or kernel: nothing to boot")
 		}
 		code, _, err := FindOVMF()
 		if err != nil {
@@ -212,8 +236,21 @@ func Args(opts Options) ([]string, error) {
 			",format="+diskFormat(opts.Image)+",if=virtio,cache=writeback")
 	}
 
-	if opts.Network || len(opts.Forwards) > 0 {
+	if opts.CDROM != "" {
+		if !isFile(opts.CDROM) {
+			return nil, fmt.Errorf("qemu: CD-ROM image %s: not a readable file", opts.CDROM)
+		}
+		// q35's AHCI controller takes an ide-cd; bootindex puts it before
+		// the disk, as a machine booting a live medium would.
+		args = append(args, "-drive", "file="+optEscape(opts.CDROM)+",format=raw,if=none,id=cd0,media=cdrom,readonly=on",
+			"-device", "ide-cd,drive=cd0,bootindex=0")
+	}
+
+	if opts.Network || len(opts.Forwards) > 0 || opts.BootFile != "" {
 		netdev := "user,id=n0"
+		if opts.BootFile != "" {
+			netdev += ",tftp=" + optEscape(opts.TFTPDir) + ",bootfile=" + optEscape(opts.BootFile)
+		}
 		for _, f := range opts.Forwards {
 			if f.HostPort < 1 || f.HostPort > 65535 || f.GuestPort < 1 || f.GuestPort > 65535 {
 				return nil, fmt.Errorf("qemu: forward %d->%d: ports must be 1 to 65535", f.HostPort, f.GuestPort)

@@ -60,7 +60,7 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Kernel == "" {
+	if usesOVMF(opts) {
 		if err := ensureVars(varsPath(opts)); err != nil {
 			return nil, err
 		}

@@ -14,11 +14,12 @@ import (
 )
 
 func newBuildCmd() *cobra.Command {
-	var spec, out, cache, slateBin, ver, channel, sign string
+	var spec, out, cache, slateBin, ver, channel, sign, rootURL string
+	var embed bool
 	var formats []string
 	cmd := &cobra.Command{
 		Use:   "build -c SPEC -o DIR",
-		Short: "Build a bootable disk image from a spec",
+		Short: "Build a bootable disk image (and PXE files, a live ISO) from a spec",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := configs.Load(spec)
@@ -31,6 +32,7 @@ func newBuildCmd() *cobra.Command {
 			rep, err := builder.Build(cmd.Context(), builder.Options{
 				Spec: s, OutDir: out, Formats: formats, CacheDir: cache, Slate: slateBin,
 				Progress: newProgress(), Channel: channel, SignKey: sign,
+				EmbedRoot: embed, RootURL: rootURL,
 			})
 			if err != nil {
 				return err
@@ -44,7 +46,9 @@ func newBuildCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&spec, "config", "c", "", "image spec (YAML)")
 	cmd.Flags().StringVarP(&out, "output", "o", "out", "output folder")
-	cmd.Flags().StringSliceVar(&formats, "format", []string{"raw"}, "image formats: raw, qcow2 (comma-separated)")
+	cmd.Flags().StringSliceVar(&formats, "format", []string{"raw"}, "image formats: raw, qcow2, pxe (DIR/pxe/: kernel, initramfs, root, boot.ipxe), iso (DIR/live.iso, UEFI live ISO) (comma-separated)")
+	cmd.Flags().BoolVar(&embed, "embed-root", false, "pxe: carry the root image inside the initramfs instead of fetching it by URL")
+	cmd.Flags().StringVar(&rootURL, "root-url", "", "pxe: default URL of root.img.zst in boot.ipxe (http, https or tftp; default tftp://${next-server}/root.img.zst)")
 	cmd.Flags().StringVar(&cache, "cache", "", "cache folder with the kernel and systemd-boot (default $SLATE_CACHE or .cache)")
 	cmd.Flags().StringVar(&slateBin, "slate", "", "static slate binary to embed (default: this one)")
 	cmd.Flags().StringVar(&ver, "version", "", "override the spec's version")
@@ -64,7 +68,7 @@ func newProgress() builder.Progress {
 	if !term.IsTerminal(int(os.Stderr.Fd())) {
 		return nil
 	}
-	bar := progressbar.NewOptions(7,
+	bar := progressbar.NewOptions(8,
 		progressbar.OptionSetWriter(os.Stderr),
 		progressbar.OptionSetDescription("building"),
 		progressbar.OptionShowCount(),

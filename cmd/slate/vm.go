@@ -16,20 +16,34 @@ import (
 
 func newVMCmd() *cobra.Command {
 	vm := &cobra.Command{Use: "vm", Short: "Run images in QEMU"}
-	var serial, mem, accel, until, ign string
+	var serial, mem, accel, until, ign, pxeDir, pxeVia, iso string
 	var timeout time.Duration
 	var forwards []string
 	run := &cobra.Command{
-		Use:   "run IMAGE",
-		Short: "Boot an image in QEMU (UEFI) with the serial console on stdout",
-		Args:  cobra.ExactArgs(1),
+		Use:   "run [IMAGE]",
+		Short: "Boot an image in QEMU (UEFI) with the serial console on stdout; or PXE files, or a live ISO",
+		Example: `  slate vm run out/disk.raw --until SLATE-READY
+  slate vm run --pxe out/pxe
+  slate vm run --iso out/live.iso`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fw, err := parseForwards(forwards)
 			if err != nil {
 				return err
 			}
+			image := ""
+			if len(args) == 1 {
+				image = args[0]
+			}
+			if image == "" && pxeDir == "" && iso == "" {
+				return fmt.Errorf("nothing to boot: name a disk image, --pxe DIR or --iso FILE")
+			}
+			if pxeDir != "" && iso != "" {
+				return fmt.Errorf("--pxe and --iso cannot be combined")
+			}
 			opts := qemu.Options{
-				Image:      args[0],
+				Image:      image,
+				CDROM:      iso,
 				Mem:        mem,
 				Accel:      accel,
 				Forwards:   fw,
@@ -40,6 +54,15 @@ func newVMCmd() *cobra.Command {
 			if ign != "" {
 				// where Ignition (and slate) look for a config on QEMU
 				opts.FwCfg = append(opts.FwCfg, qemu.FwCfg{Name: "opt/com.coreos/config", File: ign})
+			}
+			if pxeDir != "" {
+				p := &qemu.PXE{Dir: pxeDir, Via: pxeVia}
+				if err := p.Start(); err != nil {
+					return err
+				}
+				defer p.Close()
+				p.Apply(&opts)
+				fmt.Fprintf(os.Stderr, "slate: serving %s over TFTP (QEMU) and %s\n", pxeDir, p.URL())
 			}
 			if until == "" {
 				return qemu.Run(cmd.Context(), opts, timeout)
@@ -58,6 +81,9 @@ func newVMCmd() *cobra.Command {
 	run.Flags().StringVar(&ign, "ignition", "", "pass this Ignition config to the guest through QEMU's fw_cfg (opt/com.coreos/config)")
 	run.Flags().StringVar(&until, "until", "", "stop the VM (exit 0) once a console line matches this regular expression")
 	run.Flags().StringSliceVar(&forwards, "forward", nil, "forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (HOSTPORT:GUESTPORT, repeatable)")
+	run.Flags().StringVar(&pxeDir, "pxe", "", "netboot the files of slate build --format pxe from this folder (SeaBIOS and iPXE, QEMU's TFTP, a loopback HTTP server for the root)")
+	run.Flags().StringVar(&pxeVia, "pxe-via", "tftp", "with --pxe: fetch boot.ipxe, kernel and initramfs by tftp or http (much faster under emulation)")
+	run.Flags().StringVar(&iso, "iso", "", "boot this live ISO as a CD-ROM (UEFI)")
 	vm.AddCommand(run)
 	return vm
 }

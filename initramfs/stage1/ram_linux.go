@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -24,10 +25,7 @@ import (
 // Where a root held in RAM lives. A fetched image goes to /run, which
 // moves into the booted system, so it stays visible there; an image the
 // initramfs carries stays where the kernel unpacked it.
-const (
-	ramRootPath      = "/run/slate/root.img"
-	EmbeddedRootPath = "/slate/root.img"
-)
+const ramRootPath = "/run/slate/root.img"
 
 // Network bring-up for a network boot: interfaces get this long to appear
 // after their drivers load, and DHCP this many rounds (each round asks on
@@ -50,7 +48,7 @@ func ramRoot(ctx context.Context, cl Cmdline) (dev string, info bootinfo.Info, e
 	src := cl.Net
 	info = bootinfo.Info{Mode: bootinfo.ModeRAM, RootURL: src.URL, RootSHA256: src.SHA256, RootSize: src.Size}
 	t := time.Now()
-	path := EmbeddedRootPath
+	path := netroot.EmbeddedPath
 	if src.URL == "" {
 		f, err := os.Open(path)
 		if err != nil {
@@ -101,6 +99,9 @@ func fetchRoot(ctx context.Context, src netroot.Source, path string) error {
 	bootlog.Event("NETROOT", "state", "fetching", "url", src.URL, "size", src.Size)
 	next := int64(25)
 	res, err := netroot.Fetch(ctx, src, f, netroot.Options{Progress: func(n int64) {
+		if n&(4<<20-1) < 1<<20 { // about every 4 MiB
+			notePeak()
+		}
 		if pct := n * 100 / src.Size; pct >= next && pct < 100 {
 			bootlog.Event("NETROOT", "state", "fetching", "percent", next)
 			next += 25
@@ -124,6 +125,11 @@ func fetchRoot(ctx context.Context, src netroot.Source, path string) error {
 func netUp(ctx context.Context, cl Cmdline) (netconf.Lease, error) {
 	if err := netconf.LoopbackUp(); err != nil {
 		logrus.WithError(err).Warn("loopback")
+	}
+	// resolv.conf is written here and carried into the booted system's
+	// view only through its own DHCP; init needs it for a root URL by name.
+	if err := os.MkdirAll("/etc", 0o755); err != nil {
+		return netconf.Lease{}, err
 	}
 	names, err := netconf.WaitWired(ctx, "/sys/class/net", netWiredWait)
 	if err != nil {
@@ -222,6 +228,15 @@ func ramState() (string, error) {
 	}
 	bootlog.Event("STATE", "action", "tmpfs", "reason", "no partition labelled "+partitions.LabelState)
 	return "tmpfs", nil
+}
+
+// peakMem is the most memory in use seen while the root came into RAM.
+var peakMem atomic.Int64
+
+func notePeak() {
+	if u := memUsed(); u > peakMem.Load() {
+		peakMem.Store(u)
+	}
 }
 
 // memAvailable is MemAvailable from /proc/meminfo in bytes, 0 if unknown.

@@ -269,7 +269,7 @@ func writeZstd(dst string, r io.Reader, size int64) (File, error) {
 		return File{}, err
 	}
 	defer out.Close()
-	f, err := compress(out, r, size)
+	f, err := Compress(out, r, size)
 	if err != nil {
 		return File{}, err
 	}
@@ -279,9 +279,10 @@ func writeZstd(dst string, r io.Reader, size int64) (File, error) {
 	return f, out.Close()
 }
 
-// compress streams exactly size bytes from r through zstd into w. Memory use
+// Compress streams exactly size bytes from r through zstd into w, as a
+// channel stores a root image, and returns both sides' sizes and hashes. Memory use
 // is the encoder's window and buffers, independent of size.
-func compress(w io.Writer, r io.Reader, size int64) (File, error) {
+func Compress(w io.Writer, r io.Reader, size int64) (File, error) {
 	stored := &hashWriter{w: w, sum: sha256.New()}
 	enc, err := zstd.NewWriter(stored,
 		zstd.WithEncoderLevel(zstd.SpeedDefault),

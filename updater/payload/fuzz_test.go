@@ -91,7 +91,7 @@ func FuzzVerify(f *testing.F) {
 func FuzzOpenFile(f *testing.F) {
 	var stored bytes.Buffer
 	img := newSparseImage(256<<10, 2, 9)
-	entry, err := compress(&stored, img, 256<<10)
+	entry, err := Compress(&stored, img, 256<<10)
 	if err != nil {
 		f.Fatal(err)
 	}

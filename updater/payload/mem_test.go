@@ -141,7 +141,7 @@ func BenchmarkVerify(b *testing.B) {
 			var f File
 			if bc.zstd {
 				var err error
-				if f, err = compress(&stored, bc.src(), bc.size); err != nil {
+				if f, err = Compress(&stored, bc.src(), bc.size); err != nil {
 					b.Fatal(err)
 				}
 			} else {

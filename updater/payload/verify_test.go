@@ -411,7 +411,7 @@ func TestVerifierBounds(t *testing.T) {
 // A zstd bomb: a few bytes that decompress to far more than the manifest says.
 func TestVerifierZstdBomb(t *testing.T) {
 	var buf bytes.Buffer
-	if _, err := compress(&buf, newSparseImage(512<<20, 0, 1), 512<<20); err != nil {
+	if _, err := Compress(&buf, newSparseImage(512<<20, 0, 1), 512<<20); err != nil {
 		t.Fatal(err)
 	}
 	bomb := buf.Bytes()
