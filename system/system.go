@@ -94,6 +94,9 @@ func run() error {
 	}
 	services := spec.Services
 	boot, _ := bootinfo.Read(bootinfo.Path)
+	if boot.RootURL != "" {
+		dhcp = true // init's lease needs renewing, and the root came over the network
+	}
 	switch {
 	case spec.Update != nil && boot.RAM():
 		// No slot to write: such a machine gets a new version by booting

@@ -175,7 +175,7 @@ func run(start time.Time) error {
 		if err != nil {
 			return fail("state", err)
 		}
-		if err := setupState(disk, state); err != nil {
+		if err := setupState(disk, state, true); err != nil {
 			return fail("state", err)
 		}
 		info.State = disk.Dev(state.Num)
@@ -290,9 +290,9 @@ func diskState(disk partitions.Disk) (partitions.Part, error) {
 }
 
 // setupState mounts STATE on /var. On first boot STATE has no filesystem:
-// grow the partition to the end of the disk if the disk is larger than
-// the image, then format it.
-func setupState(disk partitions.Disk, state partitions.Part) error {
+// with grow, grow the partition to the end of the disk if the disk is
+// larger than the image (only slate's own disk layout), then format it.
+func setupState(disk partitions.Disk, state partitions.Part, grow bool) error {
 	dev := disk.Dev(state.Num)
 	has, err := hasExt4(dev)
 	if err != nil {
@@ -300,9 +300,11 @@ func setupState(disk partitions.Disk, state partitions.Part) error {
 	}
 	if !has {
 		t := time.Now()
-		size, err := growState(disk, state)
-		if err != nil {
-			return err
+		size := state.Size
+		if grow {
+			if size, err = growState(disk, state); err != nil {
+				return err
+			}
 		}
 		if err := mkfsState(dev, size, disk.Layout.GUID); err != nil {
 			return err

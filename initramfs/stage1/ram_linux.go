@@ -203,7 +203,9 @@ func loopAttach(path string) (string, error) {
 
 // ramState mounts /var for a machine whose root is in RAM: a disk
 // partition labelled STATE when there is one (drivers probe in the
-// background, so it is looked for a moment), else a tmpfs.
+// background, so it is looked for a moment), else a tmpfs. The partition
+// is formatted when it has no ext4 yet, but never grown: the disk's
+// layout is the operator's, not slate's.
 func ramState() (string, error) {
 	deadline := time.Now().Add(time.Second)
 	for {
@@ -211,7 +213,7 @@ func ramState() (string, error) {
 		for _, d := range disks {
 			for _, p := range d.Layout.Parts {
 				if p.Label == partitions.LabelState {
-					if err := setupState(d, p); err != nil {
+					if err := setupState(d, p, false); err != nil {
 						return "", err
 					}
 					return d.Dev(p.Num), nil
