@@ -273,9 +273,16 @@ func childrenCPU() time.Duration {
 // poweroff the guest must then end QEMU by itself; without, QEMU is killed.
 func bootUntil(b *testing.B, image string, re *regexp.Regexp, poweroff bool) bootResult {
 	b.Helper()
+	return bootOptsUntil(b, qemu.Options{Image: image, SerialFile: filepath.Join(filepath.Dir(image), "serial.log")}, re, poweroff)
+}
+
+// bootOptsUntil is bootUntil for any VM (a network boot, a CD-ROM).
+func bootOptsUntil(b *testing.B, opts qemu.Options, re *regexp.Regexp, poweroff bool) bootResult {
+	b.Helper()
+	image := opts.Image + opts.CDROM + opts.TFTPDir
+	opts.Accel = "tcg"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	opts := qemu.Options{Image: image, Accel: "tcg", SerialFile: filepath.Join(filepath.Dir(image), "serial.log")}
 	cpu0, t0 := childrenCPU(), time.Now()
 	vm, err := qemu.Start(ctx, opts)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -96,6 +97,12 @@ func fetchRoot(ctx context.Context, src netroot.Source, path string) error {
 	}
 	defer f.Close()
 	t := time.Now()
+	// The decoder's window and the buffers are garbage within a few MiB:
+	// collect often, so init's heap does not grow to twice its live size
+	// next to a root that already takes most of the memory, and give it
+	// back once the root is in.
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	defer debug.FreeOSMemory()
 	bootlog.Event("NETROOT", "state", "fetching", "url", src.URL, "size", src.Size)
 	next := int64(25)
 	res, err := netroot.Fetch(ctx, src, f, netroot.Options{Progress: func(n int64) {
@@ -112,6 +119,9 @@ func fetchRoot(ctx context.Context, src netroot.Source, path string) error {
 		return err
 	}
 	secs := time.Since(t).Seconds()
+	// Where the memory went, for slate.debug boots that chase it.
+	logrus.WithFields(logrus.Fields{"shmem": meminfo("Shmem"), "anon": meminfo("AnonPages"), "slab": meminfo("Slab"),
+		"vmalloc": meminfo("VmallocUsed"), "total": meminfo("MemTotal"), "free": meminfo("MemFree")}).Debug("memory with the root in RAM")
 	bootlog.Event("NETROOT", "state", "verified", "sha256", src.SHA256, "size", src.Size,
 		"transferred", res.Transferred, "compressed", res.Compressed, "took", bootlog.Since(t),
 		"mib_s", strconv.FormatFloat(float64(src.Size)/(1<<20)/max(secs, 0.001), 'f', 1, 64))

@@ -42,6 +42,8 @@ func main() {
 		fmt.Println(strings.Join(os.Args[2:], " "))
 	case "igncheck":
 		igncheck()
+	case "meminfo":
+		meminfo()
 	default:
 		probe()
 	}
@@ -228,4 +230,25 @@ func igncheck() {
 	} else {
 		fmt.Printf("IGNCHECK fail version=%s missing=%s\n", v, strings.Join(bad, ","))
 	}
+}
+
+// meminfo prints what the machine holds (MemTotal - MemFree: page cache
+// and tmpfs included, which is where a root in RAM lives) once the
+// system is up.
+func meminfo() {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		fmt.Println("MEM err", err)
+		os.Exit(1)
+	}
+	kv := map[string]int64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		kv[k] = n << 10
+	}
+	fmt.Printf("MEM used=%d total=%d shmem=%d\n", kv["MemTotal"]-kv["MemFree"], kv["MemTotal"], kv["Shmem"])
 }
