@@ -162,7 +162,14 @@ func Args(opts Options) ([]string, error) {
 		return nil, fmt.Errorf("qemu: cpus %d: want 1 to 255", cpus)
 	}
 
-	args := []string{"-nodefaults", "-machine", "q35"}
+	machine := "q35"
+	if opts.BootFile != "" {
+		// SeaBIOS then prints to the serial port, and so does the iPXE
+		// ROM it runs: what iPXE fetched, or why it failed, is on the
+		// console with the rest.
+		machine += ",graphics=off"
+	}
+	args := []string{"-nodefaults", "-machine", machine}
 	switch opts.Accel {
 	case "", "auto", "tcg":
 		// -cpu max gives the guest every feature TCG emulates, so a generic
