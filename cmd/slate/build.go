@@ -68,7 +68,7 @@ func newProgress() builder.Progress {
 	if !term.IsTerminal(int(os.Stderr.Fd())) {
 		return nil
 	}
-	bar := progressbar.NewOptions(8,
+	bar := progressbar.NewOptions(9,
 		progressbar.OptionSetWriter(os.Stderr),
 		progressbar.OptionSetDescription("building"),
 		progressbar.OptionShowCount(),
