@@ -137,6 +137,13 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	if o.EmbedRoot && !formats["pxe"] {
 		return nil, fmt.Errorf("--embed-root is for --format pxe")
 	}
+	if formats["pxe"] {
+		for i, a := range spec.Kernel.Args {
+			if strings.Contains(a, "${") {
+				return nil, fmt.Errorf("$.kernel.args[%d]: %q: ${ would be expanded by iPXE in boot.ipxe", i, a)
+			}
+		}
+	}
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()
 	}
@@ -316,6 +323,7 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 			_ = os.Remove(filepath.Join(o.OutDir, n))
 		}
 	}
+	_ = os.Remove(filepath.Join(o.OutDir, PXEDir)) // only if it is empty now
 	ok = true
 	logrus.WithFields(logrus.Fields{"dir": o.OutDir, "took": time.Since(t0).Round(time.Millisecond)}).Info("image built")
 	return rep, nil

@@ -109,6 +109,14 @@ func (s Source) check() error {
 
 // CheckURL checks a root URL: http, https or tftp, with a host.
 func CheckURL(s string) error {
+	// The URL travels as one word of the kernel command line, and through
+	// iPXE, which expands ${...} before it splits words.
+	if i := strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }); i >= 0 {
+		return fmt.Errorf("byte %d is a space or control character: the kernel command line would split it", i)
+	}
+	if strings.Contains(s, "${") {
+		return errors.New("it contains ${, which iPXE would expand")
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return err

@@ -80,6 +80,9 @@ func (p *PXE) Start() error {
 		return err
 	}
 	for _, e := range entries {
+		if e.Name() == bootScript {
+			continue // ours is written below; never through a link into Dir
+		}
 		if err := os.Symlink(filepath.Join(abs, e.Name()), filepath.Join(p.tftp, e.Name())); err != nil {
 			p.Close()
 			return fmt.Errorf("pxe: %w", err)
@@ -94,7 +97,14 @@ func (p *PXE) Start() error {
 		chain = p.addr + "/boot.ipxe"
 	}
 	script := fmt.Sprintf("#!ipxe\nset slate-root-url %s\nset slate-args %s\nchain %s\n", root, p.Args, chain)
-	if err := os.WriteFile(filepath.Join(p.tftp, bootScript), []byte(script), 0o644); err != nil {
+	f, err := os.OpenFile(filepath.Join(p.tftp, bootScript), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err == nil {
+		_, err = f.WriteString(script)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
 		p.Close()
 		return fmt.Errorf("pxe: %w", err)
 	}
