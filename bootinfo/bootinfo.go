@@ -28,9 +28,12 @@ type Info struct {
 	Mode string `json:"mode"`
 	Slot string `json:"slot,omitempty"` // a or b on a disk boot
 	Root string `json:"root"`           // the block device mounted as /
-	// RootURL is where a RAM root was fetched from; empty when the
-	// initramfs carried it.
-	RootURL    string `json:"root_url,omitempty"`
+	// RootURL is where a RAM root was fetched from (without a password);
+	// empty when the initramfs carried it.
+	RootURL string `json:"root_url,omitempty"`
+	// Iface is the interface init configured to fetch the root: the
+	// system renews that lease.
+	Iface      string `json:"iface,omitempty"`
 	RootSHA256 string `json:"root_sha256,omitempty"`
 	RootSize   int64  `json:"root_size,omitempty"`
 	// State is the device mounted on /var, or "tmpfs" when nothing the

@@ -308,10 +308,16 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 	// Move into place: images first, the report last, so a build.json
 	// always describes the images beside it.
-	for _, n := range append(names, "build.json") {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(o.OutDir, n)), 0o755); err != nil {
-			return nil, err
+	// Folders first: once the first file is renamed, nothing else may fail
+	// for want of a place to put the rest.
+	for _, n := range names {
+		if d := filepath.Dir(filepath.Join(o.OutDir, n)); d != filepath.Clean(o.OutDir) {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return nil, fmt.Errorf("create %s: %w", d, err)
+			}
 		}
+	}
+	for _, n := range append(names, "build.json") {
 		if err := os.Rename(filepath.Join(tmp, n), filepath.Join(o.OutDir, n)); err != nil {
 			return nil, fmt.Errorf("move %s into %s: %w", n, o.OutDir, err)
 		}

@@ -77,7 +77,8 @@ func TestNetbootOverTFTP(t *testing.T) {
 	waitLine(t, vm, `^SLATE-READY version=1\.0\.0 slot=none$`, 4*time.Minute)
 	lines := vm.Lines()
 	want := []string{
-		`^SLATE-NET iface=eth0 addr=10\.0\.2\.15/24 gw=10\.0\.2\.2 took=`, // init's; the supervisor renews it
+		`^SLATE-NET iface=eth0 addr=10\.0\.2\.15/24 gw=10\.0\.2\.2 took=`, // init's lease
+		`^SLATE-NET iface=eth0 addr=10\.0\.2\.15/24 gw=10\.0\.2\.2$`,       // the supervisor renewing it
 		`^SLATE-NETROOT state=fetching url=` + regexp.QuoteMeta(p.URL()) + `/root\.img\.zst size=\d+$`,
 		`^SLATE-NETROOT state=verified sha256=[0-9a-f]{64} size=\d+ transferred=\d+ compressed=true `,
 		`^SLATE-NETROOT state=mounted dev=/dev/loop0 `,
@@ -125,9 +126,21 @@ func TestNetbootEmbeddedRootWithStateDisk(t *testing.T) {
 	if err := os.Truncate(disk, 512<<20); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := exec.Command(sgdisk, "-n", "1:0:0", "-c", "1:STATE", disk).CombinedOutput(); err != nil {
+	// Partition 1 is slate's STATE, smaller than the disk (it must not be
+	// grown: the layout is the operator's); partition 2 is labelled STATE
+	// by someone else (another type) and must be left alone.
+	if b, err := exec.Command(sgdisk, "-n", "1:0:+256M", "-t", "1:4D21B016-B534-45C2-A9FB-5C16E091FD2D", "-c", "1:STATE",
+		"-n", "2:0:+64M", "-t", "2:8300", "-c", "2:STATE", disk).CombinedOutput(); err != nil {
 		t.Fatalf("sgdisk: %v\n%s", err, b)
 	}
+	partInfo := func(n string) string {
+		b, err := exec.Command(sgdisk, "-i", n, disk).CombinedOutput()
+		if err != nil {
+			t.Fatalf("sgdisk -i %s: %v\n%s", n, err, b)
+		}
+		return string(b)
+	}
+	before := partInfo("1")
 	p := &qemu.PXE{Dir: filepath.Join(out, "pxe"), Via: "http"}
 	vm := netboot(t, p, qemu.Options{Image: disk})
 	waitLine(t, vm, `^SLATE-READY version=1\.0\.0 slot=none$`, 4*time.Minute)
@@ -144,6 +157,28 @@ func TestNetbootEmbeddedRootWithStateDisk(t *testing.T) {
 	}
 	noneMatch(t, lines, `^SLATE-NET .* took=`, "an embedded root needs no network in init")
 	noneMatch(t, lines, `^SLATE-STATE action=tmpfs`, "STATE fell back to tmpfs with a STATE partition present")
+	noneMatch(t, lines, `^SLATE-STATE action=grown`, "STATE of another disk layout was grown")
+	vm.Kill()
+	if after := partInfo("1"); after != before {
+		t.Errorf("partition 1 changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// Partition 2 (another system's STATE) has no ext4 superblock.
+	start := regexp.MustCompile(`First sector: (\d+)`).FindStringSubmatch(partInfo("2"))
+	if start == nil {
+		t.Fatal("sgdisk -i 2: no first sector")
+	}
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	magic := make([]byte, 2)
+	if _, err := f.ReadAt(magic, int64(mustAtoi(start[1]))*512+1024+0x38); err != nil {
+		t.Fatal(err)
+	}
+	if magic[0] == 0x53 && magic[1] == 0xef {
+		t.Error("partition 2, labelled STATE but of another type, was formatted")
+	}
 }
 
 // TestNetbootBadRootStopsTheBoot: a root that does not match the kernel

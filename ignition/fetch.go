@@ -129,7 +129,9 @@ func (f *DefaultFetcher) fetchTFTP(ctx context.Context, u *url.URL) (io.ReadClos
 	if secs < 1 {
 		secs = 1
 	}
-	c, err := tftp.NewClient(tftp.ClientMode(tftp.ModeOctet), tftp.ClientTimeout(secs), tftp.ClientRetransmit(5))
+	// 1428-byte blocks fill an Ethernet frame (RFC 2348); a server that
+	// does not know the option answers with 512-byte blocks anyway.
+	c, err := tftp.NewClient(tftp.ClientMode(tftp.ModeOctet), tftp.ClientTimeout(secs), tftp.ClientRetransmit(5), tftp.ClientBlocksize(1428))
 	if err != nil {
 		return nil, fmt.Errorf("tftp client: %w", err)
 	}

@@ -187,7 +187,7 @@ func Fetch(ctx context.Context, src Source, dst *os.File, o Options) (Result, er
 		r.MaxRetries = attempts - 1
 		r.Backoff, r.MaxBackoff = backoff, 4*time.Second
 		defer r.Close()
-		res, err := copyVerified(dst, r, src, o.Progress)
+		res, err := copyVerified(dst, r, src, o.Progress, true)
 		res.Transferred = r.Offset()
 		return res, err
 	}
@@ -214,7 +214,7 @@ func Fetch(ctx context.Context, src Source, dst *os.File, o Options) (Result, er
 			continue
 		}
 		cr := &countingReader{r: body}
-		res, err := copyVerified(dst, cr, src, o.Progress)
+		res, err := copyVerified(dst, cr, src, o.Progress, true)
 		body.Close()
 		res.Transferred = cr.n
 		if err == nil || errors.Is(err, ErrBadRoot) || ctx.Err() != nil {
@@ -258,9 +258,10 @@ var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 // machine's RAM next to the root itself.
 const maxWindow = 16 << 20
 
-// copyVerified writes the image read from r to w, decompressing zstd, and
-// checks it against src. It never writes more than src.Size bytes.
-func copyVerified(w io.Writer, r io.Reader, src Source, progress func(int64)) (Result, error) {
+// copyVerified writes the image read from r to w, decompressing zstd when
+// unzstd is set, and checks it against src. It never writes more than
+// src.Size bytes.
+func copyVerified(w io.Writer, r io.Reader, src Source, progress func(int64), unzstd bool) (Result, error) {
 	var res Result
 	trap := &errTrap{r: r}
 	br := bufio.NewReaderSize(trap, 64<<10)
@@ -269,7 +270,7 @@ func copyVerified(w io.Writer, r io.Reader, src Source, progress func(int64)) (R
 		return res, fmt.Errorf("read root image: %w", err)
 	}
 	var in io.Reader = br
-	if bytes.Equal(head, zstdMagic) {
+	if unzstd && bytes.Equal(head, zstdMagic) {
 		dec, err := zstd.NewReader(br,
 			zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderLowmem(true),
@@ -341,11 +342,12 @@ func (t *errTrap) Read(p []byte) (int, error) {
 }
 
 // Verify checks an image already in place (carried in the initramfs)
-// against src, reading it once.
+// against src, reading it once. The bytes are hashed as they are, never
+// decompressed: they are what gets mounted.
 func Verify(r io.Reader, src Source) error {
 	if err := src.check(); err != nil {
 		return err
 	}
-	_, err := copyVerified(io.Discard, r, src, nil)
+	_, err := copyVerified(io.Discard, r, src, nil, false)
 	return err
 }

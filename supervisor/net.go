@@ -52,7 +52,10 @@ type lease = netconf.Lease
 // SLATE-NET line with the result, then keeps the lease renewed until ctx
 // ends.
 func (s *supervisor) runDHCP(ctx context.Context) {
-	ifname, err := waitWired(ctx, s.cfg.netDir, wiredWait)
+	ifname, err := s.cfg.DHCPIface, error(nil)
+	if ifname == "" {
+		ifname, err = waitWired(ctx, s.cfg.netDir, wiredWait)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.printf("SLATE-NET iface=none err=%q\n", err.Error())

@@ -89,6 +89,9 @@ type Config struct {
 	// DHCP brings up the first wired interface with DHCPv4, in the
 	// background: services do not wait for it.
 	DHCP bool
+	// DHCPIface, when set, is the interface DHCP runs on instead of the
+	// first wired one: the one init brought up to fetch a root.
+	DHCPIface string
 	// LogDir receives <service>.log files; DefaultLogDir when empty.
 	LogDir string
 	// Console receives service output prefixed with "[name] " and the

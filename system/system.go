@@ -7,6 +7,7 @@ package system
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -93,11 +94,18 @@ func run() error {
 		dhcp = true // the config is fetched over the network
 	}
 	services := spec.Services
-	boot, _ := bootinfo.Read(bootinfo.Path)
-	if boot.RootURL != "" {
+	boot, berr := bootinfo.Read(bootinfo.Path)
+	if berr != nil && !errors.Is(berr, os.ErrNotExist) {
+		// Without the record this may be a machine without a slot: the
+		// updater must not guess.
+		logrus.WithError(berr).Error("cannot tell how this machine booted")
+	}
+	if boot.Iface != "" {
 		dhcp = true // init's lease needs renewing, and the root came over the network
 	}
 	switch {
+	case spec.Update != nil && berr != nil && !errors.Is(berr, os.ErrNotExist):
+		logrus.Warn("the updater does not run: the boot record is unreadable")
 	case spec.Update != nil && boot.RAM():
 		// No slot to write: such a machine gets a new version by booting
 		// new PXE files or a new ISO.
@@ -111,6 +119,7 @@ func run() error {
 		Hostname:   spec.Hostname,
 		Services:   services,
 		DHCP:       dhcp,
+		DHCPIface:  boot.Iface,
 		LogDir:     "/var/log/slate",
 		StatusFile: supervisor.DefaultStatusFile,
 		Console:    os.Stdout,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -41,6 +42,9 @@ func newVMCmd() *cobra.Command {
 			if pxeDir != "" && iso != "" {
 				return fmt.Errorf("--pxe and --iso cannot be combined")
 			}
+			if cmd.Flags().Changed("pxe-via") && pxeDir == "" {
+				return fmt.Errorf("--pxe-via is for --pxe")
+			}
 			opts := qemu.Options{
 				Image:      image,
 				CDROM:      iso,
@@ -54,6 +58,16 @@ func newVMCmd() *cobra.Command {
 			if ign != "" {
 				// where Ignition (and slate) look for a config on QEMU
 				opts.FwCfg = append(opts.FwCfg, qemu.FwCfg{Name: "opt/com.coreos/config", File: ign})
+			}
+			if iso != "" && image == "" {
+				// The ISO's folder is the build's: keep the firmware's
+				// variables out of it.
+				tmp, err := os.MkdirTemp("", "slate-vm-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				opts.VarsFile = filepath.Join(tmp, "vars.fd")
 			}
 			if pxeDir != "" {
 				p := &qemu.PXE{Dir: pxeDir, Via: pxeVia}

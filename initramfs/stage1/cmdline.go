@@ -62,11 +62,12 @@ func ParseCmdline(s string) (Cmdline, error) {
 			}
 		case "BOOTIF":
 			// pxelinux's form, which iPXE scripts copy: 01-<mac, hyphens>
+			// Only a hint of which interface to ask first: one that does
+			// not parse (a loader that left it empty) is ignored.
 			mac := strings.TrimPrefix(v, "01-")
-			if _, err := net.ParseMAC(strings.ReplaceAll(mac, "-", ":")); err != nil {
-				return c, fmt.Errorf("kernel command line: BOOTIF=%q: want 01-aa-bb-cc-dd-ee-ff", v)
+			if _, err := net.ParseMAC(strings.ReplaceAll(mac, "-", ":")); err == nil {
+				c.BootIf = strings.ToLower(strings.ReplaceAll(mac, "-", ":"))
 			}
-			c.BootIf = strings.ToLower(strings.ReplaceAll(mac, "-", ":"))
 		case "slate.debug":
 			c.Debug = true
 		case "slate.rootwait":

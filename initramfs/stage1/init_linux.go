@@ -154,7 +154,7 @@ func run(start time.Time) error {
 	}
 	var info bootinfo.Info
 	if cl.RAM {
-		if info, err = mountRAMRoot(cl, start, memStart); err != nil {
+		if info, err = mountRAMRoot(cl, start, memStart, brk); err != nil {
 			return err
 		}
 	} else {
@@ -213,7 +213,7 @@ func run(start time.Time) error {
 
 // mountRAMRoot brings the root into RAM, checks it, mounts it read-only
 // and sets up /var. Failures before the mount are stage netroot.
-func mountRAMRoot(cl Cmdline, start time.Time, memStart int64) (bootinfo.Info, error) {
+func mountRAMRoot(cl Cmdline, start time.Time, memStart int64, brk func(stage string) error) (bootinfo.Info, error) {
 	// Bounded: DHCP and the download have their own retries and limits;
 	// this only keeps a stuck server from holding the boot for ever.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -226,8 +226,8 @@ func mountRAMRoot(cl Cmdline, start time.Time, memStart int64) (bootinfo.Info, e
 		return info, fail("netroot", fmt.Errorf("mount %s read-only on %s: %w", dev, NewRoot, err))
 	}
 	bootlog.Event("NETROOT", "state", "mounted", "dev", dev, "mem_start", memStart, "mem_peak", max(peakMem.Load(), memUsed()), "took", bootlog.Since(start))
-	if cl.Break == "state" {
-		return info, fail("state", fmt.Errorf("stopped by slate.break=state on the kernel command line"))
+	if err := brk("state"); err != nil {
+		return info, err
 	}
 	state, err := ramState()
 	if err != nil {

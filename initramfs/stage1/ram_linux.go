@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -26,7 +27,10 @@ import (
 // Where a root held in RAM lives. A fetched image goes to /run, which
 // moves into the booted system, so it stays visible there; an image the
 // initramfs carries stays where the kernel unpacked it.
-const ramRootPath = "/run/slate/root.img"
+const (
+	ramRootDir  = "/run/slate/netroot"
+	ramRootPath = ramRootDir + "/root.img"
+)
 
 // Network bring-up for a network boot: interfaces get this long to appear
 // after their drivers load, and DHCP this many rounds (each round asks on
@@ -47,7 +51,7 @@ const memReserve = 48 << 20
 // a read-only loop device. Nothing is mounted unless the check passed.
 func ramRoot(ctx context.Context, cl Cmdline) (dev string, info bootinfo.Info, err error) {
 	src := cl.Net
-	info = bootinfo.Info{Mode: bootinfo.ModeRAM, RootURL: src.URL, RootSHA256: src.SHA256, RootSize: src.Size}
+	info = bootinfo.Info{Mode: bootinfo.ModeRAM, RootURL: redact(src.URL), RootSHA256: src.SHA256, RootSize: src.Size}
 	t := time.Now()
 	path := netroot.EmbeddedPath
 	if src.URL == "" {
@@ -71,6 +75,7 @@ func ramRoot(ctx context.Context, cl Cmdline) (dev string, info bootinfo.Info, e
 			return "", info, err
 		}
 		bootlog.Event("NET", "iface", lease.Iface, "addr", lease.Addr, "gw", lease.Gateway, "took", bootlog.Since(t))
+		info.Iface = lease.Iface
 		path = ramRootPath
 		if err := fetchRoot(ctx, src, path); err != nil {
 			return "", info, err
@@ -84,12 +89,19 @@ func ramRoot(ctx context.Context, cl Cmdline) (dev string, info bootinfo.Info, e
 	return dev, info, nil
 }
 
-// fetchRoot downloads and checks the image into a file on /run (tmpfs).
-// The file is removed again on any failure, so no unchecked byte stays
-// in RAM or within reach of a mount.
+// fetchRoot downloads and checks the image into a file on a tmpfs of its
+// own, sized to the image: a server that sends more cannot fill /run, and
+// the booted system's /run keeps its room. The file is removed again on
+// any failure, so no unchecked byte stays in RAM or within reach of a
+// mount.
 func fetchRoot(ctx context.Context, src netroot.Source, path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
+	}
+	size := (src.Size + 1<<20 + 4095) &^ 4095
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("size=%d,nr_inodes=16,mode=0700", size)); err != nil {
+		return fmt.Errorf("mount a tmpfs for the root on %s: %w", dir, err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o400)
 	if err != nil {
@@ -103,10 +115,11 @@ func fetchRoot(ctx context.Context, src netroot.Source, path string) error {
 	// back once the root is in.
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
 	defer debug.FreeOSMemory()
-	bootlog.Event("NETROOT", "state", "fetching", "url", src.URL, "size", src.Size)
-	next := int64(25)
+	bootlog.Event("NETROOT", "state", "fetching", "url", redact(src.URL), "size", src.Size)
+	next, noted := int64(25), int64(0)
 	res, err := netroot.Fetch(ctx, src, f, netroot.Options{Progress: func(n int64) {
-		if n&(4<<20-1) < 1<<20 { // about every 4 MiB
+		if n-noted >= 4<<20 {
+			noted = n
 			notePeak()
 		}
 		if pct := n * 100 / src.Size; pct >= next && pct < 100 {
@@ -163,6 +176,9 @@ func netUp(ctx context.Context, cl Cmdline) (netconf.Lease, error) {
 			return l, nil
 		}
 		last = err
+		if attempt == netDHCPAttempts {
+			break
+		}
 		logrus.WithError(err).WithField("attempt", attempt).Warn("DHCP failed, retrying")
 		select {
 		case <-ctx.Done():
@@ -205,30 +221,51 @@ func loopAttach(path string) (string, error) {
 	cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
 	cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY
 	copy(cfg.Info.File_name[:], path)
-	if err := unix.IoctlLoopConfigure(int(ld.Fd()), &cfg); err != nil {
+	err = unix.IoctlLoopConfigure(int(ld.Fd()), &cfg)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) {
+		// Kernels before 5.8 have no LOOP_CONFIGURE: the two-step way.
+		if err = unix.IoctlSetInt(int(ld.Fd()), unix.LOOP_SET_FD, int(img.Fd())); err == nil {
+			if err = unix.IoctlLoopSetStatus64(int(ld.Fd()), &cfg.Info); err != nil {
+				_ = unix.IoctlSetInt(int(ld.Fd()), unix.LOOP_CLR_FD, 0)
+			}
+		}
+	}
+	if err != nil {
 		return "", fmt.Errorf("attach %s to %s: %w", path, dev, err)
 	}
 	return dev, nil
 }
 
 // ramState mounts /var for a machine whose root is in RAM: a disk
-// partition labelled STATE when there is one (drivers probe in the
-// background, so it is looked for a moment), else a tmpfs. The partition
-// is formatted when it has no ext4 yet, but never grown: the disk's
-// layout is the operator's, not slate's.
+// partition labelled STATE and of slate's STATE type when there is one
+// (drivers probe in the background, so it is looked for a moment), else
+// a tmpfs. Both the label and the type must match, so a partition some
+// other system calls STATE is never formatted. It is formatted when it has
+// no ext4 yet, but never grown: the disk's layout is the operator's.
 func ramState() (string, error) {
 	deadline := time.Now().Add(time.Second)
 	for {
 		disks, _ := partitions.ScanDisks("/sys/block", "/dev")
+		type found struct {
+			disk partitions.Disk
+			part partitions.Part
+		}
+		var hits []found
 		for _, d := range disks {
 			for _, p := range d.Layout.Parts {
-				if p.Label == partitions.LabelState {
-					if err := setupState(d, p, false); err != nil {
-						return "", err
-					}
-					return d.Dev(p.Num), nil
+				if p.Label == partitions.LabelState && strings.EqualFold(p.Type, partitions.TypeState) {
+					hits = append(hits, found{d, p})
 				}
 			}
+		}
+		switch {
+		case len(hits) > 1:
+			return "", fmt.Errorf("%s and %s are both STATE partitions: remove one, or its label", hits[0].disk.Dev(hits[0].part.Num), hits[1].disk.Dev(hits[1].part.Num))
+		case len(hits) == 1:
+			if err := setupState(hits[0].disk, hits[0].part, false); err != nil {
+				return "", err
+			}
+			return hits[0].disk.Dev(hits[0].part.Num), nil
 		}
 		if time.Now().After(deadline) {
 			break
@@ -238,8 +275,17 @@ func ramState() (string, error) {
 	if err := unix.Mount("tmpfs", filepath.Join(NewRoot, "var"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
 		return "", fmt.Errorf("mount tmpfs on /var: %w", err)
 	}
-	bootlog.Event("STATE", "action", "tmpfs", "reason", "no partition labelled "+partitions.LabelState)
+	bootlog.Event("STATE", "action", "tmpfs", "reason", "no partition labelled "+partitions.LabelState+" of type "+partitions.TypeState)
 	return "tmpfs", nil
+}
+
+// redact hides a password in a URL before it is printed.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return u.Redacted()
 }
 
 // peakMem is the most memory in use seen while the root came into RAM.
