@@ -211,14 +211,20 @@ func run(start time.Time) error {
 	return fail("switch_root", errors.New("exec of /sbin/init returned"))
 }
 
+// ramRootLimit bounds bringing a root into RAM: DHCP and the download
+// have their own retries and limits; this only keeps a stuck server from
+// holding the boot for ever.
+const ramRootLimit = 15 * time.Minute
+
 // mountRAMRoot brings the root into RAM, checks it, mounts it read-only
 // and sets up /var. Failures before the mount are stage netroot.
 func mountRAMRoot(cl Cmdline, start time.Time, memStart int64, brk func(stage string) error) (bootinfo.Info, error) {
-	// Bounded: DHCP and the download have their own retries and limits;
-	// this only keeps a stuck server from holding the boot for ever.
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), ramRootLimit)
 	defer cancel()
 	dev, info, err := ramRoot(ctx, cl)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w (init gives the network and the download %s in all)", err, ramRootLimit)
+	}
 	if err != nil {
 		return info, fail("netroot", err)
 	}
