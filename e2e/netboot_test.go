@@ -78,7 +78,7 @@ func TestNetbootOverTFTP(t *testing.T) {
 	lines := vm.Lines()
 	want := []string{
 		`^SLATE-NET iface=eth0 addr=10\.0\.2\.15/24 gw=10\.0\.2\.2 took=`, // init's lease
-		`^SLATE-NET iface=eth0 addr=10\.0\.2\.15/24 gw=10\.0\.2\.2$`,       // the supervisor renewing it
+		`^SLATE-NET iface=eth0 addr=10\.0\.2\.15/24 gw=10\.0\.2\.2$`,      // the supervisor renewing it
 		`^SLATE-NETROOT state=fetching url=` + regexp.QuoteMeta(p.URL()) + `/root\.img\.zst size=\d+$`,
 		`^SLATE-NETROOT state=verified sha256=[0-9a-f]{64} size=\d+ transferred=\d+ compressed=true `,
 		`^SLATE-NETROOT state=mounted dev=/dev/loop0 `,
