@@ -137,6 +137,7 @@ func run(start time.Time) error {
 		logrus.WithError(err).Debug("some device modules did not load")
 	}
 	logrus.WithFields(logrus.Fields{"took": bootlog.Since(start), "count": len(lt.names), "in_kernel": lt.total.Round(time.Millisecond), "slowest": lt.slowest(3)}).Info("modules loaded")
+	probed := time.Now()
 
 	if cl.RAM {
 		// The module files have done their work (the drivers are in the
@@ -154,7 +155,7 @@ func run(start time.Time) error {
 	}
 	var info bootinfo.Info
 	if cl.RAM {
-		if info, err = mountRAMRoot(cl, start, memStart, brk); err != nil {
+		if info, err = mountRAMRoot(cl, start, memStart, probed, brk); err != nil {
 			return err
 		}
 	} else {
@@ -218,7 +219,7 @@ const ramRootLimit = 15 * time.Minute
 
 // mountRAMRoot brings the root into RAM, checks it, mounts it read-only
 // and sets up /var. Failures before the mount are stage netroot.
-func mountRAMRoot(cl Cmdline, start time.Time, memStart int64, brk func(stage string) error) (bootinfo.Info, error) {
+func mountRAMRoot(cl Cmdline, start time.Time, memStart int64, probed time.Time, brk func(stage string) error) (bootinfo.Info, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ramRootLimit)
 	defer cancel()
 	dev, info, err := ramRoot(ctx, cl)
@@ -235,7 +236,7 @@ func mountRAMRoot(cl Cmdline, start time.Time, memStart int64, brk func(stage st
 	if err := brk("state"); err != nil {
 		return info, err
 	}
-	state, err := ramState()
+	state, err := ramState(probed)
 	if err != nil {
 		return info, fail("state", err)
 	}

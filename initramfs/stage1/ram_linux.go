@@ -237,13 +237,14 @@ func loopAttach(path string) (string, error) {
 }
 
 // ramState mounts /var for a machine whose root is in RAM: a disk
-// partition labelled STATE and of slate's STATE type when there is one
-// (drivers probe in the background, so it is looked for a moment), else
-// a tmpfs. Both the label and the type must match, so a partition some
+// partition labelled STATE and of slate's STATE type when there is one,
+// else a tmpfs. Disk drivers probe in the background from the moment
+// their modules load (probed): disks get a second from then to show up,
+// which the download has usually used already. Both the label and the type must match, so a partition some
 // other system calls STATE is never formatted. It is formatted when it has
 // no ext4 yet, but never grown: the disk's layout is the operator's.
-func ramState() (string, error) {
-	deadline := time.Now().Add(time.Second)
+func ramState(probed time.Time) (string, error) {
+	deadline := probed.Add(time.Second)
 	for {
 		disks, _ := partitions.ScanDisks("/sys/block", "/dev")
 		type found struct {
