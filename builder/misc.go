@@ -16,3 +16,5 @@ func sortedKeys(m map[string]string) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+func sortStrings(ss []string) { sort.Strings(ss) }

@@ -223,8 +223,10 @@ func buildRAM(tmp, rawPath string, rootStart, rootSize int64, o Options, spec *c
 // The live ISO's ESP: the same loader as a disk, one entry, and the
 // kernel with an initramfs that carries the root.
 const (
-	liveDir   = "/slate/live"
-	liveEntry = "/loader/entries/slate-live.conf"
+	liveDir = "/slate/live"
+	// not slate-*.conf: that name is for slot entries, which carry a
+	// version and slot in it
+	liveEntry = "/loader/entries/live.conf"
 )
 
 // writeISO writes DIR/live.iso: a FAT image with systemd-boot, one loader

@@ -436,6 +436,39 @@ func TestBuildRAMFormats(t *testing.T) {
 		t.Errorf("live.iso volume ID %q, want SLATE_DEMO_1_0_0", got)
 	}
 
+	// slate inspect reads both back: the root's hash and size, and
+	// whether it is carried or fetched.
+	for _, tc := range []struct {
+		path, kind string
+		embedded   bool
+	}{
+		{filepath.Join(dir1, "pxe"), "pxe", false},
+		{filepath.Join(dir1, "live.iso"), "iso", true},
+	} {
+		if !IsRAMArtifact(tc.path) {
+			t.Errorf("IsRAMArtifact(%s) = false", tc.path)
+			continue
+		}
+		ir, err := InspectRAM(tc.path)
+		if err != nil {
+			t.Errorf("InspectRAM(%s): %v", tc.path, err)
+			continue
+		}
+		if ir.Kind != tc.kind || ir.Embedded != tc.embedded || ir.RootSHA256 != sum || ir.RootSize != n {
+			t.Errorf("InspectRAM(%s) = %+v; want kind %s, embedded %v, root %s of %d bytes", tc.path, ir, tc.kind, tc.embedded, sum, n)
+		}
+		var text bytes.Buffer
+		if err := ir.WriteText(&text); err != nil || !strings.Contains(text.String(), sum) {
+			t.Errorf("WriteText: %v\n%s", err, text.String())
+		}
+	}
+	if IsRAMArtifact(dir1) {
+		t.Error("a build folder is not a PXE folder")
+	}
+	if _, err := InspectRAM(filepath.Join(dir1, "build.json")); err == nil {
+		t.Error("InspectRAM took build.json for a live ISO")
+	}
+
 	// The same inputs give the same bytes in another folder. build.json
 	// holds the build time, so only its other fields are compared.
 	build(dir2, []string{"pxe", "iso"}, false)

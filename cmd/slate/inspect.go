@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slateos/slate/bootinfo"
+	"github.com/slateos/slate/builder"
 	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/system"
 )
@@ -15,12 +16,22 @@ import (
 func newInspectCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "inspect [IMAGE|DEVICE]",
-		Short: "Show partitions, slots, boot entries and which slot boots next; without an argument, how this machine booted",
+		Use:   "inspect [IMAGE|DEVICE|PXE-DIR|ISO]",
+		Short: "Show partitions, slots, boot entries and which slot boots next (or a PXE folder's or live ISO's root); without an argument, how this machine booted",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return inspectRunning(cmd.OutOrStdout(), asJSON)
+			}
+			if builder.IsRAMArtifact(args[0]) {
+				r, err := builder.InspectRAM(args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return r.WriteJSON(cmd.OutOrStdout())
+				}
+				return r.WriteText(cmd.OutOrStdout())
 			}
 			r, err := partitions.Inspect(args[0])
 			if err != nil {
