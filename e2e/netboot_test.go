@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,8 +111,9 @@ func TestNetbootOverTFTP(t *testing.T) {
 }
 
 // TestNetbootEmbeddedRootWithStateDisk: the root inside the initramfs
-// (fetched with the kernel over HTTP), and a disk with a partition
-// labelled STATE, which init formats and mounts on /var.
+// (fetched with the kernel over HTTP), a disk with a partition labelled
+// STATE, which init formats and mounts on /var, and an Ignition config
+// named on the kernel command line through the script's slate-args.
 func TestNetbootEmbeddedRootWithStateDisk(t *testing.T) {
 	needQEMU(t)
 	sgdisk := needTool(t, "sgdisk")
@@ -141,11 +144,26 @@ func TestNetbootEmbeddedRootWithStateDisk(t *testing.T) {
 		return string(b)
 	}
 	before := partInfo("1")
-	p := &qemu.PXE{Dir: filepath.Join(out, "pxe"), Via: "http"}
+	// Ignition by URL through the script's slate-args, as a per-machine
+	// menu would pass it; what it writes lands on the STATE disk.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ignConfig(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(cfg) }), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	ign := fmt.Sprintf("ignition.config.url=http://%s:%d/config.ign", qemu.HostAddr, l.Addr().(*net.TCPAddr).Port)
+	p := &qemu.PXE{Dir: filepath.Join(out, "pxe"), Via: "http", Args: ign}
 	vm := netboot(t, p, qemu.Options{Image: disk})
 	waitLine(t, vm, `^SLATE-READY version=1\.0\.0 slot=none$`, 4*time.Minute)
+	if m := nthMatch(t, vm, `^\[igncheck\] IGNCHECK (\w+) version=1\.0\.0(.*)$`, 1, time.Minute); m[1] != "ok" {
+		t.Errorf("Ignition on a netbooted machine: %s%s", m[1], m[2])
+	}
 	lines := vm.Lines()
 	for _, re := range []string{
+		`^SLATE-IGNITION state=applied source=cmdline`,
 		`^SLATE-NETROOT state=verified source=initramfs sha256=[0-9a-f]{64} `,
 		`^SLATE-NETROOT state=mounted dev=/dev/loop0 `,
 		`^SLATE-STATE action=created dev=/dev/vda1 `,
