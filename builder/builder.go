@@ -215,7 +215,7 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 
 	prog.Step("initramfs")
 	var initrd bytes.Buffer
-	if err := buildInitramfs(&initrd, ix, initMods, in.Slate, epoch); err != nil {
+	if err := buildInitramfs(&initrd, ix, initMods, in.Slate, nil, epoch); err != nil {
 		return nil, err
 	}
 	rep.InitramfsSize = int64(initrd.Len())

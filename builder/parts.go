@@ -21,6 +21,7 @@ import (
 	"github.com/slateos/slate/ignition"
 	"github.com/slateos/slate/initramfs"
 	"github.com/slateos/slate/kmod"
+	"github.com/slateos/slate/netroot"
 	"github.com/slateos/slate/partitions"
 )
 
@@ -40,7 +41,9 @@ func openFile(p string) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) { return os.Open(p) }
 }
 
-func buildInitramfs(w io.Writer, ix *kmod.Index, mods []*kmod.Module, slate string, epoch time.Time) error {
+// buildInitramfs writes an initramfs: slate as init, the modules and,
+// when root is set, the root image it carries (a RAM boot).
+func buildInitramfs(w io.Writer, ix *kmod.Index, mods []*kmod.Module, slate string, root *ramRoot, epoch time.Time) error {
 	a := initramfs.New(epoch)
 	st, err := os.Stat(slate)
 	if err != nil {
@@ -51,6 +54,11 @@ func buildInitramfs(w io.Writer, ix *kmod.Index, mods []*kmod.Module, slate stri
 	}
 	if err := ix.WriteTree(a, mods); err != nil {
 		return fmt.Errorf("initramfs modules: %w", err)
+	}
+	if root != nil {
+		if err := a.AddReaderAt(strings.TrimPrefix(netroot.EmbeddedPath, "/"), 0o400, root.img, root.size); err != nil {
+			return err
+		}
 	}
 	if _, err := a.WriteTo(w); err != nil {
 		return err

@@ -14,7 +14,6 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/fatfs"
-	"github.com/slateos/slate/initramfs"
 	"github.com/slateos/slate/isoimage"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/netroot"
@@ -60,41 +59,26 @@ func ramArgs(spec *configs.Spec, root ramRoot) []string {
 		netroot.ArgSize+"="+strconv.FormatInt(root.size, 10))
 }
 
-// writeRAMInitramfs writes the initramfs of a RAM boot: init, the netboot
-// module set and, when embed is set, the root image itself.
-func writeRAMInitramfs(dst string, ix *kmod.Index, mods []*kmod.Module, slate string, root *ramRoot, epoch time.Time) (int64, error) {
-	a := initramfs.New(epoch)
-	st, err := os.Stat(slate)
-	if err != nil {
-		return 0, fmt.Errorf("initramfs: %w", err)
-	}
-	if err := a.AddFile("init", 0o755, st.Size(), openFile(slate)); err != nil {
-		return 0, err
-	}
-	if err := ix.WriteTree(a, mods); err != nil {
-		return 0, fmt.Errorf("initramfs modules: %w", err)
-	}
-	if root != nil {
-		if err := a.AddReaderAt(strings.TrimPrefix(netroot.EmbeddedPath, "/"), 0o400, root.img, root.size); err != nil {
-			return 0, err
-		}
-	}
+// writeRAMInitramfs writes the initramfs of a RAM boot to the file dst:
+// init, the netboot module set and, when root is set, the root image.
+func writeRAMInitramfs(dst string, ix *kmod.Index, mods []*kmod.Module, slate string, root *ramRoot, epoch time.Time) error {
 	f, err := os.Create(dst)
 	if err != nil {
-		return 0, fmt.Errorf("initramfs: %w", err)
+		return fmt.Errorf("initramfs: %w", err)
 	}
 	defer f.Close()
-	n, err := a.WriteTo(f)
-	if err != nil {
-		return 0, err
+	if err := buildInitramfs(f, ix, mods, slate, root, epoch); err != nil {
+		return err
 	}
-	return n, f.Close()
+	return f.Close()
 }
 
 // writePXE writes DIR/pxe: kernel, initramfs, the compressed root (unless
-// it is embedded) and the iPXE script. It returns the files written,
-// relative to dir.
-func writePXE(dir string, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, root ramRoot, embed bool, rootURL string, epoch time.Time) ([]string, error) {
+// it is embedded) and the iPXE script. carried, when set, is the
+// initramfs that carries the root, already written: the root is embedded.
+// It returns the files written, relative to dir.
+func writePXE(dir string, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, root ramRoot, carried, rootURL string, epoch time.Time) ([]string, error) {
+	embed := carried != ""
 	pxe := filepath.Join(dir, PXEDir)
 	if err := os.MkdirAll(pxe, 0o755); err != nil {
 		return nil, fmt.Errorf("pxe: %w", err)
@@ -103,11 +87,11 @@ func writePXE(dir string, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 	if err := copyTo(filepath.Join(pxe, PXEKernel), in.Vmlinuz); err != nil {
 		return nil, fmt.Errorf("pxe: kernel: %w", err)
 	}
-	var carried *ramRoot
 	if embed {
-		carried = &root
-	}
-	if _, err := writeRAMInitramfs(filepath.Join(pxe, PXEInitrd), ix, mods, in.Slate, carried, epoch); err != nil {
+		if err := os.Link(carried, filepath.Join(pxe, PXEInitrd)); err != nil {
+			return nil, fmt.Errorf("pxe: %w", err)
+		}
+	} else if err := writeRAMInitramfs(filepath.Join(pxe, PXEInitrd), ix, mods, in.Slate, nil, epoch); err != nil {
 		return nil, fmt.Errorf("pxe: %w", err)
 	}
 	if !embed {
@@ -203,16 +187,30 @@ func buildRAM(tmp, rawPath string, rootStart, rootSize int64, o Options, spec *c
 		return nil, "", err
 	}
 	formats, _ := parseFormats(o.Formats)
+	// The initramfs that carries the root is the same for the ISO and for
+	// pxe --embed-root: it is written once.
+	carried := ""
+	if formats["iso"] || (formats["pxe"] && o.EmbedRoot) {
+		carried = filepath.Join(tmp, "carried-initrd.img")
+		if err := writeRAMInitramfs(carried, ix, mods, in.Slate, &root, epoch); err != nil {
+			return nil, "", fmt.Errorf("initramfs with the root: %w", err)
+		}
+		defer os.Remove(carried)
+	}
 	var names []string
 	if formats["pxe"] {
-		n, err := writePXE(tmp, spec, in, ix, mods, root, o.EmbedRoot, o.RootURL, epoch)
+		pxeCarried := ""
+		if o.EmbedRoot {
+			pxeCarried = carried
+		}
+		n, err := writePXE(tmp, spec, in, ix, mods, root, pxeCarried, o.RootURL, epoch)
 		if err != nil {
 			return nil, "", err
 		}
 		names = append(names, n...)
 	}
 	if formats["iso"] {
-		if err := writeISO(tmp, spec, in, ix, mods, root, epoch); err != nil {
+		if err := writeISO(tmp, spec, in, root, carried, epoch); err != nil {
 			return nil, "", err
 		}
 		names = append(names, ISOName)
@@ -232,12 +230,8 @@ const (
 // writeISO writes DIR/live.iso: a FAT image with systemd-boot, one loader
 // entry, the kernel and an initramfs that carries the root, wrapped in an
 // ISO 9660 image that boots as a CD (El Torito) and as a disk (GPT).
-func writeISO(tmp string, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, root ramRoot, epoch time.Time) error {
-	initrd := filepath.Join(tmp, "live-initrd.img")
-	if _, err := writeRAMInitramfs(initrd, ix, mods, in.Slate, &root, epoch); err != nil {
-		return fmt.Errorf("iso: %w", err)
-	}
-	defer os.Remove(initrd)
+// initrd is the initramfs that carries the root.
+func writeISO(tmp string, spec *configs.Spec, in Inputs, root ramRoot, initrd string, epoch time.Time) error {
 	ent := partitions.EntryConfig{
 		Title:   fmt.Sprintf("slate %s %s (live)", spec.Name, spec.Version),
 		Version: spec.Version,
