@@ -114,13 +114,8 @@ func inspectISO(p string) (*RAMReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: not a slate live ISO: %w", p, err)
 	}
-	var esp partitions.Part
-	for _, pt := range l.Parts {
-		if strings.EqualFold(pt.Type, partitions.TypeESP) {
-			esp = pt
-		}
-	}
-	if esp.Num == 0 {
+	esp, ok := l.ESP()
+	if !ok {
 		return nil, fmt.Errorf("inspect %s: no EFI system partition: not a slate live ISO", p)
 	}
 	e, err := partitions.OpenESP(f, esp)

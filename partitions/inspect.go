@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 )
 
@@ -49,13 +48,8 @@ func Inspect(p string) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{Path: p, Size: size, DiskGUID: l.GUID, Partitions: l.Parts}
-	var esp Part
-	for _, pt := range l.Parts {
-		if strings.EqualFold(pt.Type, TypeESP) {
-			esp = pt
-		}
-	}
-	if esp.Num == 0 {
+	esp, ok := l.ESP()
+	if !ok {
 		return nil, fmt.Errorf("inspect %s: no EFI system partition (type %s): not a slate disk", p, TypeESP)
 	}
 	e, err := OpenESP(f, esp)

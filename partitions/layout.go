@@ -58,6 +58,18 @@ type Layout struct {
 	Parts []Part
 }
 
+// ESP returns the EFI system partition (by type; the last one if a disk
+// has several).
+func (l Layout) ESP() (Part, bool) {
+	var esp Part
+	for _, p := range l.Parts {
+		if strings.EqualFold(p.Type, TypeESP) {
+			esp = p
+		}
+	}
+	return esp, esp.Num != 0
+}
+
 // Part returns the partition with the given number.
 func (l Layout) Part(num int) Part {
 	for _, p := range l.Parts {

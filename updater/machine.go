@@ -64,14 +64,11 @@ func DetectMachine(prepare func() error) (*Machine, error) {
 		return nil, fmt.Errorf("no disk holds the root partition %s", root)
 	}
 	m := &Machine{Cmdline: cmdline, Disk: disk, ESPMount: ESPMount, PrepareMount: prepare}
-	for _, p := range disk.Layout.Parts {
-		if strings.EqualFold(p.Type, partitions.TypeESP) {
-			m.ESPDev = disk.Dev(p.Num)
-		}
-	}
-	if m.ESPDev == "" {
+	esp, ok := disk.Layout.ESP()
+	if !ok {
 		return nil, fmt.Errorf("disk %s has no EFI system partition", disk.Name)
 	}
+	m.ESPDev = disk.Dev(esp.Num)
 	return m, nil
 }
 
