@@ -2,6 +2,8 @@
 // defaults and validation. Every error names the field by JSON path.
 package configs
 
+import "time"
+
 // Spec is one image: what the builder turns into a disk, and (as the
 // resolved copy baked into the root at /usr/lib/slate/image.json) what the
 // booted system reads to know its name, version, services and network.
@@ -110,6 +112,24 @@ type Service struct {
 	// Requires names services that must have started before this one
 	// starts (as After does) and without which it is not started at all.
 	Requires []string `yaml:"requires,omitempty" json:"requires,omitempty"`
+
+	// Set by Ignition units only (systemd's ExecStartPre=, ExecStartPost=,
+	// ExecStop=, RestartSec=, TimeoutStartSec=, TimeoutStopSec=); not
+	// spec keys. Zero durations are the supervisor's defaults; a negative
+	// timeout is systemd's "infinity".
+	ExecStartPre    []ExecCommand `yaml:"-" json:"exec_start_pre,omitempty"`
+	ExecStartPost   []ExecCommand `yaml:"-" json:"exec_start_post,omitempty"`
+	ExecStop        []ExecCommand `yaml:"-" json:"exec_stop,omitempty"`
+	RestartSec      time.Duration `yaml:"-" json:"restart_sec,omitempty"`
+	TimeoutStartSec time.Duration `yaml:"-" json:"timeout_start_sec,omitempty"`
+	TimeoutStopSec  time.Duration `yaml:"-" json:"timeout_stop_sec,omitempty"`
+}
+
+// ExecCommand is one extra command line of a service, run to completion.
+type ExecCommand struct {
+	Argv []string `json:"argv"`
+	// IgnoreFailure is systemd's "-" prefix: a failure is logged only.
+	IgnoreFailure bool `json:"ignore_failure,omitempty"`
 }
 
 // Network configuration of the booted system.

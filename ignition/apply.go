@@ -16,6 +16,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Apply carries out the plan under root ("/" on the machine, any folder in
@@ -30,6 +31,16 @@ import (
 func (p *Plan) Apply(ctx context.Context, root string, f Fetcher) error {
 	if f == nil {
 		f = &DefaultFetcher{}
+	}
+	if df, ok := f.(*DefaultFetcher); ok && p.Timeouts != (Timeouts{}) {
+		c := *df // the config's ignition.timeouts, for this config only
+		if p.Timeouts.ResponseHeaders > 0 {
+			c.ResponseHeaderTimeout = p.Timeouts.ResponseHeaders
+		}
+		if p.Timeouts.Total > 0 {
+			c.TotalTimeout = p.Timeouts.Total
+		}
+		f = &c
 	}
 	t, closeTree, err := openTree(root)
 	if err != nil {
@@ -108,6 +119,22 @@ func (a *applier) owner(u, g Owner) (int, int, error) {
 	return uid, gid, err
 }
 
+// keepOwner is the owner of an existing node that a config keeps: the
+// config's user and group where it names them, the node's own otherwise.
+func keepOwner(st fs.FileInfo, u, g Owner, uid, gid int) (int, int) {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return uid, gid
+	}
+	if u.ID == nil && u.Name == "" {
+		uid = int(sys.Uid)
+	}
+	if g.ID == nil && g.Name == "" {
+		gid = int(sys.Gid)
+	}
+	return uid, gid
+}
+
 func checkWritable(p string) (string, error) {
 	c, err := writablePath(p)
 	if err != nil {
@@ -163,6 +190,10 @@ func (a *applier) file(f File) error {
 		mode = *f.Mode
 	} else if keep {
 		mode = st.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
+	}
+	if keep {
+		// a kept (appended-to) file keeps its owner unless one is named
+		uid, gid = keepOwner(st, f.User, f.Group, uid, gid)
 	}
 	if err := a.t.MkdirAll(path.Dir(name), 0o755); err != nil {
 		return err
@@ -316,6 +347,7 @@ func (a *applier) dir(d Dir) error {
 		if d.Mode == nil {
 			mode = st.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
 		}
+		uid, gid = keepOwner(st, d.User, d.Group, uid, gid)
 		return a.setPerms(name, uid, gid, mode)
 	}
 	if err := a.t.MkdirAll(path.Dir(name), 0o755); err != nil {

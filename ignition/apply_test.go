@@ -179,7 +179,7 @@ func applyBoth(t *testing.T, data []byte, setup func(root string)) (roots []stri
 			setup(root)
 		}
 		if host {
-			err = p.apply(context.Background(), hostTree{base: root}, fastFetcher)
+			err = p.apply(context.Background(), &prefixTree{base: root}, fastFetcher)
 		} else {
 			err = p.Apply(context.Background(), root, fastFetcher)
 		}
@@ -646,7 +646,7 @@ func TestApplyAccounts(t *testing.T) {
 		}
 		wantShadow := "root:" + hash + ":19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n" +
 			"alice:" + hash + "::0:99999:7:::\n" +
-			"bob:!::0:99999:7:::\n" +
+			"bob:*::0:99999:7:::\n" +
 			"daemon1:*::0:99999:7:::\n"
 		if got := readFile(t, root, "etc/shadow"); got != wantShadow {
 			t.Errorf("shadow:\n%s\nwant:\n%s", got, wantShadow)

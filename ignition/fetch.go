@@ -23,10 +23,16 @@ type Fetcher interface {
 // DefaultFetcher fetches data:, http:, https: and tftp: URLs. The zero
 // value is ready to use.
 type DefaultFetcher struct {
-	// Client is used for http(s); nil is a client that waits at most 30 s
-	// for response headers (the body may take as long as the context
-	// allows: files can be large).
+	// Client is used for http(s); nil is a client that waits at most
+	// ResponseHeaderTimeout for response headers (the body may take as
+	// long as TotalTimeout and the context allow: files can be large).
 	Client *http.Client
+	// ResponseHeaderTimeout is Ignition's httpResponseHeaders; 0 is its
+	// default, 10 s. Used when Client is nil.
+	ResponseHeaderTimeout time.Duration
+	// TotalTimeout is Ignition's httpTotal: it bounds one fetch, retries
+	// and body included; 0 is no limit.
+	TotalTimeout time.Duration
 	// Attempts bounds the tries of an http(s) request that fails with a
 	// network error, 429 or 5xx; 0 is 5.
 	Attempts int
@@ -64,13 +70,63 @@ func decodeDataURL(s string) ([]byte, error) {
 	return d.Data, nil
 }
 
+// origin is the scheme and host (with port) of u, as browsers compare
+// them.
+func origin(u *url.URL) string { return u.Scheme + "://" + u.Host }
+
+// cancelBody cancels the fetch's context when the body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
 func (f *DefaultFetcher) fetchHTTP(ctx context.Context, u *url.URL, headers http.Header) (io.ReadCloser, error) {
 	client := f.Client
 	if client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.ResponseHeaderTimeout = 30 * time.Second
+		tr.ResponseHeaderTimeout = f.ResponseHeaderTimeout
+		if tr.ResponseHeaderTimeout <= 0 {
+			tr.ResponseHeaderTimeout = 10 * time.Second
+		}
 		client = &http.Client{Transport: tr}
 	}
+	// The config's headers (tokens, often) go to the config's origin
+	// only, as Ignition does: a redirect elsewhere does not get them.
+	c, prev := *client, client.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if origin(req.URL) != origin(via[0].URL) {
+			for k := range headers {
+				req.Header.Del(k)
+			}
+		}
+		if prev != nil {
+			return prev(req, via)
+		}
+		return nil
+	}
+	client = &c
+	cancel := context.CancelFunc(func() {})
+	if f.TotalTimeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, f.TotalTimeout)
+	}
+	body, err := f.getHTTP(ctx, client, u, headers)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return cancelBody{body, cancel}, nil
+}
+
+func (f *DefaultFetcher) getHTTP(ctx context.Context, client *http.Client, u *url.URL, headers http.Header) (io.ReadCloser, error) {
 	attempts := f.Attempts
 	if attempts <= 0 {
 		attempts = 5
@@ -85,7 +141,11 @@ func (f *DefaultFetcher) fetchHTTP(ctx context.Context, u *url.URL, headers http
 		if err != nil {
 			return nil, fmt.Errorf("GET %s: %w", u.Redacted(), err)
 		}
+		// Bytes as stored: Go would otherwise ask for gzip and unpack it,
+		// and a "compression": "gzip" source would be unpacked twice.
+		req.Header.Set("Accept-Encoding", "identity")
 		for k, vs := range headers {
+			req.Header.Del(k)
 			for _, v := range vs {
 				req.Header.Add(k, v)
 			}

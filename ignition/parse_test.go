@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slateos/slate/configs"
 )
@@ -80,8 +81,8 @@ func TestParseErrors(t *testing.T) {
 		{"unit disabled", cfg("3.4.0", `"systemd":{"units":[{"name":"a.service","contents":"[Service]\nExecStart=/bin/true\n"}]}`), []string{"$.systemd.units[0].enabled:"}},
 		{"unit without contents", cfg("3.4.0", `"systemd":{"units":[{"name":"sshd.service","enabled":true}]}`), []string{"$.systemd.units[0].contents:"}},
 		{"timer unit", cfg("3.4.0", `"systemd":{"units":[{"name":"a.timer","enabled":true,"contents":"[Timer]\nOnCalendar=daily\n"}]}`), []string{"$.systemd.units[0].name:"}},
-		{"unsupported directive", cfg("3.4.0", `"systemd":{"units":[{"name":"a.service","enabled":true,"contents":"[Service]\nExecStartPre=/bin/true\nExecStart=/bin/true\n"}]}`),
-			[]string{"$.systemd.units[0].contents: [Service] ExecStartPre: is not supported"}},
+		{"unsupported directive", cfg("3.4.0", `"systemd":{"units":[{"name":"a.service","enabled":true,"contents":"[Service]\nExecReload=/bin/true\nExecStart=/bin/true\n"}]}`),
+			[]string{"$.systemd.units[0].contents: [Service] ExecReload: is not supported"}},
 		{"every problem listed", cfg("3.4.0", `"storage":{"disks":[{"device":"/dev/vda"}],"files":[{"path":"/usr/x"}]},"kernelArguments":{"shouldExist":["x"]}`),
 			[]string{"$.storage.disks:", "$.storage.files[0].path:", "$.kernelArguments:"}},
 	}
@@ -156,19 +157,22 @@ func TestParseTranslates(t *testing.T) {
 }
 
 func TestParseWarnings(t *testing.T) {
-	// An enabled unit without [Install] is an Ignition warning; timeouts are
-	// ignored by slate with a warning.
-	data := []byte(`{"ignition":{"version":"3.4.0","timeouts":{"httpTotal":10}},
+	// An enabled unit without [Install] is an Ignition warning; timeouts
+	// are taken for the fetcher.
+	data := []byte(`{"ignition":{"version":"3.4.0","timeouts":{"httpTotal":10,"httpResponseHeaders":3}},
 		"systemd":{"units":[{"name":"a.service","enabled":true,"contents":"[Service]\nExecStart=/bin/true\n"}]}}`)
 	p, err := Parse(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	joined := strings.Join(p.Warnings, "\n")
-	for _, w := range []string{"$.systemd.units[0].contents", "$.ignition.timeouts"} {
+	for _, w := range []string{"$.systemd.units[0].contents"} {
 		if !strings.Contains(joined, w) {
 			t.Errorf("warnings %q lack %q", joined, w)
 		}
+	}
+	if want := (Timeouts{ResponseHeaders: 3 * time.Second, Total: 10 * time.Second}); p.Timeouts != want {
+		t.Errorf("timeouts %+v, want %+v", p.Timeouts, want)
 	}
 }
 
@@ -235,9 +239,13 @@ func TestParseUnitRefuses(t *testing.T) {
 	}{
 		{"no service", "[Unit]\nDescription=x\n", "no [Service]"},
 		{"no execstart", "[Service]\nType=simple\n", "ExecStart is missing"},
-		{"exec pre", "[Service]\nExecStartPre=/bin/true\nExecStart=/bin/true\n", "[Service] ExecStartPre: is not supported"},
-		{"restart sec", "[Service]\nExecStart=/bin/true\nRestartSec=5\n", "[Service] RestartSec: is not supported"},
-		{"before", "[Unit]\nBefore=x.service\n[Service]\nExecStart=/bin/true\n", "[Unit] Before: is not supported"},
+		{"exec reload", "[Service]\nExecReload=/bin/true\nExecStart=/bin/true\n", "[Service] ExecReload: is not supported"},
+		{"exec pre relative", "[Service]\nExecStartPre=-true\nExecStart=/bin/true\n", "not an absolute path"},
+		{"exec stop prefix", "[Service]\nExecStop=+/bin/true\nExecStart=/bin/true\n", `prefix "+"`},
+		{"restart sec bad", "[Service]\nExecStart=/bin/true\nRestartSec=5 fortnights\n", "unknown time unit"},
+		{"restart sec infinity", "[Service]\nExecStart=/bin/true\nRestartSec=infinity\n", "infinity"},
+		{"timeout bad", "[Service]\nExecStart=/bin/true\nTimeoutStartSec=soon\n", "not a time span"},
+		{"binds to", "[Unit]\nBindsTo=x.service\n[Service]\nExecStart=/bin/true\n", "[Unit] BindsTo: is not supported"},
 		{"socket section", "[Socket]\nListenStream=80\n", "[Socket] ListenStream: section is not supported"},
 		{"forking", "[Service]\nType=forking\nExecStart=/bin/true\n", "Type=forking"},
 		{"notify", "[Service]\nType=notify\nExecStart=/bin/true\n", "Type=notify"},

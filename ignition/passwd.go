@@ -221,7 +221,10 @@ type userHome struct {
 // user adds or updates one user in the account files. Its errors start
 // with the field they concern (".uid: ...") or ": ".
 func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func(string, int)) (userHome, error) {
-	hash := "!"
+	// No passwordHash is "*", as Ignition's useradd --password "*": no
+	// password works, but the account is not locked ("!" would make sshd
+	// refuse its keys too).
+	hash := "*"
 	if u.PasswordHash != nil {
 		hash = *u.PasswordHash
 		if hash == "" {

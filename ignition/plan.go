@@ -12,17 +12,25 @@ package ignition
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/coreos/ignition/v2/config/v3_5/types"
 	"github.com/coreos/vcontext/report"
 )
+
+// emptySource is the resource of `"contents": {"source": ""}`: an empty
+// file, as in Ignition.
+const emptySource = "data:,"
 
 // WritablePrefixes are the only places a config may write: the rest of
 // slate's root is a read-only filesystem image.
@@ -40,6 +48,63 @@ type Plan struct {
 	Units []Unit
 	// Warnings are Ignition's validation warnings, "$.path: message".
 	Warnings []string
+	// Timeouts are ignition.timeouts, for the fetcher (see
+	// DefaultFetcher).
+	Timeouts Timeouts
+}
+
+// Timeouts are ignition.timeouts; zero is Ignition's default.
+type Timeouts struct {
+	// ResponseHeaders bounds the wait for an HTTP response's headers
+	// (httpResponseHeaders, default 10 s).
+	ResponseHeaders time.Duration
+	// Total bounds a whole HTTP request, body and retries included
+	// (httpTotal, default no limit).
+	Total time.Duration
+}
+
+// MaxConfig bounds a config's size wherever one is read: validate, the
+// build, and the first boot.
+const MaxConfig = 8 << 20
+
+// ReadConfig reads a whole config from r, refusing one larger than
+// MaxConfig without reading more than one byte past it.
+func ReadConfig(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxConfig+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxConfig {
+		return nil, fmt.Errorf("config is larger than %d bytes (the limit)", MaxConfig)
+	}
+	return b, nil
+}
+
+// ReadConfigFile is ReadConfig of a file.
+func ReadConfigFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := ReadConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, nil
+}
+
+// Image is what is known of the image a config will run on. A nil or
+// empty field is unknown and not checked.
+type Image struct {
+	// Services are the names of the image's services (the spec's; the
+	// ReservedServices are always checked).
+	Services []string
+	// Groups and Users are the names in the image's /etc/group and
+	// /etc/passwd.
+	Groups, Users []string
+	// Files are the paths the image has in its writable layer (its /etc).
+	Files []string
 }
 
 // Resource is where the bytes of a file or fragment come from.
@@ -113,8 +178,8 @@ type User struct {
 	JSONPath string
 	Name     string
 	UID      *int
-	// PasswordHash nil leaves a new account locked ("!"); "" locks it with
-	// "*", as Ignition does.
+	// PasswordHash nil or "" is "*" in /etc/shadow, as Ignition does: no
+	// password logs in, SSH keys do (a locked "!" account refuses keys).
 	PasswordHash      *string
 	SSHAuthorizedKeys []string
 	Gecos             string
@@ -132,7 +197,21 @@ type User struct {
 
 // Parse parses and validates an Ignition config of spec 3.0 to 3.5 and
 // translates it into a Plan. Errors list every problem with its JSON path.
+// The image it runs on is not known: see ParseFor.
 func Parse(data []byte) (*Plan, error) {
+	return ParseFor(data, nil)
+}
+
+// ParseFor is Parse for a config that will run on img (nil: unknown):
+// unit names must not clash with the image's services, users' groups must
+// exist, and files the image has need overwrite.
+func ParseFor(data []byte, img *Image) (*Plan, error) {
+	if len(data) > MaxConfig {
+		return nil, &ConfigError{Problems: []string{fmt.Sprintf("$: config is %d bytes, larger than %d bytes (the limit)", len(data), MaxConfig)}}
+	}
+	if msg := checkVersion(data); msg != "" {
+		return nil, &ConfigError{Problems: []string{"$.ignition.version: " + msg}}
+	}
 	cfg, rpt, err := v3_5.ParseCompatibleVersion(data)
 	var problems, warnings []string
 	for _, e := range rpt.Entries {
@@ -149,8 +228,10 @@ func Parse(data []byte) (*Plan, error) {
 		}
 		return nil, &ConfigError{Problems: problems}
 	}
-	t := translator{plan: &Plan{Warnings: warnings}}
+	t := translator{plan: &Plan{Warnings: warnings}, img: img}
 	t.config(cfg)
+	t.checkUnits()
+	t.checkImage()
 	if len(t.problems) > 0 {
 		return nil, &ConfigError{Problems: t.problems}
 	}
@@ -196,7 +277,31 @@ func entryString(e report.Entry, data []byte) string {
 
 type translator struct {
 	plan     *Plan
+	img      *Image
 	problems []string
+	// unitPaths are the JSON paths of the units in plan.Units.
+	unitPaths []string
+}
+
+// checkVersion reports a spec version outside 3.0.0 to 3.5.0 at
+// $.ignition.version, which Ignition's parser reports at "$"; "" when the
+// version is supported or cannot be read (the parser says why).
+func checkVersion(data []byte) string {
+	var v struct {
+		Ignition struct {
+			Version *string `json:"version"`
+		} `json:"ignition"`
+	}
+	if json.Unmarshal(data, &v) != nil || v.Ignition.Version == nil {
+		return ""
+	}
+	ver := *v.Ignition.Version
+	for _, ok := range []string{"3.0.0", "3.1.0", "3.2.0", "3.3.0", "3.4.0", "3.5.0"} {
+		if ver == ok {
+			return ""
+		}
+	}
+	return fmt.Sprintf("version %q is not supported: slate reads spec 3.0.0 to 3.5.0", ver)
 }
 
 func (t *translator) fail(at, format string, args ...any) {
@@ -217,8 +322,17 @@ func (t *translator) config(c types.Config) {
 	if len(ic.Security.TLS.CertificateAuthorities) > 0 {
 		t.fail("$.ignition.security.tls.certificateAuthorities", "extra certificate authorities are not supported by slate")
 	}
-	if ic.Timeouts.HTTPResponseHeaders != nil || ic.Timeouts.HTTPTotal != nil {
-		t.plan.Warnings = append(t.plan.Warnings, "$.ignition.timeouts: ignored, slate uses its own HTTP timeouts and retries")
+	if v := ic.Timeouts.HTTPResponseHeaders; v != nil {
+		if *v < 0 {
+			t.fail("$.ignition.timeouts.httpResponseHeaders", "%d is negative", *v)
+		}
+		t.plan.Timeouts.ResponseHeaders = time.Duration(*v) * time.Second
+	}
+	if v := ic.Timeouts.HTTPTotal; v != nil {
+		if *v < 0 {
+			t.fail("$.ignition.timeouts.httpTotal", "%d is negative", *v)
+		}
+		t.plan.Timeouts.Total = time.Duration(*v) * time.Second
 	}
 	if len(c.KernelArguments.ShouldExist) > 0 || len(c.KernelArguments.ShouldNotExist) > 0 {
 		t.fail("$.kernelArguments", "kernel arguments come from the image spec, not from Ignition")
@@ -256,6 +370,9 @@ func (t *translator) config(c types.Config) {
 func writablePath(p string) (string, error) {
 	if !path.IsAbs(p) {
 		return "", fmt.Errorf("path %q is not absolute", p)
+	}
+	if i := strings.IndexAny(p, "\x00\n"); i >= 0 {
+		return "", fmt.Errorf("path %q has a NUL or newline byte at offset %d", p, i)
 	}
 	c := path.Clean(p)
 	for _, w := range WritablePrefixes {
@@ -314,7 +431,14 @@ func (t *translator) file(at string, f types.File) {
 	}
 	out := File{JSONPath: at, Path: p, Overwrite: f.Overwrite != nil && *f.Overwrite,
 		Mode: fileMode(f.Mode), User: owner(f.User.ID, f.User.Name), Group: owner(f.Group.ID, f.Group.Name)}
-	if f.Contents.Source != nil {
+	if f.Contents.Source != nil && *f.Contents.Source == "" {
+		// Ignition: an empty source is an empty file
+		if f.Contents.Compression != nil && *f.Contents.Compression != "" || f.Contents.Verification.Hash != nil {
+			t.fail(at+".contents", "compression or verification of an empty source")
+			return
+		}
+		out.Contents = &Resource{Source: emptySource}
+	} else if f.Contents.Source != nil {
 		r, ok := t.resource(at+".contents", f.Contents)
 		if !ok {
 			return
@@ -421,6 +545,10 @@ func (t *translator) link(at string, l types.Link) {
 		t.fail(at+".target", "a target is required")
 		return
 	}
+	if strings.ContainsRune(*l.Target, 0) {
+		t.fail(at+".target", "contains a NUL byte")
+		return
+	}
 	out := Link{JSONPath: at, Path: p, Overwrite: l.Overwrite != nil && *l.Overwrite, Target: *l.Target,
 		Hard: l.Hard != nil && *l.Hard, User: owner(l.User.ID, l.User.Name), Group: owner(l.Group.ID, l.Group.Name)}
 	if out.Hard {
@@ -524,8 +652,8 @@ func (t *translator) user(at string, u types.PasswdUser) {
 
 func (t *translator) unit(at string, u types.Unit) {
 	switch {
-	case path.Ext(u.Name) != ".service":
-		t.fail(at+".name", "slate runs only service units, not %q", u.Name)
+	case CheckUnitName(u.Name) != nil:
+		t.fail(at+".name", "%v", CheckUnitName(u.Name))
 	case u.Mask != nil && *u.Mask:
 		t.fail(at+".mask", "masking units is not supported by slate")
 	case len(u.Dropins) > 0:
@@ -541,6 +669,116 @@ func (t *translator) unit(at string, u types.Unit) {
 			return
 		}
 		t.plan.Units = append(t.plan.Units, unit)
+		t.unitPaths = append(t.unitPaths, at)
+	}
+}
+
+// checkUnits refuses what would stop services the image needs, or
+// dependencies on units that do not exist: a unit named like a reserved
+// service, or one of the image's, and an After=, Before=, Requires= or
+// Wants= naming neither a unit of the config, nor a service of the image
+// (when known), nor a well-known target.
+func (t *translator) checkUnits() {
+	known := map[string]bool{}
+	for _, u := range t.plan.Units {
+		known[u.Name] = true
+	}
+	image := map[string]bool{}
+	for _, n := range ReservedServices {
+		image[n] = true
+	}
+	if t.img != nil {
+		for _, n := range t.img.Services {
+			image[n] = true
+		}
+	}
+	for i, u := range t.plan.Units {
+		at := t.unitPaths[i]
+		svc := strings.TrimSuffix(u.Name, ".service")
+		if image[svc] {
+			t.fail(at+".name", "unit %s would replace the image's service %q: choose another name", u.Name, svc)
+		}
+		for _, dep := range []struct {
+			key   string
+			names []string
+		}{{"After", u.After}, {"Before", u.Before}, {"Requires", u.Requires}, {"Wants", u.Wants}} {
+			for _, n := range dep.names {
+				if known[n] || WellKnownTargets[n] || image[strings.TrimSuffix(n, ".service")] && strings.HasSuffix(n, ".service") {
+					continue
+				}
+				hint := ""
+				if t.img == nil && strings.HasSuffix(n, ".service") {
+					hint = " (if the image has it, validate with --spec)"
+				}
+				t.fail(at+".contents", "[Unit] %s=%s: no such unit in this config or the image, and not a target slate knows%s", dep.key, n, hint)
+			}
+		}
+	}
+}
+
+// checkImage checks the config against the image, when known: users'
+// groups exist (in the image or the config), and files the image has are
+// replaced only with overwrite.
+func (t *translator) checkImage() {
+	uids, gids := map[int]string{}, map[int]string{}
+	for _, u := range t.plan.Users {
+		if u.UID == nil {
+			continue
+		}
+		if prev, ok := uids[*u.UID]; ok {
+			t.fail(u.JSONPath+".uid", "uid %d is also the uid of %s", *u.UID, prev)
+		}
+		uids[*u.UID] = u.JSONPath
+	}
+	for _, g := range t.plan.Groups {
+		if g.GID == nil {
+			continue
+		}
+		if prev, ok := gids[*g.GID]; ok {
+			t.fail(g.JSONPath+".gid", "gid %d is also the gid of %s", *g.GID, prev)
+		}
+		gids[*g.GID] = g.JSONPath
+	}
+	if t.img == nil {
+		return
+	}
+	if t.img.Groups != nil {
+		groups := map[string]bool{}
+		for _, g := range t.img.Groups {
+			groups[g] = true
+		}
+		for _, g := range t.plan.Groups {
+			groups[g.Name] = true
+		}
+		for _, u := range t.plan.Users {
+			if u.PrimaryGroup == "" && !slices.Contains(t.img.Users, u.Name) {
+				groups[u.Name] = true // created with the user
+			}
+		}
+		for _, u := range t.plan.Users {
+			if u.PrimaryGroup != "" && !groups[u.PrimaryGroup] {
+				t.fail(u.JSONPath+".primaryGroup", "no group %q in the image or the config", u.PrimaryGroup)
+			}
+			for i, g := range u.Groups {
+				if !groups[g] {
+					t.fail(fmt.Sprintf("%s.groups[%d]", u.JSONPath, i), "no group %q in the image or the config (add it to passwd.groups)", g)
+				}
+			}
+		}
+	}
+	files := map[string]bool{}
+	for _, f := range t.img.Files {
+		files[path.Clean(f)] = true
+	}
+	for _, f := range t.plan.Files {
+		if files[f.Path] && !f.Overwrite && f.Contents != nil {
+			t.fail(f.JSONPath+".overwrite", "the image has %s: set overwrite to true to replace it", f.Path)
+		}
+	}
+	for _, l := range t.plan.Links {
+		if files[l.Path] && !l.Overwrite {
+			t.fail(l.JSONPath+".overwrite", "the image has %s: set overwrite to true to replace it", l.Path)
+		}
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/coreos/go-systemd/v22/unit"
@@ -48,9 +50,19 @@ type Unit struct {
 	// Requires names units that must be running first; when one of them
 	// fails, this unit does not start.
 	Requires []string
-	// Wants names units that should start first when they exist; their
-	// failure does not stop this unit (After plus a soft dependency).
+	// Before orders these units after this one (ordering only).
+	Before []string
+	// Wants names units pulled in with this one; as in systemd it does
+	// not order them (slate starts every enabled unit anyway).
 	Wants []string
+	// ExecStartPre and ExecStartPost run to completion before and after
+	// the main process starts; ExecStop runs when the service is stopped.
+	ExecStartPre, ExecStartPost, ExecStop []configs.ExecCommand
+	// RestartSec is the wait before a restart (0: the supervisor's
+	// backoff). TimeoutStartSec bounds ExecStartPre and ExecStartPost
+	// (and a oneshot's ExecStart), TimeoutStopSec the wait from ExecStop
+	// and SIGTERM to SIGKILL; 0 is the default, negative is "infinity".
+	RestartSec, TimeoutStartSec, TimeoutStopSec time.Duration
 	// RemainAfterExit keeps a oneshot unit "active" after it exited 0.
 	RemainAfterExit bool
 	// WantedBy is informational: slate starts every enabled unit.
@@ -70,11 +82,8 @@ type EnvironmentFile struct {
 // the section and directive that slate does not support.
 func ParseUnit(name, contents string) (Unit, error) {
 	u := Unit{Name: name, Enabled: true, Type: "simple", Restart: configs.RestartNever, Contents: contents}
-	if path.Ext(name) != ".service" || strings.ContainsAny(name, "/\x00") || len(name) <= len(".service") {
-		return u, fmt.Errorf("unit %q: slate runs only service units (name ending in .service)", name)
-	}
-	if strings.Contains(name, "@") {
-		return u, fmt.Errorf("unit %q: template units are not supported", name)
+	if err := CheckUnitName(name); err != nil {
+		return u, err
 	}
 	opts, err := unit.DeserializeOptions(strings.NewReader(contents))
 	if err != nil {
@@ -116,6 +125,8 @@ func (u *Unit) set(section, key, val string, haveService *bool) error {
 			u.After = appendList(u.After, val)
 		case "Requires":
 			u.Requires = appendList(u.Requires, val)
+		case "Before":
+			u.Before = appendList(u.Before, val)
 		case "Wants":
 			u.Wants = appendList(u.Wants, val)
 		default:
@@ -204,6 +215,40 @@ func (u *Unit) setService(key, val string) error {
 			return fmt.Errorf("%q is not an absolute path", ef.Path)
 		}
 		u.EnvironmentFiles = append(u.EnvironmentFiles, ef)
+	case "ExecStartPre", "ExecStartPost", "ExecStop":
+		list := map[string]*[]configs.ExecCommand{"ExecStartPre": &u.ExecStartPre, "ExecStartPost": &u.ExecStartPost, "ExecStop": &u.ExecStop}[key]
+		if val == "" {
+			*list = nil
+			return nil
+		}
+		c := configs.ExecCommand{}
+		if strings.HasPrefix(val, "-") {
+			c.IgnoreFailure, val = true, val[1:]
+		}
+		argv, err := splitCommand(val)
+		if err != nil {
+			return err
+		}
+		c.Argv = argv
+		*list = append(*list, c)
+	case "RestartSec", "TimeoutStartSec", "TimeoutStopSec", "TimeoutSec":
+		d, err := parseTimespan(val)
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "RestartSec":
+			if d < 0 {
+				return errors.New("infinity is not a restart delay")
+			}
+			u.RestartSec = d
+		case "TimeoutStartSec":
+			u.TimeoutStartSec = d
+		case "TimeoutStopSec":
+			u.TimeoutStopSec = d
+		default: // TimeoutSec sets both
+			u.TimeoutStartSec, u.TimeoutStopSec = d, d
+		}
 	case "User":
 		if val == "" || strings.ContainsAny(val, " \t:/") {
 			return fmt.Errorf("%q is not a user name or number", val)
@@ -233,6 +278,58 @@ func appendList(list []string, val string) []string {
 		return nil
 	}
 	return append(list, strings.Fields(val)...)
+}
+
+// timeUnits are systemd.time(7)'s time span units.
+var timeUnits = map[string]time.Duration{
+	"us": time.Microsecond, "usec": time.Microsecond, "ms": time.Millisecond, "msec": time.Millisecond,
+	"": time.Second, "s": time.Second, "sec": time.Second, "second": time.Second, "seconds": time.Second,
+	"m": time.Minute, "min": time.Minute, "minute": time.Minute, "minutes": time.Minute,
+	"h": time.Hour, "hr": time.Hour, "hour": time.Hour, "hours": time.Hour,
+	"d": 24 * time.Hour, "day": 24 * time.Hour, "days": 24 * time.Hour,
+}
+
+// parseTimespan reads a systemd time span ("90", "1min 30s", "500ms",
+// "infinity"); a bare number is seconds and infinity is -1.
+func parseTimespan(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "infinity" {
+		return -1, nil
+	}
+	if s == "" {
+		return 0, errors.New("empty time span")
+	}
+	var total time.Duration
+	rest := s
+	for rest != "" {
+		rest = strings.TrimLeft(rest, " \t")
+		i := 0
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
+			i++
+		}
+		if i == 0 {
+			return 0, fmt.Errorf("%q is not a time span (like 90, 1min 30s or 500ms)", s)
+		}
+		n, err := strconv.ParseFloat(rest[:i], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a time span: %w", s, err)
+		}
+		rest = strings.TrimLeft(rest[i:], " \t")
+		j := 0
+		for j < len(rest) && (rest[j] >= 'a' && rest[j] <= 'z') {
+			j++
+		}
+		unit, ok := timeUnits[rest[:j]]
+		if !ok {
+			return 0, fmt.Errorf("%q: unknown time unit %q", s, rest[:j])
+		}
+		rest = rest[j:]
+		if n*float64(unit) > float64(365*24*time.Hour) {
+			return 0, fmt.Errorf("%q is longer than a year; use infinity", s)
+		}
+		total += time.Duration(n * float64(unit))
+	}
+	return total, nil
 }
 
 func parseBool(s string) (bool, error) {
@@ -412,4 +509,60 @@ func unescape(s string) (string, int, error) {
 		return string(rune(v)), 2 + n, nil
 	}
 	return "", 0, fmt.Errorf("unknown escape %q", s[:2])
+}
+
+// ReservedServices are services of every image that a config's unit may
+// not replace: slate's own updater (system.UpdaterService).
+var ReservedServices = []string{"slate-updated"}
+
+// maxServiceName and serviceNameRe are slate's service-name rules
+// (configs: $.services[].name); a unit becomes the service named like it
+// without ".service".
+const maxServiceName = 63
+
+var serviceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
+// CheckUnitName checks a unit name against systemd's unit-name rules
+// (at most 255 bytes of [A-Za-z0-9:_.\-@], a non-empty name before the
+// suffix) and, since slate runs the unit as a service named like it, the
+// spec's service-name rules: lowercase letters, digits, '_', '.' and '-',
+// starting with a letter or digit, at most 63 characters. A name that
+// passes can be printed on the console and named in a file.
+func CheckUnitName(name string) error {
+	if len(name) > 255 {
+		return fmt.Errorf("unit name of %d bytes: systemd allows at most 255", len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(":_.-\\@", c) >= 0) {
+			return fmt.Errorf("unit name %q: byte %#02x at offset %d is not allowed in a unit name", name, c, i)
+		}
+	}
+	base, ok := strings.CutSuffix(name, ".service")
+	if !ok {
+		return fmt.Errorf("unit %q: slate runs only service units (name ending in .service)", name)
+	}
+	if strings.Contains(base, "@") {
+		return fmt.Errorf("unit %q: template units are not supported", name)
+	}
+	if len(base) > maxServiceName {
+		return fmt.Errorf("unit %q: the service name is %d characters; at most %d are allowed", name, len(base), maxServiceName)
+	}
+	if !serviceNameRe.MatchString(base) {
+		return fmt.Errorf("unit %q: %q is not a valid service name: lowercase letters, digits, '_', '.' and '-', starting with a letter or digit", name, base)
+	}
+	return nil
+}
+
+// WellKnownTargets are the systemd targets a unit may name in After=,
+// Before=, Requires= and Wants= although slate has no such unit, with
+// what they mean on slate (see the supervisor's targets):
+// network-online.target is reached once DHCP has a lease (or gave up, or
+// there is no DHCP), the others when the services start;
+// multi-user.target and default.target once every service not ordered
+// after them has started.
+var WellKnownTargets = map[string]bool{
+	"network-online.target": true, "network.target": true, "network-pre.target": true,
+	"multi-user.target": true, "default.target": true, "basic.target": true,
+	"sysinit.target": true, "local-fs.target": true,
 }
