@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/slateos/slate/configs"
 )
 
 // outcome is how far a service got, as its dependents see it.
@@ -22,15 +24,37 @@ const (
 	skipped
 )
 
+// The systemd targets services (Ignition units) may be ordered against.
+const (
+	// NetworkOnlineTarget is reached when DHCP has its first lease, or has
+	// given up (then it failed: what requires it is skipped), or at once
+	// when the system runs no DHCP.
+	NetworkOnlineTarget = "network-online.target"
+	// MultiUserTarget is reached once every service that is not ordered
+	// after it has started (or settled otherwise).
+	MultiUserTarget = "multi-user.target"
+)
+
 // linkServices resolves each service's After and Requires names to the
-// services they name and marks what cannot be started at all: services on
-// a dependency cycle, and services that require a service that does not
-// exist. An After naming no service is dropped with a warning, as systemd
-// ignores ordering against a unit it does not know.
-func linkServices(svcs []*service) {
+// services (and targets) they name and marks what cannot be started at
+// all: services on a dependency cycle, and services that require a
+// service that does not exist. An After naming no service is dropped with
+// a warning, as systemd ignores ordering against a unit it does not know.
+// It returns the targets named.
+func linkServices(svcs []*service) []*service {
 	byName := map[string]*service{}
 	for _, svc := range svcs {
 		byName[svc.spec.Name] = svc
+	}
+	var targets []*service
+	for _, svc := range svcs {
+		for _, n := range append(append([]string(nil), svc.spec.After...), svc.spec.Requires...) {
+			if (n == NetworkOnlineTarget || n == MultiUserTarget) && byName[n] == nil {
+				t := &service{spec: configs.Service{Name: n}, target: true, settled: make(chan struct{}), done: make(chan struct{})}
+				byName[n] = t
+				targets = append(targets, t)
+			}
+		}
 	}
 	for _, svc := range svcs {
 		for _, n := range svc.spec.After {
@@ -59,12 +83,66 @@ func linkServices(svcs []*service) {
 			}
 		}
 	}
+	if mu := byName[MultiUserTarget]; mu != nil && mu.target {
+		for _, svc := range svcs {
+			if !waitsFor(svc, mu) {
+				mu.after = append(mu.after, svc)
+			}
+		}
+	}
 	// A cycle is reported in place of a missing requirement: it is the
 	// bigger problem and it also holds up the other members.
 	for _, svc := range svcs {
 		if cycle := cycleThrough(svc); cycle != nil {
 			svc.skipReason = "dependency cycle: " + strings.Join(cycle, " -> ")
 		}
+	}
+	return targets
+}
+
+// waitsFor reports whether svc waits, directly or not, for t.
+func waitsFor(svc, t *service) bool {
+	seen := map[*service]bool{}
+	queue := []*service{svc}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		for _, d := range cur.after {
+			if d == t {
+				return true
+			}
+			if !seen[d] {
+				seen[d] = true
+				queue = append(queue, d)
+			}
+		}
+	}
+	return false
+}
+
+// reachTarget settles a target once it is reached (see the targets).
+func (s *supervisor) reachTarget(t *service) {
+	switch t.spec.Name {
+	case NetworkOnlineTarget:
+		select {
+		case <-s.netUp:
+		case <-s.stopc:
+			return
+		}
+		if s.netOK {
+			s.settle(t, up)
+		} else {
+			s.settle(t, failed)
+		}
+	default:
+		for _, d := range t.after {
+			select {
+			case <-d.settled:
+			case <-s.stopc:
+				return
+			}
+		}
+		s.settle(t, up)
 	}
 }
 
@@ -157,6 +235,9 @@ func (s *supervisor) settle(svc *service, o outcome) {
 		return
 	}
 	close(svc.settled)
+	if svc.target {
+		return
+	}
 	if o == failed && !svc.oneshot() {
 		return
 	}

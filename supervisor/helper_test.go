@@ -26,6 +26,11 @@ const helperEnv = "SUPERVISOR_TEST_HELPER"
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
+		// "helper=MODE" as the first argument picks another mode: the
+		// commands of one service share its environment.
+		if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "helper=") {
+			mode = strings.TrimPrefix(os.Args[1], "helper=")
+		}
 		os.Exit(runHelper(mode))
 	}
 	// The SLATE- lines on the console are what the tests read; the logrus
@@ -81,6 +86,9 @@ func runHelper(mode string) int {
 			return 1
 		}
 		fmt.Printf("grandchild=%d\n", p.Pid)
+		return 0
+	case "say":
+		fmt.Println(strings.Join(os.Args[2:], " "))
 		return 0
 	case "sleepshort":
 		time.Sleep(300 * time.Millisecond)

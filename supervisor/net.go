@@ -59,6 +59,7 @@ func (s *supervisor) runDHCP(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			s.printf("SLATE-NET iface=none err=%q\n", err.Error())
+			s.networkOnline(false)
 		}
 		return
 	}
@@ -77,9 +78,11 @@ func (s *supervisor) runDHCP(ctx context.Context) {
 	}
 	if err != nil {
 		s.printf("SLATE-NET iface=%s err=%q\n", ifname, err.Error())
+		s.networkOnline(false)
 		return
 	}
 	s.printNet(ifname, l)
+	s.networkOnline(true)
 
 	// Renew at half the lease time, as RFC 2131 T1. A failed renewal keeps
 	// the address (it is valid until the lease ends) and tries again.

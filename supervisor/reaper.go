@@ -56,6 +56,12 @@ func (s *supervisor) reap() {
 		if err != nil || pid <= 0 { // ECHILD: no children; 0: none exited
 			return
 		}
+		if h := s.helpers[pid]; h != nil {
+			delete(s.helpers, pid)
+			_ = h.proc.Release()
+			h.exitc <- ws
+			continue
+		}
 		svc := s.byPID[pid]
 		if svc == nil {
 			logrus.WithFields(logrus.Fields{"pid": pid, "status": int(ws)}).Debug("supervisor: reaped orphan")

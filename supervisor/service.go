@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -94,6 +95,36 @@ type service struct {
 	// settled is closed once outcome first leaves pending.
 	settled chan struct{}
 	outcome outcome // guarded by supervisor.readyMu
+	// done is closed when the service's goroutine has returned.
+	done chan struct{}
+	// target marks a systemd target (network-online.target,
+	// multi-user.target) that units are ordered against: it runs nothing
+	// and does not count for SLATE-READY.
+	target bool
+}
+
+// helperProc is a running ExecStartPre, ExecStartPost or ExecStop command.
+type helperProc struct {
+	proc  *os.Process
+	exitc chan unix.WaitStatus
+}
+
+// errTimeout ends a start or a command that ran past its timeout.
+var errTimeout = errors.New("timed out")
+
+// startTimeout is TimeoutStartSec: it bounds ExecStartPre and
+// ExecStartPost together (and a oneshot's run); 0 is no limit.
+func (svc *service) startTimeout() time.Duration {
+	return max(svc.spec.TimeoutStartSec, 0)
+}
+
+// stopTimeout is TimeoutStopSec, or the supervisor's default; negative is
+// no limit.
+func (svc *service) stopTimeout(def time.Duration) time.Duration {
+	if svc.spec.TimeoutStopSec != 0 {
+		return svc.spec.TimeoutStopSec
+	}
+	return def
 }
 
 func (svc *service) oneshot() bool { return svc.spec.Type == configs.TypeOneshot }
@@ -103,7 +134,7 @@ func (svc *service) oneshot() bool { return svc.spec.Type == configs.TypeOneshot
 // is ready at once.
 func (s *supervisor) startServices() {
 	for _, spec := range s.cfg.Services {
-		svc := &service{spec: spec, exitc: make(chan unix.WaitStatus, 1), settled: make(chan struct{})}
+		svc := &service{spec: spec, exitc: make(chan unix.WaitStatus, 1), settled: make(chan struct{}), done: make(chan struct{})}
 		if s.logDir != "" {
 			f, err := os.OpenFile(filepath.Join(s.logDir, spec.Name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 			if err != nil {
@@ -114,18 +145,130 @@ func (s *supervisor) startServices() {
 		}
 		s.services = append(s.services, svc)
 	}
-	linkServices(s.services)
+	s.targets = linkServices(s.services)
 	s.readyMu.Lock()
 	s.maybeReadyLocked()
 	s.readyMu.Unlock()
+	for _, t := range s.targets {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.reachTarget(t)
+		}()
+	}
 	for _, svc := range s.services {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer close(svc.done)
 			if s.awaitDependencies(svc) {
 				s.supervise(svc)
 			}
 		}()
+	}
+}
+
+// startMain runs ExecStartPre, starts the main process, then runs
+// ExecStartPost, all within TimeoutStartSec; a failure of either list
+// (without "-") fails the start, and a main process already started is
+// stopped again.
+func (s *supervisor) startMain(svc *service) (int, error) {
+	deadline := time.Time{}
+	if d := svc.startTimeout(); d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	if err := s.runCommands(svc, "ExecStartPre", svc.spec.ExecStartPre, deadline, false); err != nil {
+		return 0, err
+	}
+	pid, err := s.start(svc)
+	if err != nil || svc.oneshot() {
+		return pid, err
+	}
+	if err := s.runCommands(svc, "ExecStartPost", svc.spec.ExecStartPost, deadline, false); err != nil {
+		s.mu.Lock()
+		if svc.proc != nil {
+			_ = svc.proc.Signal(unix.SIGKILL)
+			_ = unix.Kill(-svc.proc.Pid, unix.SIGKILL)
+		}
+		s.mu.Unlock()
+		<-svc.exitc
+		return 0, err
+	}
+	return pid, nil
+}
+
+// runCommands runs cmds in order, each to completion, until deadline (zero:
+// none). duringStop lets them run while the supervisor stops (ExecStop).
+func (s *supervisor) runCommands(svc *service, kind string, cmds []configs.ExecCommand, deadline time.Time, duringStop bool) error {
+	for _, c := range cmds {
+		timeout := time.Duration(0)
+		if !deadline.IsZero() {
+			if timeout = time.Until(deadline); timeout <= 0 {
+				return fmt.Errorf("%s %s: %w", kind, c.Argv[0], errTimeout)
+			}
+		}
+		err := s.runCommand(svc, c.Argv, timeout, duringStop)
+		if errors.Is(err, errStopping) {
+			return err
+		}
+		if err != nil {
+			err = fmt.Errorf("%s %s: %w", kind, c.Argv[0], err)
+			if !c.IgnoreFailure {
+				return err
+			}
+			logrus.WithError(err).WithField("service", svc.spec.Name).Warn("supervisor: command failed, ignored (\"-\")")
+		}
+	}
+	return nil
+}
+
+// runCommand runs one command of svc to completion, with the service's
+// user, environment and folder, and its output on the console.
+func (s *supervisor) runCommand(svc *service, argv []string, timeout time.Duration, duringStop bool) error {
+	h, err := s.spawn(svc, argv, true, duringStop)
+	if err != nil {
+		return err
+	}
+	var tc <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		tc = t.C
+	}
+	stopc := s.stopc
+	if duringStop {
+		stopc = nil
+	}
+	var ws unix.WaitStatus
+	select {
+	case ws = <-h.exitc:
+	case <-tc:
+		s.signalHelper(h, unix.SIGKILL)
+		<-h.exitc
+		return errTimeout
+	case <-stopc:
+		s.signalHelper(h, unix.SIGTERM)
+		select {
+		case <-h.exitc:
+		case <-time.After(killWait):
+			s.signalHelper(h, unix.SIGKILL)
+			<-h.exitc
+		}
+		return errStopping
+	}
+	if e := (exit{status: ws}); e.failed() {
+		return errors.New(e.String())
+	}
+	return nil
+}
+
+// signalHelper signals a command and its group while it is unreaped.
+func (s *supervisor) signalHelper(h *helperProc, sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.helpers[h.proc.Pid]; ok {
+		_ = h.proc.Signal(sig)
+		_ = unix.Kill(-h.proc.Pid, sig)
 	}
 }
 
@@ -141,7 +284,7 @@ func (s *supervisor) supervise(svc *service) {
 	everStarted := false
 	for {
 		begin := time.Now()
-		pid, err := s.start(svc)
+		pid, err := s.startMain(svc)
 		if errors.Is(err, errStopping) {
 			return
 		}
@@ -173,6 +316,9 @@ func (s *supervisor) supervise(svc *service) {
 			return
 		}
 		delay = s.cfg.backoff.next(delay, time.Since(begin))
+		if svc.spec.RestartSec > 0 {
+			delay = svc.spec.RestartSec
+		}
 		s.setState(name, "restarting", 0)
 		s.printf("SLATE-SERVICE name=%s state=restarting in=%s\n", name, delay)
 		t := time.NewTimer(delay)
@@ -191,28 +337,65 @@ func (s *supervisor) supervise(svc *service) {
 // than something that keeps running.
 func (s *supervisor) runOnce(svc *service) {
 	name := svc.spec.Name
-	pid, err := s.start(svc)
+	var deadline time.Time
+	if d := svc.startTimeout(); d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	fail := func(err error) {
+		s.setStateReason(name, "failed", 0, err.Error())
+		s.printf("SLATE-SERVICE name=%s state=failed err=%q\n", name, err.Error())
+		s.settle(svc, failed)
+	}
+	pid, err := s.startMain(svc)
 	if errors.Is(err, errStopping) {
 		return
 	}
 	if err != nil {
-		s.setStateReason(name, "failed", 0, err.Error())
-		s.printf("SLATE-SERVICE name=%s state=failed err=%q\n", name, err.Error())
-		s.settle(svc, failed)
+		fail(err)
 		return
 	}
 	s.setState(name, "running", pid)
 	s.printf("SLATE-SERVICE name=%s state=running pid=%d\n", name, pid)
-	e := exit{status: <-svc.exitc}
+	var tc <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		tc = t.C
+	}
+	var e exit
+	timedOut := false
+	select {
+	case e.status = <-svc.exitc:
+	case <-tc:
+		// TimeoutStartSec: a oneshot that has not finished has failed
+		timedOut = true
+		s.mu.Lock()
+		if svc.proc != nil {
+			_ = svc.proc.Signal(unix.SIGKILL)
+			_ = unix.Kill(-svc.proc.Pid, unix.SIGKILL)
+		}
+		s.mu.Unlock()
+		e.status = <-svc.exitc
+	}
 	s.setState(name, "exited", 0)
 	s.printf("SLATE-SERVICE name=%s state=exited %s\n", name, e)
 	if s.isStopping() {
+		return
+	}
+	if timedOut {
+		fail(fmt.Errorf("TimeoutStartSec: %w", errTimeout))
 		return
 	}
 	if e.failed() {
 		s.setStateReason(name, "failed", 0, e.String())
 		s.printf("SLATE-SERVICE name=%s state=failed %s\n", name, e)
 		s.settle(svc, failed)
+		return
+	}
+	if err := s.runCommands(svc, "ExecStartPost", svc.spec.ExecStartPost, deadline, false); err != nil {
+		if !errors.Is(err, errStopping) {
+			fail(err)
+		}
 		return
 	}
 	s.setState(name, "done", 0)
@@ -231,9 +414,21 @@ func (s *supervisor) isStopping() bool {
 // it looks a PID up, so an exit that comes before StartProcess returns is
 // still given to the service.
 func (s *supervisor) start(svc *service) (int, error) {
-	env, cred, err := s.identity(svc.spec)
+	h, err := s.spawn(svc, append([]string{svc.spec.Command}, svc.spec.Args...), false, false)
 	if err != nil {
 		return 0, err
+	}
+	return h.proc.Pid, nil
+}
+
+// spawn starts argv as svc's main process or, with helper, as one of its
+// commands (registered apart, so the reaper hands its status to the
+// command's waiter). Only helper commands with duringStop start once the
+// supervisor is stopping.
+func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop bool) (*helperProc, error) {
+	env, cred, err := s.identity(svc.spec)
+	if err != nil {
+		return nil, err
 	}
 	dir := svc.spec.WorkingDirectory
 	if dir == "" {
@@ -241,29 +436,28 @@ func (s *supervisor) start(svc *service) (int, error) {
 	} else if _, err := os.Stat(dir); err != nil {
 		// The child's chdir error would read "fork/exec <command>: no
 		// such file or directory", blaming the command.
-		return 0, fmt.Errorf("working directory: %w", err)
+		return nil, fmt.Errorf("working directory: %w", err)
 	}
-	path, err := lookPath(svc.spec.Command, envValue(env, "PATH"))
+	path, err := lookPath(argv[0], envValue(env, "PATH"))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	stdin, err := openStdin()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer stdin.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
-		return 0, fmt.Errorf("output pipe: %w", err)
+		return nil, fmt.Errorf("output pipe: %w", err)
 	}
-	argv := append([]string{svc.spec.Command}, svc.spec.Args...)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopping {
+	if s.stopping && !duringStop {
 		r.Close()
 		w.Close()
-		return 0, errStopping
+		return nil, errStopping
 	}
 	proc, err := os.StartProcess(path, argv, &os.ProcAttr{
 		Dir:   dir,
@@ -276,10 +470,16 @@ func (s *supervisor) start(svc *service) (int, error) {
 	w.Close()
 	if err != nil {
 		r.Close()
-		return 0, err // a *PathError: "fork/exec /path: reason"
+		return nil, err // a *PathError: "fork/exec /path: reason"
 	}
-	svc.proc = proc
-	s.byPID[proc.Pid] = svc
+	h := &helperProc{proc: proc}
+	if helper {
+		h.exitc = make(chan unix.WaitStatus, 1)
+		s.helpers[proc.Pid] = h
+	} else {
+		svc.proc = proc
+		s.byPID[proc.Pid] = svc
+	}
 	var log io.Writer // a nil *os.File in an interface would not be nil
 	if svc.log != nil {
 		log = svc.log
@@ -290,7 +490,7 @@ func (s *supervisor) start(svc *service) (int, error) {
 		defer r.Close()
 		copyLines(r, s.console, "["+svc.spec.Name+"] ", log)
 	}()
-	return proc.Pid, nil
+	return h, nil
 }
 
 // identity is the environment and the credential a service starts with:
@@ -382,28 +582,28 @@ func lookPath(cmd, path string) (string, error) {
 	return "", fmt.Errorf("command %q not found in %s", cmd, path)
 }
 
-// stopServices stops restarts, sends SIGTERM to every running service,
-// SIGKILL to those still running after the stop timeout, and waits for
-// them to be reaped (bounded by killWait after the SIGKILL).
+// stopServices stops restarts and starts; then, for every service at
+// once, runs its ExecStop commands if its main process runs, sends
+// SIGTERM to it and its group, and SIGKILL when it is still running after
+// its TimeoutStopSec (the stop timeout by default); and waits for them to
+// be reaped (bounded by killWait after the SIGKILL).
 func (s *supervisor) stopServices() {
 	s.mu.Lock()
 	s.stopping = true
 	close(s.stopc)
-	s.signalAllLocked(unix.SIGTERM)
 	s.mu.Unlock()
 
-	if !waitTimeout(&s.wg, s.cfg.stopTimeout) {
-		s.mu.Lock()
-		for _, svc := range s.services {
-			if svc.proc != nil {
-				logrus.WithField("service", svc.spec.Name).Warn("supervisor: service ignored SIGTERM, killing it")
-			}
-		}
-		s.signalAllLocked(unix.SIGKILL)
-		s.mu.Unlock()
-		if !waitTimeout(&s.wg, killWait) {
-			logrus.Error("supervisor: services still running after SIGKILL")
-		}
+	var stops sync.WaitGroup
+	for _, svc := range s.services {
+		stops.Add(1)
+		go func() {
+			defer stops.Done()
+			s.stopService(svc)
+		}()
+	}
+	stops.Wait()
+	if !waitTimeout(&s.wg, killWait) {
+		logrus.Error("supervisor: services still running after SIGKILL")
 	}
 	// Output copiers end when the last writer of their pipe is gone; an
 	// orphan that kept the pipe open must not hold up the shutdown.
@@ -413,6 +613,58 @@ func (s *supervisor) stopServices() {
 			svc.log.Close()
 		}
 	}
+}
+
+// stopService stops one service (see stopServices).
+func (s *supervisor) stopService(svc *service) {
+	timeout := svc.stopTimeout(s.cfg.stopTimeout)
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	s.mu.Lock()
+	running := svc.proc != nil
+	s.mu.Unlock()
+	if running && len(svc.spec.ExecStop) > 0 {
+		if err := s.runCommands(svc, "ExecStop", svc.spec.ExecStop, deadline, true); err != nil {
+			logrus.WithError(err).WithField("service", svc.spec.Name).Warn("supervisor: ExecStop failed")
+		}
+	}
+	s.mu.Lock()
+	s.signalLocked(svc, unix.SIGTERM)
+	s.mu.Unlock()
+	var tc <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(max(time.Until(deadline), 0))
+		defer t.Stop()
+		tc = t.C
+	}
+	select {
+	case <-svc.done:
+		return
+	case <-tc:
+	}
+	s.mu.Lock()
+	if svc.proc != nil {
+		logrus.WithField("service", svc.spec.Name).Warn("supervisor: service ignored SIGTERM, killing it")
+	}
+	s.signalLocked(svc, unix.SIGKILL)
+	s.mu.Unlock()
+	select {
+	case <-svc.done:
+	case <-time.After(killWait):
+	}
+}
+
+// signalLocked sends sig to svc's main process and its group. The reaper
+// reaps under s.mu, so a registered PID has not been reaped and cannot
+// name another process or group yet.
+func (s *supervisor) signalLocked(svc *service, sig syscall.Signal) {
+	if svc.proc == nil {
+		return
+	}
+	_ = svc.proc.Signal(sig)
+	_ = unix.Kill(-svc.proc.Pid, sig)
 }
 
 // signalAllLocked sends sig to every running service and its process

@@ -115,12 +115,13 @@ type Config struct {
 	Provision func(ctx context.Context) ([]configs.Service, error)
 
 	// Knobs for tests; zero values mean the defaults below.
-	backoff     backoffPolicy
-	stopTimeout time.Duration // SIGTERM to SIGKILL
-	netDir      string        // /sys/class/net
-	resolvConf  string        // /etc/resolv.conf
-	passwdFile  string        // /etc/passwd, for Service.User
-	groupFile   string        // /etc/group
+	backoff      backoffPolicy
+	stopTimeout  time.Duration // SIGTERM to SIGKILL
+	netDir       string        // /sys/class/net
+	resolvConf   string        // /etc/resolv.conf
+	passwdFile   string        // /etc/passwd, for Service.User
+	groupFile    string        // /etc/group
+	hostnameFile string        // /etc/hostname
 }
 
 // Default timings of a booted system.
@@ -249,6 +250,8 @@ func Run(ctx context.Context, cfg Config) error {
 			defer netDone.Done()
 			s.runDHCP(netCtx)
 		}()
+	} else {
+		s.networkOnline(true) // nothing to wait for
 	}
 
 	if cfg.Provision != nil {
@@ -265,6 +268,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if !s.provisionFailed {
+		if cfg.PID1 {
+			s.setHostnameFromFile()
+		}
 		s.startServices()
 	}
 
@@ -350,7 +356,9 @@ type supervisor struct {
 	logDir  string // "" when it cannot be created: console only
 
 	mu       sync.Mutex
-	byPID    map[int]*service // running service processes, by PID
+	byPID    map[int]*service    // running service processes, by PID
+	helpers  map[int]*helperProc // running ExecStartPre/Post/Stop commands
+	targets  []*service
 	stopping bool
 	services []*service
 
@@ -362,6 +370,12 @@ type supervisor struct {
 	outputWG sync.WaitGroup // output copiers
 
 	provisionFailed bool
+
+	// netUp is closed when DHCP has its first lease or gave up (netOK
+	// says which): network-online.target.
+	netUp   chan struct{}
+	netOnce sync.Once
+	netOK   bool
 
 	statusMu     sync.Mutex
 	status       Status
@@ -393,10 +407,15 @@ func newSupervisor(cfg Config) *supervisor {
 	if cfg.groupFile == "" {
 		cfg.groupFile = "/etc/group"
 	}
+	if cfg.hostnameFile == "" {
+		cfg.hostnameFile = "/etc/hostname"
+	}
 	return &supervisor{
 		cfg:     cfg,
 		console: &lineWriter{w: cfg.Console},
 		byPID:   map[int]*service{},
+		helpers: map[int]*helperProc{},
+		netUp:   make(chan struct{}),
 		stopc:   make(chan struct{}),
 	}
 }
@@ -429,6 +448,73 @@ func (s *supervisor) bringUp(ctx context.Context) {
 			logrus.WithError(err).Error("supervisor: before-services hook failed, booting on")
 		}
 	}
+}
+
+// setHostnameFromFile sets the hostname from /etc/hostname when the
+// writable /etc has one (a provisioning config or an operator wrote it),
+// as CoreOS and Flatcar do; the spec's hostname, set earlier, stays
+// otherwise. It runs after provisioning, so a first boot's config takes
+// effect on that boot.
+func (s *supervisor) setHostnameFromFile() {
+	h, err := readHostnameFile(s.cfg.hostnameFile)
+	if err != nil {
+		logrus.WithError(err).Error("supervisor: hostname file ignored")
+		return
+	}
+	if h == "" {
+		return
+	}
+	if err := unix.Sethostname([]byte(h)); err != nil {
+		logrus.WithError(err).WithField("hostname", h).Error("supervisor: set hostname")
+		return
+	}
+	logrus.WithField("hostname", h).Info("supervisor: hostname set from " + s.cfg.hostnameFile)
+}
+
+// readHostnameFile reads the hostname in name as hostname(5) says: the
+// first line that is not empty or a comment, trimmed; "" when the file
+// does not exist or names none.
+func readHostnameFile(name string) (string, error) {
+	b, err := os.ReadFile(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if len(l) > 64 || !validHostname(l) {
+			return "", fmt.Errorf("%s: %q is not a valid hostname", name, l)
+		}
+		return l, nil
+	}
+	return "", nil
+}
+
+func validHostname(h string) bool {
+	for lab := range strings.SplitSeq(h, ".") {
+		if lab == "" || len(lab) > 63 || lab[0] == '-' || lab[len(lab)-1] == '-' {
+			return false
+		}
+		for _, c := range lab {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// networkOnline records the end of DHCP's first round: network-online.target.
+func (s *supervisor) networkOnline(ok bool) {
+	s.netOnce.Do(func() {
+		s.netOK = ok
+		close(s.netUp)
+	})
 }
 
 // maybeReadyLocked prints SLATE-READY once every service is resolved (see
