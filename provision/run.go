@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ignition"
+	"github.com/slateos/slate/supervisor"
 )
 
 // ResultPath (under the root) records that provisioning ran: it is on
@@ -49,7 +51,18 @@ func Run(ctx context.Context, root string, env Env, fetch ignition.Fetcher, repo
 		return nil, err
 	}
 	if res != nil {
-		return res.Services, nil
+		// A later boot, perhaps of an image that has since gained a
+		// service named like a unit: the image's wins, so that its
+		// services (the updater among them) still run.
+		var svcs []configs.Service
+		for _, s := range res.Services {
+			if slices.Contains(env.Services, s.Name) || slices.Contains(ignition.ReservedServices, s.Name) {
+				report("IGNITION", "warning", fmt.Sprintf("unit %s.service of the config is not started: the image has a service %q", s.Name, s.Name))
+				continue
+			}
+			svcs = append(svcs, s)
+		}
+		return svcs, nil
 	}
 	cfg, err := Find(ctx, env)
 	if err != nil {
@@ -58,7 +71,8 @@ func Run(ctx context.Context, root string, env Env, fetch ignition.Fetcher, repo
 	res = &Result{Source: "none", At: time.Now().UTC()}
 	if cfg != nil {
 		report("IGNITION", "state", "found", "source", cfg.Source, "where", cfg.Where)
-		plan, err := ignition.Parse(cfg.Data)
+		// checked against the image's services before anything is applied
+		plan, err := ignition.ParseFor(cfg.Data, &ignition.Image{Services: env.Services})
 		if err != nil {
 			return nil, fmt.Errorf("config from %s (%s): %w", cfg.Source, cfg.Where, err)
 		}
@@ -119,13 +133,34 @@ func saveResult(root string, r *Result) error {
 	return nil
 }
 
-// Services turns units into supervisor services. Ordering on units the
-// config does not define (network-online.target, say) is dropped, as
-// systemd ignores ordering on units that do not exist.
+// Services turns units into supervisor services, with systemd's meaning
+// of their dependencies: only After= and Before= order (Wants= pulls a
+// unit in, and slate starts every enabled unit anyway); Requires= skips
+// the unit when the required one failed only together with After=, as
+// systemd starts both at once otherwise. Units of the config and services
+// of the image are named by service name; network-online.target and
+// multi-user.target (default.target) are the supervisor's targets; other
+// well-known targets are reached when services start and order nothing.
 func Services(units []ignition.Unit) ([]configs.Service, error) {
-	known := map[string]bool{}
+	dep := func(n string) string {
+		switch n {
+		case supervisor.NetworkOnlineTarget, supervisor.MultiUserTarget:
+			return n
+		case "default.target":
+			return supervisor.MultiUserTarget
+		}
+		if ignition.WellKnownTargets[n] {
+			return ""
+		}
+		return unitName(n)
+	}
+	before := map[string][]string{} // service -> services ordered before it
 	for _, u := range units {
-		known[unitName(u.Name)] = true
+		for _, b := range u.Before {
+			if n := dep(b); n != "" && !strings.HasSuffix(n, ".target") {
+				before[n] = append(before[n], unitName(u.Name))
+			}
+		}
 	}
 	var out []configs.Service
 	for _, u := range units {
@@ -149,14 +184,18 @@ func Services(units []ignition.Unit) ([]configs.Service, error) {
 			}
 			s.EnvironmentFile = append(s.EnvironmentFile, p)
 		}
-		for _, a := range append(append([]string(nil), u.After...), u.Wants...) {
-			if n := unitName(a); known[n] && n != s.Name && !contains(s.After, n) {
+		for _, a := range append(append([]string(nil), u.After...), before[s.Name]...) {
+			if n := dep(a); n != "" && n != s.Name && !contains(s.After, n) {
 				s.After = append(s.After, n)
 			}
 		}
 		for _, r := range u.Requires {
-			s.Requires = append(s.Requires, unitName(r))
+			if n := dep(r); n != "" && n != s.Name && contains(s.After, n) && !contains(s.Requires, n) {
+				s.Requires = append(s.Requires, n)
+			}
 		}
+		s.ExecStartPre, s.ExecStartPost, s.ExecStop = u.ExecStartPre, u.ExecStartPost, u.ExecStop
+		s.RestartSec, s.TimeoutStartSec, s.TimeoutStopSec = u.RestartSec, u.TimeoutStartSec, u.TimeoutStopSec
 		out = append(out, s)
 	}
 	return out, nil

@@ -14,6 +14,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/slateos/slate/ignition"
 )
 
 // Where configs are looked for, first found wins.
@@ -29,8 +31,9 @@ const (
 	ESPPath = "slate/config.ign"
 )
 
-// MaxConfig bounds a config's size.
-const MaxConfig = 8 << 20
+// MaxConfig bounds a config's size: the one limit of validate, the
+// build and the boot.
+const MaxConfig = ignition.MaxConfig
 
 // Config is a found config and where it came from.
 type Config struct {
@@ -50,6 +53,9 @@ type Env struct {
 	Fetch func(ctx context.Context, u *url.URL) (io.ReadCloser, error)
 	// NetWait bounds how long a URL is retried while the network comes up.
 	NetWait time.Duration
+	// Services are the names of the image's services: a config's unit
+	// may not replace one (nor the updater, ignition.ReservedServices).
+	Services []string
 }
 
 // URLFromCmdline returns ignition.config.url=, if given.
@@ -117,16 +123,7 @@ func readLimited(p string) ([]byte, error) {
 }
 
 // readConfig reads a whole config, refusing one larger than MaxConfig.
-func readConfig(r io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxConfig+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxConfig {
-		return nil, fmt.Errorf("larger than %d bytes", MaxConfig)
-	}
-	return b, nil
-}
+func readConfig(r io.Reader) ([]byte, error) { return ignition.ReadConfig(r) }
 
 // fetchRetry fetches a config URL, retrying while the network comes up,
 // for at most env.NetWait (default 2 minutes).

@@ -125,14 +125,14 @@ func run() error {
 		Console:    os.Stdout,
 		PID1:       true,
 		Provision: func(ctx context.Context) ([]configs.Service, error) {
-			return provisionHook(ctx, string(cmdline), info.KernelVersion)
+			return provisionHook(ctx, string(cmdline), info.KernelVersion, services)
 		},
 	})
 }
 
 // provisionHook runs first-boot provisioning; a failure stops the boot
 // with the report on the console, as Ignition does.
-func provisionHook(ctx context.Context, cmdline, kver string) ([]configs.Service, error) {
+func provisionHook(ctx context.Context, cmdline, kver string, image []configs.Service) ([]configs.Service, error) {
 	fetcher := &ignition.DefaultFetcher{}
 	env := provision.Env{
 		Cmdline: cmdline,
@@ -142,6 +142,9 @@ func provisionHook(ctx context.Context, cmdline, kver string) ([]configs.Service
 		Fetch: func(ctx context.Context, u *url.URL) (io.ReadCloser, error) {
 			return fetcher.Fetch(ctx, u, nil)
 		},
+	}
+	for _, s := range image { // a unit may not replace one of them
+		env.Services = append(env.Services, s.Name)
 	}
 	svcs, err := provision.Run(ctx, "/", env, fetcher, bootlog.Event)
 	if err != nil {
