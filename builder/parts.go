@@ -99,8 +99,12 @@ var rootDirs = []struct {
 func etcFiles(spec *configs.Spec) map[string]string {
 	return map[string]string{
 		"/etc/passwd":      "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
-		"/etc/group":       "root:x:0:\nnogroup:x:65534:\n",
-		"/etc/hostname":    spec.Hostname + "\n",
+		// the usual system groups (Debian's gids; wheel and docker as
+		// on Flatcar and Fedora CoreOS), so that configs that add users
+		// to them work
+		"/etc/group": imageGroups,
+		// no /etc/hostname: PID 1 sets the spec's hostname, and one that
+		// a config writes (without overwrite, as CoreOS configs do) wins
 		"/etc/hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t" + spec.Hostname + "\n",
 		"/etc/resolv.conf": "",
 		"/etc/os-release": fmt.Sprintf("NAME=slate\nID=slate\nPRETTY_NAME=\"slate %s %s\"\nVERSION_ID=%s\nIMAGE_ID=%s\nIMAGE_VERSION=%s\n",
@@ -190,12 +194,13 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 		}
 	}
 	if spec.Ignition != "" {
-		cfg, err := os.ReadFile(spec.Path(spec.Ignition))
+		cfg, err := ignition.ReadConfigFile(spec.Path(spec.Ignition))
 		if err != nil {
 			return nil, fmt.Errorf("$.ignition: %w", err)
 		}
-		// a config that would stop the first boot is refused now
-		if _, err := ignition.Parse(cfg); err != nil {
+		// a config that would stop the first boot is refused now, checked
+		// against the image it runs on
+		if _, err := ignition.ParseFor(cfg, IgnitionImage(spec)); err != nil {
 			return nil, fmt.Errorf("$.ignition: %s: %w", spec.Path(spec.Ignition), err)
 		}
 		if err := fsys.AddFile("/usr/lib/slate/config.ign", 0o644, 0, 0, int64(len(cfg)), staticBytes(cfg)); err != nil {

@@ -2,25 +2,38 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ignition"
 )
 
 func newIgnitionCmd() *cobra.Command {
 	ign := &cobra.Command{Use: "ignition", Short: "Work with Ignition configs (first-boot provisioning)"}
-	ign.AddCommand(&cobra.Command{
+	var specFile string
+	validate := &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check an Ignition config offline: what slate would do with it, or what it refuses",
-		Args:  cobra.ExactArgs(1),
+		Long: "Check an Ignition config offline. With --spec it is checked against the image " +
+			"that spec builds: unit names against its services, users' groups against its /etc/group, " +
+			"files it has that the config replaces without overwrite.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := os.ReadFile(args[0])
+			var img *ignition.Image
+			if specFile != "" {
+				spec, err := configs.Load(specFile)
+				if err != nil {
+					return err
+				}
+				img = builder.IgnitionImage(spec)
+			}
+			data, err := ignition.ReadConfigFile(args[0])
 			if err != nil {
 				return err
 			}
-			plan, err := ignition.Parse(data)
+			plan, err := ignition.ParseFor(data, img)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
@@ -32,6 +45,8 @@ func newIgnitionCmd() *cobra.Command {
 				args[0], len(plan.Files), len(plan.Dirs), len(plan.Links), len(plan.Users), len(plan.Groups), len(plan.Units))
 			return nil
 		},
-	})
+	}
+	validate.Flags().StringVar(&specFile, "spec", "", "image spec the config will run on (checks it against that image)")
+	ign.AddCommand(validate)
 	return ign
 }

@@ -1,0 +1,45 @@
+package builder
+
+import (
+	"path"
+	"strings"
+
+	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/ignition"
+)
+
+// imageGroups is the image's /etc/group.
+const imageGroups = "root:x:0:\ndaemon:x:1:\nbin:x:2:\nsys:x:3:\nadm:x:4:\ntty:x:5:\ndisk:x:6:\nwheel:x:10:\n" +
+	"kmem:x:15:\ndialout:x:20:\ncdrom:x:24:\nsudo:x:27:\naudio:x:29:\nvideo:x:44:\nplugdev:x:46:\nstaff:x:50:\n" +
+	"users:x:100:\ndocker:x:999:\nnogroup:x:65534:\n"
+
+// IgnitionImage is what an Ignition config is checked against for an
+// image of spec: its services (the updater's name is always reserved),
+// the groups and users of its /etc, and the files it has in the writable
+// layer.
+func IgnitionImage(spec *configs.Spec) *ignition.Image {
+	img := &ignition.Image{}
+	for _, s := range spec.Services {
+		img.Services = append(img.Services, s.Name)
+	}
+	etc := etcFiles(spec)
+	for _, f := range []struct {
+		name string
+		into *[]string
+	}{{"/etc/group", &img.Groups}, {"/etc/passwd", &img.Users}} {
+		for l := range strings.SplitSeq(strings.TrimSpace(etc[f.name]), "\n") {
+			if n, _, ok := strings.Cut(l, ":"); ok {
+				*f.into = append(*f.into, n)
+			}
+		}
+	}
+	for _, p := range sortedKeys(etc) {
+		img.Files = append(img.Files, p)
+	}
+	for _, f := range spec.Root.Files {
+		if d := path.Clean("/" + f.Dst); strings.HasPrefix(d, "/etc/") {
+			img.Files = append(img.Files, d)
+		}
+	}
+	return img
+}
