@@ -98,7 +98,7 @@ var rootDirs = []struct {
 
 func etcFiles(spec *configs.Spec) map[string]string {
 	return map[string]string{
-		"/etc/passwd":      "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
+		"/etc/passwd": "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
 		// the usual system groups (Debian's gids; wheel and docker as
 		// on Flatcar and Fedora CoreOS), so that configs that add users
 		// to them work
