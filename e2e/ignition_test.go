@@ -149,7 +149,7 @@ func TestIgnitionFailuresStopTheBoot(t *testing.T) {
 	cases := []struct{ name, cfg, want string }{
 		{"bad hash", fmt.Sprintf(`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/x","contents":{"source":"data:,hello","verification":{"hash":"sha512-%x"}}}]}}`, bad),
 			`\$\.storage\.files\[0\].*hash mismatch`},
-		{"invalid", `{"ignition":{"version":"9.9.9"}}`, `unsupported config version`},
+		{"invalid", `{"ignition":{"version":"9.9.9"}}`, `\$\.ignition\.version: version .*9\.9\.9.* is not supported`},
 		{"disk layout", `{"ignition":{"version":"3.4.0"},"storage":{"disks":[{"device":"/dev/vdb","wipeTable":true}]}}`, `\$\.storage\.disks: .*not supported`},
 	}
 	for _, tc := range cases {

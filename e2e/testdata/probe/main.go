@@ -44,6 +44,8 @@ func main() {
 		igncheck()
 	case "meminfo":
 		meminfo()
+	case "accounts":
+		accounts(os.Args[2:])
 	default:
 		probe()
 	}
@@ -251,4 +253,42 @@ func meminfo() {
 		kv[k] = n << 10
 	}
 	fmt.Printf("MEM used=%d total=%d shmem=%d\n", kv["MemTotal"]-kv["MemFree"], kv["MemTotal"], kv["Shmem"])
+}
+
+// accounts prints, for each user named, the hostname, the user's entry in
+// /etc/shadow (password field only) and the groups that list it, and the
+// number of its SSH keys.
+func accounts(users []string) {
+	read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
+	host, _ := os.Hostname()
+	for _, u := range users {
+		shadow, home := "?", ""
+		for _, l := range strings.Split(read("/etc/shadow"), "\n") {
+			if f := strings.Split(l, ":"); len(f) > 1 && f[0] == u {
+				shadow = f[1]
+			}
+		}
+		for _, l := range strings.Split(read("/etc/passwd"), "\n") {
+			if f := strings.Split(l, ":"); len(f) > 5 && f[0] == u {
+				home = f[5]
+			}
+		}
+		var groups []string
+		for _, l := range strings.Split(read("/etc/group"), "\n") {
+			if f := strings.Split(l, ":"); len(f) > 3 {
+				for _, m := range strings.Split(f[3], ",") {
+					if m == u {
+						groups = append(groups, f[0])
+					}
+				}
+			}
+		}
+		keys := 0
+		for _, l := range strings.Split(read(home+"/.ssh/authorized_keys"), "\n") {
+			if strings.TrimSpace(l) != "" {
+				keys++
+			}
+		}
+		fmt.Printf("ACCOUNTS hostname=%s user=%s shadow=%s groups=%s keys=%d\n", host, u, shadow, strings.Join(groups, ","), keys)
+	}
 }
