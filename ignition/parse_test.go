@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -406,6 +407,17 @@ func FuzzParse(f *testing.F) {
 		for _, u := range p.Units {
 			if len(u.ExecStart) == 0 || !strings.HasPrefix(u.ExecStart[0], "/") {
 				t.Fatalf("unit %+v accepted", u)
+			}
+			if err := CheckUnitName(u.Name); err != nil || slices.Contains(ReservedServices, strings.TrimSuffix(u.Name, ".service")) {
+				t.Fatalf("unit name %q accepted", u.Name)
+			}
+		}
+		uids := map[int]bool{}
+		for _, u := range p.Users {
+			if u.UID != nil && uids[*u.UID] {
+				t.Fatalf("uid %d accepted twice", *u.UID)
+			} else if u.UID != nil {
+				uids[*u.UID] = true
 			}
 		}
 	})

@@ -666,16 +666,3 @@ func (s *supervisor) signalLocked(svc *service, sig syscall.Signal) {
 	_ = svc.proc.Signal(sig)
 	_ = unix.Kill(-svc.proc.Pid, sig)
 }
-
-// signalAllLocked sends sig to every running service and its process
-// group. The reaper reaps under s.mu, so a registered PID has not been
-// reaped and cannot name another process or group yet.
-func (s *supervisor) signalAllLocked(sig syscall.Signal) {
-	for _, svc := range s.services {
-		if svc.proc == nil {
-			continue
-		}
-		_ = svc.proc.Signal(sig)
-		_ = unix.Kill(-svc.proc.Pid, sig)
-	}
-}

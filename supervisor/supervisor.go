@@ -37,6 +37,17 @@
 // a dependency cycle, and a service that requires a service that does not
 // exist. An After that names no service is ignored with a warning.
 //
+// Two targets can be named in After and Requires as if they were services
+// (Ignition units name them): network-online.target is reached when DHCP
+// has its first lease (failed when it gave up; at once without DHCP), and
+// multi-user.target once every service not ordered after it has settled.
+//
+// A service may have ExecStartPre and ExecStartPost commands, run to
+// completion before and after its program starts (within its
+// TimeoutStartSec), and ExecStop commands run at shutdown before its
+// SIGTERM; a command marked IgnoreFailure only logs its failure.
+// RestartSec replaces the backoff and TimeoutStopSec the stop timeout.
+//
 // SLATE-READY comes once every service is resolved: simple services
 // started, oneshots done or failed, skipped services reported. A simple
 // service that never starts keeps it from coming: the system runs without
