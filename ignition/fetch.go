@@ -27,8 +27,9 @@ type DefaultFetcher struct {
 	// ResponseHeaderTimeout for response headers (the body may take as
 	// long as TotalTimeout and the context allow: files can be large).
 	Client *http.Client
-	// ResponseHeaderTimeout is Ignition's httpResponseHeaders; 0 is its
-	// default, 10 s. Used when Client is nil.
+	// ResponseHeaderTimeout is Ignition's httpResponseHeaders; 0 is
+	// 30 s (the root image of a netbooted machine comes through here too).
+	// Used when Client is nil.
 	ResponseHeaderTimeout time.Duration
 	// TotalTimeout is Ignition's httpTotal: it bounds one fetch, retries
 	// and body included; 0 is no limit.
@@ -92,7 +93,7 @@ func (f *DefaultFetcher) fetchHTTP(ctx context.Context, u *url.URL, headers http
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.ResponseHeaderTimeout = f.ResponseHeaderTimeout
 		if tr.ResponseHeaderTimeout <= 0 {
-			tr.ResponseHeaderTimeout = 10 * time.Second
+			tr.ResponseHeaderTimeout = 30 * time.Second
 		}
 		client = &http.Client{Transport: tr}
 	}
