@@ -31,6 +31,10 @@ const seenFileName = "channel-seen.json"
 func (d *Daemon) fetchTrusted(ctx context.Context, src Source, explicit bool) (*payload.Manifest, error) {
 	m, err := FetchManifest(ctx, src, d.PublicKeys...)
 	if err != nil {
+		if r := payload.ReasonOf(err); r != "" {
+			// the reason leads, so `slate update status` starts with it
+			err = &payload.TrustError{Reason: r, Err: err}
+		}
 		return nil, err
 	}
 	if explicit {
@@ -43,7 +47,11 @@ func (d *Daemon) fetchTrusted(ctx context.Context, src Source, explicit bool) (*
 	}
 	next, err := payload.CheckFresh(m, seen, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", src, err)
+		var te *payload.TrustError
+		if errors.As(err, &te) {
+			err = &payload.TrustError{Reason: te.Reason, Err: fmt.Errorf("%s: %w", src, te.Err)}
+		}
+		return nil, err
 	}
 	if m.Name != d.Name {
 		// not ours: the daemon refuses it; remembering it would only

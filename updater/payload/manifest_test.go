@@ -101,6 +101,14 @@ func TestParseManifestErrors(t *testing.T) {
 		want   string
 	}{
 		{name: "unknown field", mutate: set("extra", true), want: "error at $.extra: unknown field"},
+		{name: "kernel_args root=", mutate: set("kernel_args", []string{"quiet", "root=/dev/sda2"}), want: `error at $.kernel_args[1]: "root=/dev/sda2": root= is reserved`},
+		{name: "kernel_args init=", mutate: set("kernel_args", []string{"init=/bin/sh"}), want: `error at $.kernel_args[0]: "init=/bin/sh": init= is reserved`},
+		{name: "kernel_args slate.slot=", mutate: set("kernel_args", []string{"slate.slot=b"}), want: `error at $.kernel_args[0]: "slate.slot=b": slate.slot= is reserved`},
+		{name: "kernel_args bare init", mutate: set("kernel_args", []string{"init"}), want: `error at $.kernel_args[0]: "init": init= is reserved`},
+		{name: "kernel_args space", mutate: set("kernel_args", []string{"a b"}), want: `error at $.kernel_args[0]: "a b": empty, or has whitespace`},
+		{name: "published not a time", mutate: set("published", "yesterday"), want: `error at $.published: "yesterday" is not an RFC 3339 time`},
+		{name: "expires before published", mutate: func(m map[string]any) { m["published"] = "2026-12-02T00:00:00Z"; m["expires"] = "2026-12-01T00:00:00Z" }, want: "error at $.expires: must be after published"},
+		{name: "expires a number", mutate: set("expires", 5), want: "error at $.expires: must be a string"},
 		{name: "unknown odd field", mutate: set("a b", 1), want: `error at $["a b"]: unknown field`},
 		{name: "unknown file field", mutate: setFile(1, "mode", "0644"), want: "error at $.files[1].mode: unknown field"},
 		{name: "format 3", mutate: set("format", 3), want: "error at $.format: manifest format 3 is newer than this slate understands"},

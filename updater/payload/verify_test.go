@@ -135,7 +135,7 @@ func TestTampering(t *testing.T) {
 			contains: "vmlinuz: sha256 mismatch: got ",
 		},
 		{
-			name:     "flipped byte in the manifest",
+			name: "flipped byte in the manifest",
 			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
 				i := bytes.Index(c[ManifestFile], []byte(`"signed"`)) + 40
 				c[ManifestFile][i] ^= 1
@@ -184,7 +184,7 @@ func TestTampering(t *testing.T) {
 			contains: "malformed signature: 50 characters, want 88",
 		},
 		{
-			name:     "signature not base64",
+			name: "signature not base64",
 			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
 				c.setSig(t, func(s string) string { return s[:3] + "*" + s[4:] })
 				return nil
@@ -193,7 +193,7 @@ func TestTampering(t *testing.T) {
 			contains: "not base64",
 		},
 		{
-			name:     "empty signature",
+			name: "empty signature",
 			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
 				c.setSig(t, func(string) string { return "" })
 				return nil
