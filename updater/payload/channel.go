@@ -335,7 +335,8 @@ func writeTop(dir string, m *Manifest, prev *Manifest, o PublishOptions) error {
 // private key in the folder (ever, even with force), and a top manifest,
 // if there is one, that verifies with one of pubs and names the image name
 // (if not empty). It returns the current top manifest, nil if there is
-// none. The builder calls it before a build as well, so a build that could
+// none (with force: the top as it is, unverified, or nil if it does not
+// parse). The builder calls it before a build as well, so a build that could
 // not be published fails in seconds, not after minutes.
 func CheckChannel(dir, name string, pubs []ed25519.PublicKey, force bool) (*Manifest, error) {
 	keys, err := FindPrivateKeys(dir)
@@ -355,7 +356,9 @@ func CheckChannel(dir, name string, pubs []ed25519.PublicKey, force bool) (*Mani
 	top, err := OpenEnvelope(pubs, data)
 	if err != nil {
 		if force {
-			return nil, nil
+			// Taken over as it is: its version still orders the
+			// channel and its publish time still only grows.
+			return readUnverified(data), nil
 		}
 		return nil, fmt.Errorf("the channel's top manifest does not verify with the signing key(s) %s: %w; machines following it would refuse this version (use --force to take the channel over)", keyIDs(pubs), err)
 	}
@@ -363,6 +366,20 @@ func CheckChannel(dir, name string, pubs []ed25519.PublicKey, force bool) (*Mani
 		return nil, fmt.Errorf("the channel serves image %q, this is %q: machines following it would refuse this version (use another channel, or --force)", top.Name, name)
 	}
 	return top, nil
+}
+
+// readUnverified parses a top manifest without checking its signatures,
+// for a forced publish or refresh only; nil if it does not parse.
+func readUnverified(data []byte) *Manifest {
+	env, err := ParseEnvelope(data)
+	if err != nil {
+		return nil
+	}
+	m, err := ParseManifest(env.Signed)
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 func keyIDs(pubs []ed25519.PublicKey) string {
