@@ -59,7 +59,7 @@ func TestUpdateKeyRotationAndFreshness(t *testing.T) {
 	vm := boot(t, machine(t, v1), qemu.Options{Network: true})
 
 	// (a) rotation: the K2-only version is accepted by an image trusting K1 and K2
-	nthMatch(t, vm, `^SLATE-READY version=1\.0\.0 slot=a$`, 1, 3*time.Minute)
+	nthMatch(t, vm, `^SLATE-READY version=1\.0\.0 slot=a$`, 1, 6*time.Minute)
 	nthMatch(t, vm, `^SLATE-UPDATE state=staged version=1\.1\.0 slot=b`, 1, 4*time.Minute)
 	nthMatch(t, vm, `^SLATE-READY version=1\.1\.0 slot=b$`, 1, 3*time.Minute)
 	nthMatch(t, vm, `^SLATE-UPDATE state=blessed version=1\.1\.0`, 1, 2*time.Minute)
