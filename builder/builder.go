@@ -42,9 +42,15 @@ type Options struct {
 	// Progress receives step updates (a progress bar on a terminal).
 	Progress Progress
 	// Channel, when set, is a channel folder the version is added to,
-	// signed with SignKey (see updater/payload).
-	Channel string
-	SignKey string
+	// signed with every key in SignKeys (see updater/payload), as the
+	// last step of a build that otherwise succeeded.
+	Channel  string
+	SignKeys []string
+	// Expires is how long the channel's top manifest is trusted (0:
+	// payload.DefaultExpiry).
+	Expires time.Duration
+	// Force publishes into a channel of another image name or key.
+	Force bool
 	// EmbedRoot puts the root image inside the PXE initramfs instead of
 	// beside it (the ISO always carries it).
 	EmbedRoot bool
@@ -162,14 +168,9 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var signKey ed25519.PrivateKey
-	if o.Channel != "" {
-		if o.SignKey == "" {
-			return nil, fmt.Errorf("--channel needs --sign KEY (slate keygen writes one)")
-		}
-		if signKey, err = payload.LoadPrivateKey(o.SignKey); err != nil {
-			return nil, fmt.Errorf("--sign: %w", err)
-		}
+	signKeys, err := loadSignKeys(o, spec.Name)
+	if err != nil {
+		return nil, err
 	}
 	layout, err := partitions.Plan(int64(spec.Disk.Size), int64(spec.Disk.ESP), int64(spec.Disk.Root), spec.Name)
 	if err != nil {
@@ -257,13 +258,6 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 		rep.Partitions = append(rep.Partitions, PartInfo{Num: p.Num, Label: p.Label, Type: p.Type, GUID: p.GUID, Start: p.Start, Size: p.Size})
 	}
 
-	if o.Channel != "" {
-		prog.Step("channel")
-		if err := publish(o.Channel, signKey, rawPath, layout.Part(partitions.NumRootA).Start, rootSize, spec, in, initrd.Bytes(), epoch, tmp); err != nil {
-			return nil, err
-		}
-	}
-
 	names := []string{}
 	if formats["pxe"] || formats["iso"] {
 		prog.Step("RAM boot files")
@@ -281,11 +275,7 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 		}
 		names = append(names, "disk.qcow2")
 	}
-	if !formats["raw"] {
-		if err := os.Remove(rawPath); err != nil {
-			return nil, err
-		}
-	} else {
+	if formats["raw"] {
 		names = append([]string{"disk.raw"}, names...)
 	}
 
@@ -305,6 +295,21 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "build.json"), append(js, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("write build.json: %w", err)
+	}
+	// Publishing is the last step that can fail: machines follow the
+	// channel at once, so only a build that has otherwise succeeded may
+	// reach it (a failed one would leave its version there, and refuse
+	// the fixed rebuild of the same version).
+	if o.Channel != "" {
+		prog.Step("channel")
+		if err := publish(o.Channel, signKeys, o, rawPath, layout.Part(partitions.NumRootA).Start, rootSize, spec, in, initrd.Bytes(), epoch, tmp); err != nil {
+			return nil, err
+		}
+	}
+	if !formats["raw"] {
+		if err := os.Remove(rawPath); err != nil {
+			return nil, err
+		}
 	}
 	// Move into place: images first, the report last, so a build.json
 	// always describes the images beside it.
@@ -432,7 +437,7 @@ func (p *timedProgress) Done() {
 // publish adds the built version to a channel folder: the root partition
 // image as built (streamed from the disk image), the kernel and the
 // initramfs.
-func publish(channel string, key ed25519.PrivateKey, rawPath string, rootStart, rootSize int64, spec *configs.Spec, in Inputs, initrd []byte, epoch time.Time, tmp string) error {
+func publish(channel string, keys []ed25519.PrivateKey, o Options, rawPath string, rootStart, rootSize int64, spec *configs.Spec, in Inputs, initrd []byte, epoch time.Time, tmp string) error {
 	initrdPath := filepath.Join(tmp, "initrd.img")
 	if err := os.WriteFile(initrdPath, initrd, 0o644); err != nil {
 		return fmt.Errorf("channel: %w", err)
@@ -442,7 +447,7 @@ func publish(channel string, key ed25519.PrivateKey, rawPath string, rootStart, 
 		return fmt.Errorf("channel: %w", err)
 	}
 	defer disk.Close()
-	m, err := payload.AddToChannel(channel, key, payload.Release{
+	m, err := payload.Publish(channel, payload.Release{
 		Name:          spec.Name,
 		Version:       spec.Version,
 		KernelVersion: in.KernelVersion,
@@ -452,7 +457,7 @@ func publish(channel string, key ed25519.PrivateKey, rawPath string, rootStart, 
 		RootSize:      rootSize,
 		Kernel:        in.Vmlinuz,
 		Initrd:        initrdPath,
-	})
+	}, payload.PublishOptions{Keys: keys, Expires: o.Expires, Force: o.Force})
 	if err != nil {
 		return err
 	}

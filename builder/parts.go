@@ -183,13 +183,14 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 		return nil, fmt.Errorf("root modules: %w", err)
 	}
 	if spec.Update != nil {
-		// the key every update is checked against
-		pub := spec.Path(spec.Update.PublicKey)
-		st, err := os.Stat(pub)
+		// the keys every update is checked against, re-encoded from the
+		// parsed keys: nothing else from the spec's key files (never a
+		// private key) reaches the public root image
+		ring, err := trustedKeyring(spec)
 		if err != nil {
-			return nil, fmt.Errorf("$.update.public_key: %w", err)
+			return nil, err
 		}
-		if err := fsys.AddFile("/usr/lib/slate/update.pub", 0o644, 0, 0, st.Size(), openFile(pub)); err != nil {
+		if err := fsys.AddFile("/usr/lib/slate/update.pub", 0o644, 0, 0, int64(len(ring)), staticBytes(ring)); err != nil {
 			return nil, fmt.Errorf("root: update.pub: %w", err)
 		}
 	}

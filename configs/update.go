@@ -1,9 +1,17 @@
 package configs
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -24,8 +32,14 @@ type Update struct {
 	// Channel is the URL of the channel folder (http or https).
 	Channel string `yaml:"channel" json:"channel"`
 	// PublicKey is the host path of the channel's update.pub; it is baked
-	// into the root and every payload is checked against it.
-	PublicKey string `yaml:"public_key" json:"public_key"`
+	// into the root and every payload is checked against it. The
+	// one-key form of PublicKeys; give one or the other.
+	PublicKey string `yaml:"public_key,omitempty" json:"public_key,omitempty"`
+	// PublicKeys are host paths of the public keys this image trusts: a
+	// version signed by any of them is accepted. Two during a key
+	// rotation (old and new); a key left out is revoked for machines
+	// running this image.
+	PublicKeys []string `yaml:"public_keys,omitempty" json:"public_keys,omitempty"`
 	// CheckInterval between checks (default 1h), with up to 10% jitter.
 	CheckInterval Duration `yaml:"check_interval,omitempty" json:"check_interval,omitempty"`
 	// Reboot is immediate (default), window or off (stage only).
@@ -157,8 +171,18 @@ func (u *Update) validate(c *collector, p string, svcs []Service) {
 	case err != nil || (ch.Scheme != "http" && ch.Scheme != "https") || ch.Host == "":
 		c.add(p+".channel", "%q is not an http or https URL", u.Channel)
 	}
-	if u.PublicKey == "" {
-		c.add(p+".public_key", "required: the path of the channel's update.pub (slate keygen writes it)")
+	switch {
+	case u.PublicKey != "" && len(u.PublicKeys) > 0:
+		c.add(p+".public_keys", "give public_key or public_keys, not both")
+	case u.PublicKey == "" && len(u.PublicKeys) == 0:
+		c.add(p+".public_key", "required: the path of the channel's update.pub (slate keygen writes it), or public_keys: a list of them")
+	case len(u.PublicKeys) > maxTrustedKeys:
+		c.add(p+".public_keys", "%d keys: at most %d", len(u.PublicKeys), maxTrustedKeys)
+	}
+	for i, k := range u.PublicKeys {
+		if k == "" {
+			c.add(index(p+".public_keys", i), "empty path")
+		}
 	}
 	if u.CheckInterval != 0 && u.CheckInterval.D() < 10*time.Second {
 		c.add(p+".check_interval", "%s is too short: at least 10s", u.CheckInterval)
@@ -189,4 +213,118 @@ func (u *Update) validate(c *collector, p string, svcs []Service) {
 			c.add(index(p+".health.commands", i)+".command", "%q: write an absolute path", hc.Command)
 		}
 	}
+}
+
+// maxTrustedKeys matches payload.MaxTrustedKeys.
+const maxTrustedKeys = 16
+
+// KeyFiles returns the paths of the trusted public keys with the JSON path
+// of each: public_key is the one-element form of public_keys.
+func (u *Update) KeyFiles() (paths, fields []string) {
+	if u.PublicKey != "" {
+		return []string{u.PublicKey}, []string{"$.update.public_key"}
+	}
+	for i, k := range u.PublicKeys {
+		paths = append(paths, k)
+		fields = append(fields, index("$.update.public_keys", i))
+	}
+	return paths, fields
+}
+
+// ParsePublicKeys reads the trusted keys the update section names, in
+// order, and refuses anything but ed25519 public keys (PKIX PEM, as slate
+// keygen writes update.pub): a private key named here would be copied into
+// every root, and the root image is public. Each error names its field.
+func (s *Spec) ParsePublicKeys() ([]ed25519.PublicKey, error) {
+	c := &collector{}
+	keys := s.parseKeys(c)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+func (s *Spec) parseKeys(c *collector) []ed25519.PublicKey {
+	if s.Update == nil {
+		return nil
+	}
+	var keys []ed25519.PublicKey
+	seen := map[string]string{}
+	paths, fields := s.Update.KeyFiles()
+	for i, rel := range paths {
+		host := s.Path(rel)
+		ks, err := readPublicKeys(host)
+		if err != nil {
+			c.add(fields[i], "%s: %v", host, err)
+			continue
+		}
+		for _, k := range ks {
+			if f, dup := seen[string(k)]; dup {
+				c.add(fields[i], "%s: the same key as %s", host, f)
+				continue
+			}
+			seen[string(k)] = fields[i]
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > maxTrustedKeys {
+		c.add("$.update.public_keys", "%d keys: at most %d", len(keys), maxTrustedKeys)
+	}
+	return keys
+}
+
+// readPublicKeys reads one key file: one or more PEM "PUBLIC KEY" blocks
+// holding ed25519 keys, nothing else.
+func readPublicKeys(path string) ([]ed25519.PublicKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errors.New("does not exist")
+		}
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, errors.New("is not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 64<<10+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > 64<<10 {
+		return nil, errors.New("is larger than 64 KiB: not a public key file")
+	}
+	if bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		return nil, errors.New("is a private key: name the public key (update.pub) here; the root image is public and would carry the private key to everyone")
+	}
+	var keys []ed25519.PublicKey
+	rest := data
+	for n := 1; len(bytes.TrimSpace(rest)) > 0; n++ {
+		block, r := pem.Decode(rest)
+		if block == nil {
+			if n == 1 {
+				return nil, errors.New("is not a PEM public key (want a \"PUBLIC KEY\" block, as slate keygen writes update.pub)")
+			}
+			return nil, fmt.Errorf("has data after PEM block %d that is not PEM", n-1)
+		}
+		rest = r
+		if block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("PEM block %d is %q, want \"PUBLIC KEY\"", n, block.Type)
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d is not a PKIX public key: %v", n, err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("PEM block %d is a %T key, want ed25519", n, k)
+		}
+		keys = append(keys, pub)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("is empty: want a PEM public key")
+	}
+	return keys, nil
 }

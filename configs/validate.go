@@ -537,11 +537,7 @@ func (s *Spec) CheckFiles() error {
 			c.add("$.ignition", "%s is not a regular file", s.Path(s.Ignition))
 		}
 	}
-	if s.Update != nil && s.Update.PublicKey != "" {
-		if st, ok := stat(c, "$.update.public_key", s.Path(s.Update.PublicKey)); ok && !st.Mode().IsRegular() {
-			c.add("$.update.public_key", "%s is not a regular file", s.Path(s.Update.PublicKey))
-		}
-	}
+	s.parseKeys(c) // update.public_key(s): ed25519 public keys only
 	return c.err()
 }
 

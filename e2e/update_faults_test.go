@@ -31,7 +31,7 @@ func variant(t *testing.T, c *channel, src, name string, mutate func(dir string)
 		t.Fatal(err)
 	}
 	copyTree(t, filepath.Join(src, "1.1.0"), filepath.Join(dir, "1.1.0"))
-	for _, f := range []string{"manifest.json", "manifest.json.sig"} {
+	for _, f := range []string{payload.ManifestFile} {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
 			t.Fatal(err)
@@ -52,7 +52,11 @@ func resign(t *testing.T, c *channel, dir string, edit func(*payload.Manifest)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := payload.ParseManifest(data)
+	env, err := payload.ParseEnvelope(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := payload.ParseManifest(env.Signed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +65,7 @@ func resign(t *testing.T, c *channel, dir string, edit func(*payload.Manifest)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := m.Marshal()
-	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "manifest.json.sig"), payload.Sign(key, out), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), payload.SignEnvelope(m.Marshal(), key), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -123,7 +123,11 @@ func TestUpdateRejectsBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := os.ReadFile(filepath.Join(d, "manifest.json"))
-		os.WriteFile(filepath.Join(d, "manifest.json.sig"), payload.Sign(key, b), 0o644)
+		env, err := payload.ParseEnvelope(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(d, "manifest.json"), payload.SignEnvelope(env.Signed, key), 0o644)
 	})
 	urls["truncated"] = variant(t, c, good, "truncated", func(d string) {
 		p := filepath.Join(d, "1.1.0", "root.img.zst")

@@ -46,7 +46,7 @@ func RunUpdater() error {
 	if spec.Update == nil {
 		return fmt.Errorf("this image has no update section in its spec")
 	}
-	pub, err := payload.LoadPublicKey(updater.PublicKeyPath)
+	pubs, err := payload.LoadPublicKeys(updater.PublicKeyPath)
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func RunUpdater() error {
 		Version:    spec.Version,
 		Slot:       Slot(),
 		Config:     *spec.Update,
-		PublicKey:  pub,
+		PublicKeys: pubs,
 		Machine:    m,
 		StateFile:  updater.DefaultStateFile,
 		StatusFile: supervisor.DefaultStatusFile,

@@ -18,17 +18,15 @@ import (
 	"github.com/slateos/slate/updater/payload"
 )
 
-// FetchManifest reads a source's manifest and checks its signature before
-// parsing it: nothing unsigned is ever interpreted.
-func FetchManifest(ctx context.Context, src Source, pub ed25519.PublicKey) (*payload.Manifest, error) {
-	data, sig, err := src.Manifest(ctx)
+// FetchManifest reads a source's manifest envelope and checks that a key
+// in trusted signed it before parsing the manifest inside: nothing
+// unsigned is ever interpreted.
+func FetchManifest(ctx context.Context, src Source, trusted ...ed25519.PublicKey) (*payload.Manifest, error) {
+	data, _, err := src.Manifest(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := payload.Verify(pub, data, sig); err != nil {
-		return nil, fmt.Errorf("%s: %w", src, err)
-	}
-	m, err := payload.ParseManifest(data)
+	m, err := payload.OpenEnvelope(trusted, data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}

@@ -30,13 +30,16 @@ const (
 
 // Daemon is `slate updated`.
 type Daemon struct {
-	Name      string // image name
-	Version   string // running version
-	Slot      string // running slot
-	Config    configs.Update
-	PublicKey ed25519.PublicKey
-	Machine   *Machine
-	StateFile string
+	Name    string // image name
+	Version string // running version
+	Slot    string // running slot
+	Config  configs.Update
+	// PublicKeys are the keys of the running image (its update.pub):
+	// a version is trusted only if one of them signed it, so a newer
+	// image that drops a key revokes it.
+	PublicKeys []ed25519.PublicKey
+	Machine    *Machine
+	StateFile  string
 	// StatusFile is the supervisor's status (health checks).
 	StatusFile string
 	// Reboot asks PID 1 to reboot.
@@ -340,11 +343,11 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 	fail := func(err error) error {
 		st.LastError = err.Error()
 		d.saveState(st)
-		d.report("failed", "err", err.Error())
+		d.report("failed", append(reasonOf(err), "err", err.Error())...)
 		return err
 	}
 	d.report("checking", "source", src.String())
-	m, err := FetchManifest(ctx, src, d.PublicKey)
+	m, err := d.fetchTrusted(ctx, src, explicit)
 	if err != nil {
 		return fail(err)
 	}

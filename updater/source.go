@@ -27,7 +27,8 @@ const maxManifest = 1 << 20
 // Source is where a version comes from: a channel over HTTP, or a channel
 // or version folder on a local file system (air-gapped machines).
 type Source interface {
-	// Manifest returns the manifest bytes and the signature file.
+	// Manifest returns the manifest envelope (manifest.json, which
+	// carries its signatures); sig is always nil since format 2.
 	Manifest(ctx context.Context) (data, sig []byte, err error)
 	// Open opens a file named by the manifest (relative to the channel)
 	// whose stored size is size.
@@ -94,15 +95,11 @@ func (s *httpSource) get(ctx context.Context, rel string) ([]byte, error) {
 }
 
 func (s *httpSource) Manifest(ctx context.Context) ([]byte, []byte, error) {
-	data, err := s.get(ctx, "manifest.json")
+	data, err := s.get(ctx, payload.ManifestFile)
 	if err != nil {
 		return nil, nil, err
 	}
-	sig, err := s.get(ctx, "manifest.json.sig")
-	if err != nil {
-		return nil, nil, err
-	}
-	return data, sig, nil
+	return data, nil, nil
 }
 
 func (s *httpSource) Open(ctx context.Context, rel string, size int64) (io.ReadCloser, error) {
@@ -133,15 +130,11 @@ func (d dirSource) Manifest(context.Context) ([]byte, []byte, error) {
 		}
 		return b, nil
 	}
-	data, err := read("manifest.json")
+	data, err := read(payload.ManifestFile)
 	if err != nil {
 		return nil, nil, err
 	}
-	sig, err := read("manifest.json.sig")
-	if err != nil {
-		return nil, nil, err
-	}
-	return data, sig, nil
+	return data, nil, nil
 }
 
 // Open resolves paths against the channel folder; given a version folder

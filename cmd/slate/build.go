@@ -14,8 +14,10 @@ import (
 )
 
 func newBuildCmd() *cobra.Command {
-	var spec, out, cache, slateBin, ver, channel, sign, rootURL string
-	var embed bool
+	var spec, out, cache, slateBin, ver, channel, rootURL string
+	var sign []string
+	var expires time.Duration
+	var embed, force bool
 	var formats []string
 	cmd := &cobra.Command{
 		Use:   "build -c SPEC -o DIR",
@@ -31,7 +33,7 @@ func newBuildCmd() *cobra.Command {
 			}
 			rep, err := builder.Build(cmd.Context(), builder.Options{
 				Spec: s, OutDir: out, Formats: formats, CacheDir: cache, Slate: slateBin,
-				Progress: newProgress(), Channel: channel, SignKey: sign,
+				Progress: newProgress(), Channel: channel, SignKeys: sign, Expires: expires, Force: force,
 				EmbedRoot: embed, RootURL: rootURL,
 			})
 			if err != nil {
@@ -52,8 +54,10 @@ func newBuildCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cache, "cache", "", "cache folder with the kernel and systemd-boot (default $SLATE_CACHE or .cache)")
 	cmd.Flags().StringVar(&slateBin, "slate", "", "static slate binary to embed (default: this one)")
 	cmd.Flags().StringVar(&ver, "version", "", "override the spec's version")
-	cmd.Flags().StringVar(&channel, "channel", "", "also add the version to this channel folder (needs --sign)")
-	cmd.Flags().StringVar(&sign, "sign", "", "private key to sign the channel manifest with (slate keygen)")
+	cmd.Flags().StringVar(&channel, "channel", "", "once the build has succeeded, add the version to this channel folder (needs --sign)")
+	cmd.Flags().StringArrayVar(&sign, "sign", nil, "private key to sign the channel manifest with (slate keygen); repeat it to sign with several keys during a key rotation")
+	cmd.Flags().DurationVar(&expires, "expires", 0, "how long the channel's top manifest is trusted before `slate channel refresh` must re-sign it (default 168h)")
+	cmd.Flags().BoolVar(&force, "force", false, "publish into a channel whose top manifest is of another image name or does not verify with --sign (every machine following it is affected)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -133,7 +134,7 @@ func newKeygenCmd() *cobra.Command {
 			if err := payload.GenerateKey(dir); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s/update.key (keep it secret)\n%s/update.pub (name it in the spec: update.public_key)\n", dir, dir)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/update.key (keep it secret)\n%s/update.pub (name it in the spec: update.public_key or update.public_keys)\n", dir, dir)
 			return nil
 		},
 	}
@@ -150,6 +151,12 @@ func newServeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if st, err := os.Stat(args[0]); err != nil || !st.IsDir() {
 				return fmt.Errorf("serve: %s is not a folder", args[0])
+			}
+			if keys, err := payload.FindPrivateKeys(args[0]); err != nil {
+				return fmt.Errorf("serve: %w", err)
+			} else if len(keys) > 0 {
+				// served or not, a private key in a published folder is a mistake to fix now
+				return fmt.Errorf("serve: %s holds a private key (%s): move it out of the folder", args[0], strings.Join(keys, ", "))
 			}
 			l, err := net.Listen("tcp", addr)
 			if err != nil {

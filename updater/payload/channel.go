@@ -1,7 +1,6 @@
 package payload
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/google/renameio/v2"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 )
 
 // Names of the stored files inside a version folder.
@@ -44,34 +44,112 @@ type Release struct {
 	Initrd        string    // path of the initramfs
 }
 
-// AddToChannel publishes in into the channel folder dir (created if missing):
+// DefaultExpiry is how long a published top manifest is trusted unless
+// PublishOptions.Expires says otherwise: long enough for a weekly refresh
+// job to miss a run, short enough that a frozen channel is noticed within
+// a week.
+const DefaultExpiry = 7 * 24 * time.Hour
+
+// MinExpiry and MaxExpiry bound PublishOptions.Expires.
+const (
+	MinExpiry = time.Second
+	MaxExpiry = 366 * 24 * time.Hour
+)
+
+// LockFile is the lock a publisher holds (flock) while it changes a channel.
+// A dot name: Serve never sends it.
+const LockFile = ".slate-channel.lock"
+
+// PublishOptions say how a version is signed into a channel.
+type PublishOptions struct {
+	// Keys sign the version's manifest and the top manifest; during a key
+	// rotation, the old and the new key. At least one.
+	Keys []ed25519.PrivateKey
+	// Expires is how long the top manifest is trusted; 0 is DefaultExpiry.
+	Expires time.Duration
+	// Force publishes into a channel whose top manifest is of another
+	// image name or does not verify with any of Keys. Every machine that
+	// follows the channel sees the change, so this is for a deliberate
+	// re-keying or re-naming, never a default.
+	Force bool
+	// Now is the clock (tests); nil is time.Now.
+	Now func() time.Time
+}
+
+func (o *PublishOptions) check() error {
+	if len(o.Keys) == 0 {
+		return errors.New("no signing key")
+	}
+	if len(o.Keys) > MaxSignatures {
+		return fmt.Errorf("%d signing keys, at most %d", len(o.Keys), MaxSignatures)
+	}
+	for i, k := range o.Keys {
+		if len(k) != ed25519.PrivateKeySize {
+			return fmt.Errorf("signing key %d is %d bytes, want %d", i+1, len(k), ed25519.PrivateKeySize)
+		}
+	}
+	if o.Expires == 0 {
+		o.Expires = DefaultExpiry
+	}
+	if o.Expires < MinExpiry || o.Expires > MaxExpiry {
+		return fmt.Errorf("expiry %s is out of range (%s to %s)", o.Expires, MinExpiry, MaxExpiry)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+func (o *PublishOptions) publicKeys() []ed25519.PublicKey {
+	pubs := make([]ed25519.PublicKey, len(o.Keys))
+	for i, k := range o.Keys {
+		pubs[i] = k.Public().(ed25519.PublicKey)
+	}
+	return pubs
+}
+
+// AddToChannel is Publish with one signing key and the default expiry.
+func AddToChannel(dir string, key ed25519.PrivateKey, in Release) (*Manifest, error) {
+	return Publish(dir, in, PublishOptions{Keys: []ed25519.PrivateKey{key}})
+}
+
+// Publish adds in to the channel folder dir (created if missing):
 //
-//	dir/<version>/root.img.zst, vmlinuz, initrd.img, manifest.json, manifest.json.sig
-//	dir/manifest.json, dir/manifest.json.sig   (only if <version> is the newest)
+//	dir/<version>/root.img.zst, vmlinuz, initrd.img, manifest.json
+//	dir/manifest.json   (only if <version> is not older than the one there)
 //
-// The root image is compressed with zstd as it streams in, and every size and
-// hash is computed while writing, so memory stays bounded whatever the image
-// size. The version folder is assembled under a hidden temporary name and
-// renamed into place, so a reader never sees half a version; the top-level
-// files are replaced atomically one after the other (manifest first), so a
-// client may for a moment see the new manifest with the old signature and must
-// treat that as "try again later".
+// Every manifest.json is an envelope (see SignEnvelope): the manifest and
+// its signatures in one file. The top one also carries published (now)
+// and expires (now + Expires).
+//
+// The root image is compressed with zstd as it streams in, and every size
+// and hash is computed while writing, so memory stays bounded whatever the
+// image size. The version folder is assembled under a hidden temporary
+// name and renamed into place, and the top file is replaced by one rename
+// after it, so a reader sees the old channel or the new one, never a mix.
+//
+// Publish holds an exclusive flock on dir/.slate-channel.lock from its
+// first look at the channel to its last write, so two publishers take
+// turns. Under the lock it refuses (unless Force) a channel whose top
+// manifest names another image or does not verify with any of the keys:
+// machines following it trust neither. It refuses a channel folder that
+// holds a private key, which a web server would hand out.
 //
 // Publishing a version that already exists succeeds if its content (name,
-// kernel version, creation time, and each file's size and sha256) is the same
-// and its manifest is signed by key; otherwise it is an error naming the
-// version. One writer per channel at a time.
-func AddToChannel(dir string, key ed25519.PrivateKey, in Release) (*Manifest, error) {
-	m, err := addToChannel(dir, key, in)
+// kernel version, kernel arguments, creation time, and each file's size
+// and sha256) is the same and its manifest verifies with the keys;
+// otherwise it is an error naming the version.
+func Publish(dir string, in Release, o PublishOptions) (*Manifest, error) {
+	m, err := publish(dir, in, o)
 	if err != nil {
 		return nil, fmt.Errorf("add %s to channel %s: %w", in.Version, dir, err)
 	}
 	return m, nil
 }
 
-func addToChannel(dir string, key ed25519.PrivateKey, in Release) (*Manifest, error) {
-	if len(key) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("signing key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+func publish(dir string, in Release, o PublishOptions) (*Manifest, error) {
+	if err := o.check(); err != nil {
+		return nil, err
 	}
 	if err := validateName(in.Name); err != nil {
 		return nil, err
@@ -96,6 +174,15 @@ func addToChannel(dir string, key ed25519.PrivateKey, in Release) (*Manifest, er
 		return nil, fmt.Errorf("root size %d is out of range (1 to %d)", in.RootSize, MaxFileSize)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	unlock, err := lockChannel(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	top, err := CheckChannel(dir, in.Name, o.publicKeys(), o.Force)
+	if err != nil {
 		return nil, err
 	}
 
@@ -140,11 +227,7 @@ func addToChannel(dir string, key ed25519.PrivateKey, in Release) (*Manifest, er
 	if _, err := ParseManifest(data); err != nil {
 		return nil, fmt.Errorf("internal error: generated manifest does not parse: %w", err)
 	}
-	sig := Sign(key, data)
-	if err := writeSynced(filepath.Join(tmp, ManifestFile), data); err != nil {
-		return nil, err
-	}
-	if err := writeSynced(filepath.Join(tmp, SignatureFile), sig); err != nil {
+	if err := writeSynced(filepath.Join(tmp, ManifestFile), SignEnvelope(data, o.Keys...)); err != nil {
 		return nil, err
 	}
 	if err := syncDir(tmp); err != nil {
@@ -152,15 +235,15 @@ func addToChannel(dir string, key ed25519.PrivateKey, in Release) (*Manifest, er
 	}
 
 	final := filepath.Join(dir, in.Version)
-	existing, err := readVersion(final, key.Public().(ed25519.PublicKey))
+	existing, err := readVersion(final, o.publicKeys())
 	switch {
 	case err == nil:
-		if !sameContent(existing.m, m) {
+		if !sameContent(existing, m) {
 			return nil, fmt.Errorf("version %s already exists in the channel with different content; publish a new version instead", in.Version)
 		}
 		// Identical: keep what is there (its compressed bytes may differ
 		// if an older zstd wrote them) and make sure the top level is right.
-		m, data, sig = existing.m, existing.data, existing.sig
+		m = existing
 	case errors.Is(err, fs.ErrNotExist):
 		if err := os.Rename(tmp, final); err != nil {
 			return nil, fmt.Errorf("version %s: %w", in.Version, err)
@@ -172,36 +255,173 @@ func addToChannel(dir string, key ed25519.PrivateKey, in Release) (*Manifest, er
 		return nil, fmt.Errorf("version %s already exists in the channel but cannot be used: %w", in.Version, err)
 	}
 
-	if err := updateTop(dir, m, data, sig); err != nil {
+	if top != nil && CompareVersions(m.Version, top.Version) < 0 {
+		// An older version is kept for machines that apply it by hand;
+		// the channel keeps offering the newer one.
+		return m, nil
+	}
+	topM := *m
+	if err := writeTop(dir, &topM, top, o); err != nil {
 		return nil, err
+	}
+	return &topM, nil
+}
+
+// Refresh re-signs the channel's top manifest with a new published time
+// and expiry, without a new version: a publisher runs it (slate channel
+// refresh) more often than the expiry, so machines can tell a live channel
+// from a frozen one. The top must verify with one of the keys and must
+// point at a version folder that is there, unless Force.
+func Refresh(dir string, o PublishOptions) (*Manifest, error) {
+	m, err := refresh(dir, o)
+	if err != nil {
+		return nil, fmt.Errorf("refresh channel %s: %w", dir, err)
 	}
 	return m, nil
 }
 
-type signedManifest struct {
-	m         *Manifest
-	data, sig []byte
+func refresh(dir string, o PublishOptions) (*Manifest, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	unlock, err := lockChannel(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	top, err := CheckChannel(dir, "", o.publicKeys(), o.Force)
+	if err != nil {
+		return nil, err
+	}
+	if top == nil {
+		return nil, errors.New("the channel has no top manifest yet: publish a version first (slate build --channel)")
+	}
+	if _, err := os.Stat(filepath.Join(dir, top.Version)); err != nil && !o.Force {
+		return nil, fmt.Errorf("the top manifest names %s, whose folder is missing: %w", top.Version, err)
+	}
+	m := *top
+	if err := writeTop(dir, &m, top, o); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
-// readVersion loads and checks the manifest of an existing version folder. A
-// missing folder gives an error wrapping fs.ErrNotExist.
-func readVersion(dir string, pub ed25519.PublicKey) (*signedManifest, error) {
+// writeTop signs m as the channel's top manifest and puts it in place with
+// one atomic rename. published only grows: a publisher whose clock is
+// behind the last one's still writes a newer manifest, so machines never
+// take a fresh publish for a replay.
+func writeTop(dir string, m *Manifest, prev *Manifest, o PublishOptions) error {
+	now := o.Now().UTC().Truncate(time.Second)
+	if prev != nil && !now.After(prev.Published) {
+		now = prev.Published.Truncate(time.Second).Add(time.Second)
+	}
+	m.Published = now
+	m.Expires = now.Add(o.Expires)
+	data := m.Marshal()
+	if _, err := ParseManifest(data); err != nil {
+		return fmt.Errorf("internal error: generated manifest does not parse: %w", err)
+	}
+	if err := renameio.WriteFile(filepath.Join(dir, ManifestFile), SignEnvelope(data, o.Keys...), 0o644); err != nil {
+		return err
+	}
+	// A format 1 signature beside a format 2 envelope would only confuse.
+	if err := os.Remove(filepath.Join(dir, LegacySignatureFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// CheckChannel is what a publisher checks before it changes a channel: no
+// private key in the folder (ever, even with force), and a top manifest,
+// if there is one, that verifies with one of pubs and names the image name
+// (if not empty). It returns the current top manifest, nil if there is
+// none (with force: the top as it is, unverified, or nil if it does not
+// parse). The builder calls it before a build as well, so a build that could
+// not be published fails in seconds, not after minutes.
+func CheckChannel(dir, name string, pubs []ed25519.PublicKey, force bool) (*Manifest, error) {
+	keys, err := FindPrivateKeys(dir)
+	if err != nil {
+		return nil, fmt.Errorf("look for private keys in the channel folder: %w", err)
+	}
+	if len(keys) > 0 {
+		return nil, fmt.Errorf("the channel folder holds a private key (%s): a web server would publish it; move it out of %s", strings.Join(keys, ", "), dir)
+	}
+	data, err := readBounded(filepath.Join(dir, ManifestFile), 1<<20)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("top manifest: %w", err)
+	}
+	top, err := OpenEnvelope(pubs, data)
+	if err != nil {
+		if force {
+			// Taken over as it is: its version still orders the
+			// channel and its publish time still only grows.
+			return readUnverified(data), nil
+		}
+		return nil, fmt.Errorf("the channel's top manifest does not verify with the signing key(s) %s: %w; machines following it would refuse this version (use --force to take the channel over)", keyIDs(pubs), err)
+	}
+	if name != "" && top.Name != name && !force {
+		return nil, fmt.Errorf("the channel serves image %q, this is %q: machines following it would refuse this version (use another channel, or --force)", top.Name, name)
+	}
+	return top, nil
+}
+
+// readUnverified parses a top manifest without checking its signatures,
+// for a forced publish or refresh only; nil if it does not parse.
+func readUnverified(data []byte) *Manifest {
+	env, err := ParseEnvelope(data)
+	if err != nil {
+		return nil
+	}
+	m, err := ParseManifest(env.Signed)
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+func keyIDs(pubs []ed25519.PublicKey) string {
+	ids := make([]string, len(pubs))
+	for i, k := range pubs {
+		ids[i] = KeyID(k)
+	}
+	return strings.Join(ids, ", ")
+}
+
+// lockChannel takes the channel's publisher lock, waiting for another
+// publisher to finish.
+func lockChannel(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock channel: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock channel: %w", err)
+	}
+	// Closing the file releases the lock.
+	return func() { f.Close() }, nil
+}
+
+// readVersion loads and checks the manifest of an existing version folder.
+// A missing folder gives an error wrapping fs.ErrNotExist.
+func readVersion(dir string, pubs []ed25519.PublicKey) (*Manifest, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	data, err := readBounded(filepath.Join(dir, ManifestFile), 1<<20)
 	if err != nil {
 		return nil, noExist(err)
 	}
-	sig, err := os.ReadFile(filepath.Join(dir, SignatureFile))
-	if err != nil {
-		return nil, noExist(err)
-	}
-	m, err := OpenManifest(pub, data, sig)
-	if err != nil {
-		return nil, err
-	}
-	return &signedManifest{m: m, data: data, sig: sig}, nil
+	return OpenEnvelope(pubs, data)
 }
 
 // noExist hides fs.ErrNotExist for files inside a folder that exists: that
@@ -226,39 +446,6 @@ func sameContent(a, b *Manifest) bool {
 		}
 	}
 	return true
-}
-
-// updateTop points the channel's top-level manifest at m if m is newer than
-// the one there. The top-level manifest is a copy of the version's own bytes:
-// paths are relative to the channel folder, so the same signed bytes are valid
-// in both places.
-func updateTop(dir string, m *Manifest, data, sig []byte) error {
-	top := filepath.Join(dir, ManifestFile)
-	cur, err := os.ReadFile(top)
-	switch {
-	case err == nil:
-		cm, err := ParseManifest(cur)
-		if err != nil {
-			return fmt.Errorf("current top-level manifest: %w", err)
-		}
-		if CompareVersions(m.Version, cm.Version) < 0 {
-			return nil
-		}
-		if CompareVersions(m.Version, cm.Version) == 0 && bytes.Equal(cur, data) {
-			// Already current; rewrite only the signature if it differs
-			// (a crash between the two renames leaves them apart).
-			if s, err := os.ReadFile(filepath.Join(dir, SignatureFile)); err == nil && bytes.Equal(s, sig) {
-				return nil
-			}
-		}
-	case errors.Is(err, fs.ErrNotExist):
-	default:
-		return err
-	}
-	if err := renameio.WriteFile(top, data, 0o644); err != nil {
-		return err
-	}
-	return renameio.WriteFile(filepath.Join(dir, SignatureFile), sig, 0o644)
 }
 
 // writeZstd compresses size bytes from r into the new file dst and returns

@@ -20,17 +20,9 @@ import (
 func TestRoundTrip(t *testing.T) {
 	f := fixture(t)
 
-	top, err := os.ReadFile(filepath.Join(f.channel, ManifestFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	topSig, err := os.ReadFile(filepath.Join(f.channel, SignatureFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm, err := OpenManifest(f.pub, top, topSig)
-	if err != nil {
-		t.Fatalf("top-level manifest: %v", err)
+	tm := readTop(t, f.channel, f.pub)
+	if tm.Expires.Sub(tm.Published) != DefaultExpiry || time.Since(tm.Published) > time.Hour {
+		t.Errorf("top-level manifest published %s, expires %s: want now and now+%s", tm.Published, tm.Expires, DefaultExpiry)
 	}
 	if tm.Version != fixtureNewest {
 		t.Errorf("top-level manifest is %s, want the newest %s", tm.Version, fixtureNewest)
@@ -39,23 +31,27 @@ func TestRoundTrip(t *testing.T) {
 	for _, r := range fixtureReleases {
 		t.Run("disk/"+r.version, func(t *testing.T) {
 			vdir := filepath.Join(f.channel, r.version)
-			data, err := os.ReadFile(filepath.Join(vdir, ManifestFile))
+			raw, err := os.ReadFile(filepath.Join(vdir, ManifestFile))
 			if err != nil {
 				t.Fatal(err)
 			}
-			sig, err := os.ReadFile(filepath.Join(vdir, SignatureFile))
+			env, err := ParseEnvelope(raw)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := Verify(f.pub, data, sig); err != nil {
+			if _, err := env.Verify([]ed25519.PublicKey{f.pub}); err != nil {
 				t.Fatal(err)
 			}
+			data := env.Signed
 			m, err := ParseManifest(data)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(m.Marshal(), data) {
+			if !bytes.Equal(bytes.TrimSpace(m.Marshal()), data) {
 				t.Error("re-marshalled manifest differs from the stored bytes")
+			}
+			if !m.Published.IsZero() || !m.Expires.IsZero() {
+				t.Errorf("a version folder's manifest has published %s, expires %s: want neither", m.Published, m.Expires)
 			}
 			if m.Version != r.version || m.Name != "slate-demo" || !m.Created.Equal(fixtureCreated) {
 				t.Errorf("manifest header = %+v", m)
@@ -135,24 +131,13 @@ func TestAddToChannelTopLevelOrder(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			data, err := os.ReadFile(filepath.Join(ch, ManifestFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			sig, err := os.ReadFile(filepath.Join(ch, SignatureFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := OpenManifest(priv.Public().(ed25519.PublicKey), data, sig)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := readTop(t, ch, priv.Public().(ed25519.PublicKey))
 			if m.Version != tc.want {
 				t.Errorf("top-level manifest is %s, want %s", m.Version, tc.want)
 			}
 			entries, _ := os.ReadDir(ch)
 			for _, e := range entries {
-				if strings.HasPrefix(e.Name(), ".") {
+				if strings.HasPrefix(e.Name(), ".") && e.Name() != LockFile {
 					t.Errorf("leftover %s in the channel", e.Name())
 				}
 			}
@@ -177,17 +162,17 @@ func TestAddToChannelExisting(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Run("identical content is a no-op", func(t *testing.T) {
-		before := snapshot(t, ch)
+	t.Run("identical content keeps the version and refreshes the top", func(t *testing.T) {
+		before := snapshot(t, filepath.Join(ch, "1.0.0"))
 		m2, err := addTestRelease(ch, priv, base, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(m1.Marshal(), m2.Marshal()) {
-			t.Error("second add returned a different manifest")
+		if !sameContent(m1, m2) || !m2.Published.After(m1.Published) {
+			t.Errorf("second add returned %+v, want the same content published later than %s", m2, m1.Published)
 		}
-		if after := snapshot(t, ch); after != before {
-			t.Errorf("channel changed:\n%s\n---\n%s", before, after)
+		if after := snapshot(t, filepath.Join(ch, "1.0.0")); after != before {
+			t.Errorf("version folder changed:\n%s\n---\n%s", before, after)
 		}
 	})
 
@@ -202,7 +187,7 @@ func TestAddToChannelExisting(t *testing.T) {
 	}{
 		{"different kernel", priv, changed, "version 1.0.0 already exists in the channel with different content"},
 		{"different root", priv, testRelease{version: "1.0.0", rootSize: base.rootSize, every: 3, kernel: base.kernel, initrd: base.initrd}, "with different content"},
-		{"signed by another key", otherPriv, base, "signature does not match"},
+		{"signed by another key", otherPriv, base, "does not verify with the signing key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,7 +229,7 @@ func TestAddToChannelBadInput(t *testing.T) {
 		{"no created", priv, func(r *Release) { r.Created = time.Time{} }, "no creation time"},
 		{"missing kernel", priv, func(r *Release) { r.Kernel = filepath.Join(scratch, "nope") }, "kernel: open"},
 		{"empty initrd", priv, func(r *Release) { r.Initrd = empty }, "initrd:"},
-		{"bad key", ed25519.PrivateKey(make([]byte, 10)), func(r *Release) {}, "signing key is 10 bytes"},
+		{"bad key", ed25519.PrivateKey(make([]byte, 10)), func(r *Release) {}, "signing key 1 is 10 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -271,6 +256,9 @@ func snapshot(t *testing.T, dir string) string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
+		if d.Name() == LockFile {
+			return nil
+		}
 		if d.IsDir() {
 			b.WriteString(rel + "/\n")
 			return nil

@@ -55,32 +55,52 @@ func FuzzParseManifest(f *testing.F) {
 	})
 }
 
-// FuzzVerify feeds random manifests and signature files to Verify: nothing
-// may panic and nothing may verify, except the one real pair.
-func FuzzVerify(f *testing.F) {
+// FuzzEnvelope feeds random envelope files to ParseEnvelope and
+// OpenEnvelope: nothing may panic, every refusal names a JSON path or a
+// signature error, and nothing verifies unless its signed bytes are the
+// real manifest's (the fuzzer cannot forge ed25519).
+func FuzzEnvelope(f *testing.F) {
 	seed := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
 	pub := seed.Public().(ed25519.PublicKey)
 	base, _ := json.Marshal(baseManifest())
-	good := Sign(seed, base)
-	f.Add(base, Sign(seed, []byte("another manifest")))
-	f.Add(append(append([]byte{}, base...), ' '), good)
-	f.Add(base, good[:len(good)-2])
-	f.Add(base, bytes.ReplaceAll(good, []byte("\n"), []byte("\r\n")))
-	f.Add([]byte{}, []byte{})
-	f.Add(base, []byte("not a signature at all, but long enough to be one if it were base64 ....\n"))
-	f.Fuzz(func(t *testing.T, manifest, sig []byte) {
-		err := Verify(pub, manifest, sig)
-		if err == nil {
-			if bytes.Equal(manifest, base) {
-				return // the fuzzer rebuilt the real signature; fine
+	good := SignEnvelope(base, seed)
+	f.Add(good)
+	f.Add(SignEnvelope(base, other, seed))
+	f.Add(SignEnvelope(base, other))
+	f.Add(SignEnvelope([]byte(`{"format":2}`), seed))
+	f.Add(bytes.Replace(good, []byte(`"signed": {`), []byte(`"signed": {"x":1,`), 1))
+	f.Add([]byte(`{"format":2,"signatures":[],"signed":{}}`))
+	f.Add([]byte(`{"format":2,"signatures":[{"key_id":"0011223344556677","sig":""}],"signed":{},"signed":{}}`))
+	f.Add(base)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		env, err := ParseEnvelope(data)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error without a JSON path: %v", err)
 			}
-			t.Fatalf("forged signature verified:\nmanifest %q\nsig %q", manifest, sig)
+			if _, err := OpenEnvelope([]ed25519.PublicKey{pub}, data); err == nil {
+				t.Fatal("OpenEnvelope accepted what ParseEnvelope refused")
+			}
+			return
 		}
-		if !errors.Is(err, ErrSignatureMismatch) && !errors.Is(err, ErrMalformedSignature) {
+		if len(env.Signatures) == 0 || len(env.Signatures) > MaxSignatures {
+			t.Fatalf("accepted %d signatures", len(env.Signatures))
+		}
+		_, err = env.Verify([]ed25519.PublicKey{pub})
+		if err == nil {
+			if !bytes.Equal(env.Signed, bytes.TrimSpace(base)) && string(env.Signed) != `{"format":2}` {
+				t.Fatalf("forged envelope verified:\n%q", data)
+			}
+			return
+		}
+		if !errors.Is(err, ErrSignatureMismatch) && !errors.Is(err, ErrUntrusted) {
 			t.Fatalf("unexpected error class: %v", err)
 		}
-		if _, err := OpenManifest(pub, manifest, sig); err == nil {
-			t.Fatal("OpenManifest accepted what Verify refused")
+		if _, err := OpenEnvelope([]ed25519.PublicKey{pub}, data); err == nil {
+			t.Fatal("OpenEnvelope accepted what Verify refused")
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
@@ -254,11 +255,7 @@ func download(ctx context.Context, t testing.TB, client *http.Client, base strin
 	if err != nil {
 		return nil, nil, err
 	}
-	sig, err := get(SignatureFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	m, err := OpenManifest(pub, data, sig)
+	m, err := OpenEnvelope([]ed25519.PublicKey{pub}, data)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -284,3 +281,19 @@ func download(ctx context.Context, t testing.TB, client *http.Client, base strin
 	}
 	return m, requests, nil
 }
+
+// readTop reads and verifies a channel's top manifest.
+func readTop(t testing.TB, dir string, pubs ...ed25519.PublicKey) *Manifest {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenEnvelope(pubs, data)
+	if err != nil {
+		t.Fatalf("top-level manifest: %v", err)
+	}
+	return m
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -168,3 +169,144 @@ func decodePEM(data []byte, want string) ([]byte, error) {
 
 // keyKind names a key type for error messages (*rsa.PublicKey, *ecdsa.PrivateKey, ...).
 func keyKind(k any) string { return fmt.Sprintf("%T", k) }
+
+// MaxKeyringFile bounds a keyring file: a few PEM blocks, never megabytes.
+const MaxKeyringFile = 64 << 10
+
+// MaxTrustedKeys bounds the keys an image trusts.
+const MaxTrustedKeys = 16
+
+// ParsePublicKeys parses a keyring: one or more PEM "PUBLIC KEY" blocks,
+// each a PKIX ed25519 key, and nothing else. A private key anywhere in the
+// data is an error that says so (an image built with it would publish it).
+func ParsePublicKeys(data []byte) ([]ed25519.PublicKey, error) {
+	if ContainsPrivateKey(data) {
+		return nil, errors.New("this is a private key; name the public key (update.pub) instead, and keep the private key off the image")
+	}
+	var keys []ed25519.PublicKey
+	rest := data
+	for n := 1; ; n++ {
+		if len(bytes.TrimSpace(rest)) == 0 {
+			break
+		}
+		block, r := pem.Decode(rest)
+		if block == nil {
+			if n == 1 {
+				return nil, fmt.Errorf("no PEM block found (want %q)", pemPublic)
+			}
+			return nil, fmt.Errorf("unexpected data after PEM block %d", n-1)
+		}
+		rest = r
+		if block.Type != pemPublic {
+			return nil, fmt.Errorf("PEM block %d is %q, want %q", n, block.Type, pemPublic)
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: not a PKIX public key: %w", n, err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("PEM block %d: public key is %s, not ed25519", n, keyKind(k))
+		}
+		for _, have := range keys {
+			if have.Equal(pub) {
+				return nil, fmt.Errorf("PEM block %d: key %s appears twice", n, KeyID(pub))
+			}
+		}
+		if len(keys) == MaxTrustedKeys {
+			return nil, fmt.Errorf("more than %d keys", MaxTrustedKeys)
+		}
+		keys = append(keys, pub)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("no PEM block found (want %q)", pemPublic)
+	}
+	return keys, nil
+}
+
+// LoadPublicKeys reads a keyring file (see ParsePublicKeys), such as an
+// image's /usr/lib/slate/update.pub.
+func LoadPublicKeys(path string) ([]ed25519.PublicKey, error) {
+	data, err := readBounded(path, MaxKeyringFile)
+	if err != nil {
+		return nil, fmt.Errorf("load public keys: %w", err)
+	}
+	keys, err := ParsePublicKeys(data)
+	if err != nil {
+		return nil, fmt.Errorf("load public keys %s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// MarshalPublicKeys writes keys as a keyring (PKIX PEM blocks). The builder
+// writes the image's trusted keys this way, re-encoded from the parsed
+// keys, so whatever else the spec's key file held never reaches the image.
+func MarshalPublicKeys(keys []ed25519.PublicKey) ([]byte, error) {
+	var b bytes.Buffer
+	for _, k := range keys {
+		der, err := x509.MarshalPKIXPublicKey(k)
+		if err != nil {
+			return nil, err
+		}
+		if err := pem.Encode(&b, &pem.Block{Type: pemPublic, Bytes: der}); err != nil {
+			return nil, err
+		}
+	}
+	return b.Bytes(), nil
+}
+
+// ContainsPrivateKey reports whether data holds a PEM private key of any
+// kind (PKCS#8, encrypted PKCS#8, OpenSSH, RSA, EC): what must never be
+// published.
+func ContainsPrivateKey(data []byte) bool {
+	return bytes.Contains(data, []byte("PRIVATE KEY-----"))
+}
+
+// FindPrivateKeys walks a channel folder and returns the files that hold
+// a private key. Only files up to MaxKeyringFile are read: key files are
+// small, images are not. Symlinks are not followed (Serve does not follow
+// them out of the folder either).
+func FindPrivateKeys(dir string) ([]string, error) {
+	var found []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == dir {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil || info.Size() > MaxKeyringFile {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			// unreadable to us: Serve would not send it either
+			return nil
+		}
+		if ContainsPrivateKey(data) {
+			found = append(found, p)
+		}
+		return nil
+	})
+	return found, err
+}
+
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes: not a key file", path, max)
+	}
+	return data, nil
+}

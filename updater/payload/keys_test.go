@@ -48,8 +48,12 @@ func TestGenerateKey(t *testing.T) {
 	if !pub.Equal(priv.Public()) {
 		t.Error("public key does not belong to the private key")
 	}
-	msg := []byte("manifest")
-	if err := Verify(pub, msg, Sign(priv, msg)); err != nil {
+	msg := []byte("{}")
+	env, err := ParseEnvelope(SignEnvelope(msg, priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Verify([]ed25519.PublicKey{pub}); err != nil {
 		t.Errorf("signature by the generated key: %v", err)
 	}
 

@@ -16,8 +16,12 @@ import (
 	"github.com/Masterminds/semver/v3"
 )
 
-// FormatVersion is the manifest format this package reads and writes.
-const FormatVersion = 1
+// FormatVersion is the manifest (and envelope) format this package reads and
+// writes. Format 2 put the signatures inside the same file as the manifest
+// (see Envelope) and added published and expires; format 1 had a detached
+// manifest.json.sig, which a reader could see paired with another
+// manifest while a publisher replaced the two files one after the other.
+const FormatVersion = 2
 
 // MaxFileSize bounds every size in a manifest. A root partition larger than this
 // is not a slate image; the bound also keeps a lying manifest from asking the
@@ -53,7 +57,19 @@ type Manifest struct {
 	// keep the running entry's.
 	KernelArgs []string
 	Created    time.Time // build time, UTC
-	Files      []File    // exactly one file per role
+	// Published is when this manifest was signed (wall clock, not the
+	// build's reproducible epoch). A channel's top manifest always has
+	// one, and it only grows: a machine remembers the newest it saw and
+	// refuses an older one (a replay). Zero in a version folder's own
+	// manifest.
+	Published time.Time
+	// Expires is when the top manifest stops being trusted: a publisher
+	// re-signs it (slate channel refresh) before then, so a frozen
+	// channel (a mirror that keeps serving an old manifest) is noticed.
+	// Zero in a version folder's manifest, which describes immutable
+	// files and is applied only by hand (slate update apply).
+	Expires time.Time
+	Files   []File // exactly one file per role
 }
 
 // File is one stored file of a version.
@@ -85,6 +101,8 @@ type jsonManifest struct {
 	KernelVersion string     `json:"kernel_version"`
 	KernelArgs    []string   `json:"kernel_args,omitempty"`
 	Created       string     `json:"created"`
+	Published     string     `json:"published,omitempty"`
+	Expires       string     `json:"expires,omitempty"`
 	Files         []jsonFile `json:"files"`
 }
 
@@ -109,6 +127,8 @@ func (m *Manifest) Marshal() []byte {
 		KernelVersion: m.KernelVersion,
 		KernelArgs:    m.KernelArgs,
 		Created:       m.Created.UTC().Format(time.RFC3339Nano),
+		Published:     formatOptionalTime(m.Published),
+		Expires:       formatOptionalTime(m.Expires),
 		Files:         make([]jsonFile, 0, len(m.Files)),
 	}
 	for _, f := range m.Files {
@@ -174,10 +194,10 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, &FieldError{Path: "$.format", Err: newerFormatError{format}}
 	}
 	if format != FormatVersion {
-		return nil, fieldErr("$.format", "format must be %d, got %d", FormatVersion, format)
+		return nil, fieldErr("$.format", "format must be %d, got %d (format 1 channels are republished with this slate)", FormatVersion, format)
 	}
 	m.Format = int(format)
-	known := []string{"format", "name", "version", "kernel_version", "kernel_args", "created", "files"}
+	known := []string{"format", "name", "version", "kernel_version", "kernel_args", "created", "published", "expires", "files"}
 	if err := checkKeys(obj, "$", known); err != nil {
 		return nil, err
 	}
@@ -209,6 +229,15 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 	if m.Created, err = parseCreated(created); err != nil {
 		return nil, &FieldError{Path: "$.created", Err: err}
+	}
+	if m.Published, err = optionalTimeField(obj, "published"); err != nil {
+		return nil, err
+	}
+	if m.Expires, err = optionalTimeField(obj, "expires"); err != nil {
+		return nil, err
+	}
+	if !m.Expires.IsZero() && !m.Expires.After(m.Published) {
+		return nil, fieldErr("$.expires", "must be after published (%s)", formatOptionalTime(m.Published))
 	}
 
 	rawFiles, err := required(obj, "$", "files")
@@ -552,9 +581,13 @@ func parseVersion(s string) (*semver.Version, error) {
 // MaxKernelArgs bounds the kernel command line a manifest may carry.
 const MaxKernelArgs = 128
 
+// ReservedKernelArgs are the kernel arguments slate sets itself in every
+// boot entry (the same list the spec refuses in kernel.args): root= and
+// slate.slot= name the slot being written, init= would replace slate's init.
+var ReservedKernelArgs = []string{"root", "init", "slate.slot"}
+
 // kernelArgsField reads the optional kernel_args: strings without
-// whitespace or control characters, never root= or slate.slot= (the
-// updater owns those: they name the slot being written).
+// whitespace or control characters, never one of ReservedKernelArgs.
 func kernelArgsField(obj map[string]json.RawMessage) ([]string, error) {
 	raw, ok := obj["kernel_args"]
 	if !ok {
@@ -582,8 +615,10 @@ func kernelArgsField(obj map[string]json.RawMessage) ([]string, error) {
 		if a == "" || strings.IndexFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 			return nil, fieldErr(p, "%q: empty, or has whitespace or control characters", a)
 		}
-		if strings.HasPrefix(a, "root=") || strings.HasPrefix(a, "slate.slot=") {
-			return nil, fieldErr(p, "%q: root= and slate.slot= are set by the updater", a)
+		for _, r := range ReservedKernelArgs {
+			if a == r || strings.HasPrefix(a, r+"=") {
+				return nil, fieldErr(p, "%q: %s= is reserved: slate sets root=, init= and slate.slot= itself", a, r)
+			}
 		}
 		total += len(a) + 1
 		if total > 4096 {
@@ -595,4 +630,27 @@ func kernelArgsField(obj map[string]json.RawMessage) ([]string, error) {
 		return nil, fieldErr("$.kernel_args", "malformed array: %v", err)
 	}
 	return args, nil
+}
+
+func formatOptionalTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// optionalTimeField reads an RFC 3339 time that may be absent (zero).
+func optionalTimeField(obj map[string]json.RawMessage, key string) (time.Time, error) {
+	if _, ok := obj[key]; !ok {
+		return time.Time{}, nil
+	}
+	s, err := stringField(obj, "$", key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, err := parseCreated(s)
+	if err != nil {
+		return time.Time{}, fieldErr("$."+key, "%q is not an RFC 3339 time in 1970..9999, like 2026-11-25T10:00:00Z", s)
+	}
+	return t, nil
 }

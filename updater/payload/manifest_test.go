@@ -18,7 +18,7 @@ const (
 // baseManifest is a valid manifest as generic JSON, for tests to break.
 func baseManifest() map[string]any {
 	return map[string]any{
-		"format": 1, "name": "slate-demo", "version": "1.1.0", "kernel_version": "6.1.0-56-amd64",
+		"format": 2, "name": "slate-demo", "version": "1.1.0", "kernel_version": "6.1.0-56-amd64",
 		"created": "2026-11-25T10:00:00Z",
 		"files": []any{
 			map[string]any{"role": "root", "path": "1.1.0/root.img.zst", "size": 1073741824, "compressed_size": 1234567,
@@ -40,7 +40,7 @@ func TestParseManifestValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Manifest{
-		Format: 1, Name: "slate-demo", Version: "1.1.0", KernelVersion: "6.1.0-56-amd64",
+		Format: 2, Name: "slate-demo", Version: "1.1.0", KernelVersion: "6.1.0-56-amd64",
 		Created: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
 		Files: []File{
 			{Role: "root", Path: "1.1.0/root.img.zst", Size: 1 << 30, CompressedSize: 1234567, SHA256: hashA, CompressedSHA256: hashB, Compression: "zstd"},
@@ -60,7 +60,7 @@ func TestParseManifestValid(t *testing.T) {
 		t.Error("Marshal/ParseManifest round trip is not stable")
 	}
 	// The encoding is fixed: field order, indentation, final newline.
-	if !strings.HasPrefix(string(out), "{\n  \"format\": 1,\n  \"name\": \"slate-demo\",\n  \"version\": \"1.1.0\",\n  \"kernel_version\"") ||
+	if !strings.HasPrefix(string(out), "{\n  \"format\": 2,\n  \"name\": \"slate-demo\",\n  \"version\": \"1.1.0\",\n  \"kernel_version\"") ||
 		!strings.HasSuffix(string(out), "}\n") || !strings.Contains(string(out), "\n    {\n      \"role\": \"root\",\n      \"path\": ") {
 		t.Errorf("unexpected encoding:\n%s", out)
 	}
@@ -101,13 +101,22 @@ func TestParseManifestErrors(t *testing.T) {
 		want   string
 	}{
 		{name: "unknown field", mutate: set("extra", true), want: "error at $.extra: unknown field"},
+		{name: "kernel_args root=", mutate: set("kernel_args", []string{"quiet", "root=/dev/sda2"}), want: `error at $.kernel_args[1]: "root=/dev/sda2": root= is reserved`},
+		{name: "kernel_args init=", mutate: set("kernel_args", []string{"init=/bin/sh"}), want: `error at $.kernel_args[0]: "init=/bin/sh": init= is reserved`},
+		{name: "kernel_args slate.slot=", mutate: set("kernel_args", []string{"slate.slot=b"}), want: `error at $.kernel_args[0]: "slate.slot=b": slate.slot= is reserved`},
+		{name: "kernel_args bare init", mutate: set("kernel_args", []string{"init"}), want: `error at $.kernel_args[0]: "init": init= is reserved`},
+		{name: "kernel_args space", mutate: set("kernel_args", []string{"a b"}), want: `error at $.kernel_args[0]: "a b": empty, or has whitespace`},
+		{name: "published not a time", mutate: set("published", "yesterday"), want: `error at $.published: "yesterday" is not an RFC 3339 time`},
+		{name: "expires before published", mutate: func(m map[string]any) { m["published"] = "2026-12-02T00:00:00Z"; m["expires"] = "2026-12-01T00:00:00Z" }, want: "error at $.expires: must be after published"},
+		{name: "expires a number", mutate: set("expires", 5), want: "error at $.expires: must be a string"},
 		{name: "unknown odd field", mutate: set("a b", 1), want: `error at $["a b"]: unknown field`},
 		{name: "unknown file field", mutate: setFile(1, "mode", "0644"), want: "error at $.files[1].mode: unknown field"},
-		{name: "format 2", mutate: set("format", 2), want: "error at $.format: manifest format 2 is newer than this slate understands"},
-		{name: "format 2 with new fields", mutate: func(m map[string]any) { m["format"] = 2; m["delta"] = "x" }, want: "manifest format 2 is newer"},
-		{name: "format 0", mutate: set("format", 0), want: "error at $.format: format must be 1, got 0"},
-		{name: "format string", mutate: set("format", "1"), want: "error at $.format: must be a number"},
-		{name: "format fraction", mutate: set("format", 1.5), want: "error at $.format: must be a whole number"},
+		{name: "format 3", mutate: set("format", 3), want: "error at $.format: manifest format 3 is newer than this slate understands"},
+		{name: "format 3 with new fields", mutate: func(m map[string]any) { m["format"] = 3; m["delta"] = "x" }, want: "manifest format 3 is newer"},
+		{name: "format 1", mutate: set("format", 1), want: "error at $.format: format must be 2, got 1"},
+		{name: "format 0", mutate: set("format", 0), want: "error at $.format: format must be 2, got 0"},
+		{name: "format string", mutate: set("format", "2"), want: "error at $.format: must be a number"},
+		{name: "format fraction", mutate: set("format", 2.5), want: "error at $.format: must be a whole number"},
 		{name: "format missing", mutate: del("format"), want: "error at $.format: required field is missing"},
 		{name: "name null", mutate: set("name", nil), want: "error at $.name: must not be null"},
 		{name: "name uppercase", mutate: set("name", "Slate"), want: "error at $.name: name \"Slate\" must match"},
@@ -152,12 +161,12 @@ func TestParseManifestErrors(t *testing.T) {
 		{name: "compression gzip", mutate: setFile(0, "compression", "gzip"), want: "error at $.files[0].compression: unknown compression \"gzip\""},
 		{name: "none with other size", mutate: setFile(1, "compressed_size", 7), want: "error at $.files[1].compressed_size: must equal size (8000000) when compression is \"none\""},
 		{name: "none with other hash", mutate: setFile(1, "compressed_sha256", hashA), want: "error at $.files[1].compressed_sha256: must equal sha256"},
-		{name: "duplicate key", raw: `{"format":1,"format":1}`, want: "error at $.format: field appears more than once"},
+		{name: "duplicate key", raw: `{"format":2,"format":2}`, want: "error at $.format: field appears more than once"},
 		{name: "duplicate file key", mutate: nil, raw: dupFileKey(), want: "error at $.files[0].role: field appears more than once"},
 		{name: "trailing data", raw: `{}{}`, want: "error at $: unexpected data after the manifest object"},
 		{name: "array", raw: `[]`, want: "error at $: must be an object"},
 		{name: "empty", raw: ``, want: "error at $: malformed JSON"},
-		{name: "truncated", raw: `{"format": 1, "name": "x"`, want: "malformed JSON"},
+		{name: "truncated", raw: `{"format": 2, "name": "x"`, want: "malformed JSON"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,6 +28,9 @@ func TestServe(t *testing.T) {
 	must(os.WriteFile(filepath.Join(base, "secret"), []byte("secret"), 0o600))
 	must(os.Symlink(filepath.Join(base, "secret"), filepath.Join(ch, "escape")))
 	must(os.Symlink("../secret", filepath.Join(ch, "1.0.0", "rel-escape")))
+	must(os.WriteFile(filepath.Join(ch, "update.key"), []byte("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"), 0o644))
+	must(os.WriteFile(filepath.Join(ch, "1.0.0", "id_ed25519"), []byte("x\n-----BEGIN OPENSSH PRIVATE KEY-----\n"), 0o644))
+	must(os.WriteFile(filepath.Join(ch, "1.0.0", "root-only"), []byte("only root reads this"), 0o640))
 
 	h := Serve(ch)
 	tests := []struct {
@@ -49,6 +52,9 @@ func TestServe(t *testing.T) {
 		{name: "absolute symlink", path: "/escape", status: 404},
 		{name: "relative symlink", path: "/1.0.0/rel-escape", status: 404},
 		{name: "missing", path: "/2.0.0/vmlinuz", status: 404},
+		{name: "private key", path: "/update.key", status: 404},
+		{name: "private key of another kind", path: "/1.0.0/id_ed25519", status: 404},
+		{name: "not world-readable", path: "/1.0.0/root-only", status: 404},
 		{name: "post", method: "POST", path: "/1.0.0/vmlinuz", status: 405},
 		{name: "put", method: "PUT", path: "/manifest.json", status: 405},
 	}

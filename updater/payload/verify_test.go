@@ -25,12 +25,12 @@ type memChannel map[string][]byte
 func loadChannel(t testing.TB, f *fixtureT, version string) memChannel {
 	t.Helper()
 	c := memChannel{}
-	for _, name := range []string{ManifestFile, SignatureFile, RootFile, KernelFile, InitrdFile} {
+	for _, name := range []string{ManifestFile, RootFile, KernelFile, InitrdFile} {
 		data, err := os.ReadFile(filepath.Join(f.channel, version, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if name == ManifestFile || name == SignatureFile {
+		if name == ManifestFile {
 			c[name] = data
 		} else {
 			c[version+"/"+name] = data
@@ -44,13 +44,34 @@ func loadChannel(t testing.TB, f *fixtureT, version string) memChannel {
 // host could produce.
 func (c memChannel) resign(t testing.TB, key ed25519.PrivateKey, edit func(*Manifest)) {
 	t.Helper()
-	m, err := ParseManifest(c[ManifestFile])
+	m := c.manifest(t)
+	edit(m)
+	c[ManifestFile] = SignEnvelope(m.Marshal(), key)
+}
+
+// manifest parses the (unverified) manifest inside the envelope.
+func (c memChannel) manifest(t testing.TB) *Manifest {
+	t.Helper()
+	env, err := ParseEnvelope(c[ManifestFile])
 	if err != nil {
 		t.Fatal(err)
 	}
-	edit(m)
-	c[ManifestFile] = m.Marshal()
-	c[SignatureFile] = Sign(key, c[ManifestFile])
+	m, err := ParseManifest(env.Signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// setSig replaces the first signature's base64 text.
+func (c memChannel) setSig(t testing.TB, edit func(string) string) {
+	t.Helper()
+	env, err := ParseEnvelope(c[ManifestFile])
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := b64(env.Signatures[0].Sig)
+	c[ManifestFile] = bytes.Replace(c[ManifestFile], []byte(`"sig": "`+old+`"`), []byte(`"sig": "`+edit(old)+`"`), 1)
 }
 
 func (c memChannel) handler(override map[string]http.HandlerFunc) http.Handler {
@@ -70,11 +91,7 @@ func (c memChannel) handler(override map[string]http.HandlerFunc) http.Handler {
 }
 
 func rootOf(t testing.TB, c memChannel) File {
-	m, err := ParseManifest(c[ManifestFile])
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, _ := m.File(RoleRoot)
+	f, _ := c.manifest(t).File(RoleRoot)
 	return f
 }
 
@@ -118,8 +135,12 @@ func TestTampering(t *testing.T) {
 			contains: "vmlinuz: sha256 mismatch: got ",
 		},
 		{
-			name:     "flipped byte in the manifest",
-			damage:   func(t *testing.T, c memChannel) map[string]http.HandlerFunc { c[ManifestFile][40] ^= 1; return nil },
+			name: "flipped byte in the manifest",
+			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
+				i := bytes.Index(c[ManifestFile], []byte(`"signed"`)) + 40
+				c[ManifestFile][i] ^= 1
+				return nil
+			},
 			is:       ErrSignatureMismatch,
 			contains: "signature does not match (wrong key or tampered manifest)",
 		},
@@ -134,12 +155,12 @@ func TestTampering(t *testing.T) {
 		{
 			name: "changed character in the signature",
 			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
-				s := c[SignatureFile]
-				if s[10] == 'A' {
-					s[10] = 'B'
-				} else {
-					s[10] = 'A'
-				}
+				c.setSig(t, func(s string) string {
+					if s[10] == 'A' {
+						return s[:10] + "B" + s[11:]
+					}
+					return s[:10] + "A" + s[11:]
+				})
 				return nil
 			},
 			is: ErrSignatureMismatch,
@@ -147,32 +168,38 @@ func TestTampering(t *testing.T) {
 		{
 			name: "signature by another key",
 			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
-				c[SignatureFile] = Sign(otherKey, c[ManifestFile])
+				c.resign(t, otherKey, func(*Manifest) {})
 				return nil
 			},
-			is:       ErrSignatureMismatch,
-			contains: "wrong key or tampered manifest",
+			is:       ErrUntrusted,
+			contains: "no signature by a trusted key",
 		},
 		{
 			name: "truncated signature",
 			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
-				c[SignatureFile] = c[SignatureFile][:50]
+				c.setSig(t, func(s string) string { return s[:50] })
 				return nil
 			},
 			is:       ErrMalformedSignature,
-			contains: "malformed signature file: 50 characters, want 88",
+			contains: "malformed signature: 50 characters, want 88",
 		},
 		{
-			name:     "signature not base64",
-			damage:   func(t *testing.T, c memChannel) map[string]http.HandlerFunc { c[SignatureFile][3] = '*'; return nil },
+			name: "signature not base64",
+			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
+				c.setSig(t, func(s string) string { return s[:3] + "*" + s[4:] })
+				return nil
+			},
 			is:       ErrMalformedSignature,
 			contains: "not base64",
 		},
 		{
-			name:     "empty signature",
-			damage:   func(t *testing.T, c memChannel) map[string]http.HandlerFunc { c[SignatureFile] = nil; return nil },
+			name: "empty signature",
+			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
+				c.setSig(t, func(string) string { return "" })
+				return nil
+			},
 			is:       ErrMalformedSignature,
-			contains: "malformed signature file: empty",
+			contains: "malformed signature: empty",
 		},
 		{
 			name: "truncated root.img.zst",
@@ -249,8 +276,8 @@ func TestTampering(t *testing.T) {
 		{
 			name: "signed manifest with an unknown field",
 			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
-				c[ManifestFile] = bytes.Replace(c[ManifestFile], []byte(`"format": 1,`), []byte(`"format": 1, "delta": true,`), 1)
-				c[SignatureFile] = Sign(f.priv, c[ManifestFile])
+				m := bytes.Replace(c.manifest(t).Marshal(), []byte(`"format": 2,`), []byte(`"format": 2, "delta": true,`), 1)
+				c[ManifestFile] = SignEnvelope(m, f.priv)
 				return nil
 			},
 			contains: "error at $.delta: unknown field",
@@ -258,11 +285,11 @@ func TestTampering(t *testing.T) {
 		{
 			name: "signed manifest of format 2",
 			damage: func(t *testing.T, c memChannel) map[string]http.HandlerFunc {
-				c.resign(t, f.priv, func(m *Manifest) { m.Format = 2 })
+				c.resign(t, f.priv, func(m *Manifest) { m.Format = 3 })
 				return nil
 			},
 			is:       ErrNewerFormat,
-			contains: "manifest format 2 is newer than this slate understands",
+			contains: "manifest format 3 is newer than this slate understands",
 		},
 		{
 			name: "signed manifest with a duplicate role",
