@@ -3,13 +3,11 @@ package builder
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -29,13 +27,6 @@ import (
 // system reads its version, services and network from it. It is under
 // /usr so the writable /etc cannot shadow it.
 const ImageInfoPath = "/usr/lib/slate/image.json"
-
-// ImageInfo is ImageInfoPath's content.
-type ImageInfo struct {
-	Spec          *configs.Spec `json:"spec"`
-	KernelVersion string        `json:"kernel_version"`
-	Slate         string        `json:"slate_version"`
-}
 
 func openFile(p string) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) { return os.Open(p) }
@@ -98,8 +89,6 @@ var rootDirs = []struct {
 
 func etcFiles(spec *configs.Spec) map[string]string {
 	return map[string]string{
-		"/etc/passwd":      "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
-		"/etc/group":       "root:x:0:\nnogroup:x:65534:\n",
 		"/etc/hostname":    spec.Hostname + "\n",
 		"/etc/hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t" + spec.Hostname + "\n",
 		"/etc/resolv.conf": "",
@@ -168,7 +157,13 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 			return nil, fmt.Errorf("root: %s: %w", p, err)
 		}
 	}
-	info, err := json.MarshalIndent(ImageInfo{Spec: spec, KernelVersion: in.KernelVersion, Slate: versionString()}, "", "  ")
+	if err := addAccounts(fsys, spec); err != nil {
+		return nil, err
+	}
+	if err := addCABundle(fsys, spec, in); err != nil {
+		return nil, err
+	}
+	info, err := MarshalImageInfo(spec, in.KernelVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -207,59 +202,10 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 			return nil, fmt.Errorf("$.root.files[%d]: %w", i, err)
 		}
 	}
+	if err := checkPrograms(fsys, spec); err != nil {
+		return nil, err
+	}
 	return fsys, nil
-}
-
-// addContent copies a host file or folder into the root.
-func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File) error {
-	src := spec.Path(f.Src)
-	st, err := os.Lstat(src)
-	if err != nil {
-		return err
-	}
-	if err := fsys.Mkdir(path.Dir(f.Dst), 0o755, 0, 0); err != nil {
-		return fmt.Errorf("%s: %w", path.Dir(f.Dst), err)
-	}
-	if !st.IsDir() {
-		return addOne(fsys, src, f.Dst, st, f.Mode)
-	}
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		dst := path.Join(f.Dst, filepath.ToSlash(rel))
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return fsys.Mkdir(dst, info.Mode().Perm(), 0, 0)
-		}
-		return addOne(fsys, p, dst, info, f.Mode)
-	})
-}
-
-func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode) error {
-	switch {
-	case st.Mode()&fs.ModeSymlink != 0:
-		t, err := os.Readlink(src)
-		if err != nil {
-			return err
-		}
-		return fsys.Symlink(dst, t, 0, 0)
-	case st.Mode().IsRegular():
-		perm := st.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-		if mode != 0 {
-			perm = mode.FileMode()
-		}
-		return fsys.AddFile(dst, perm, 0, 0, st.Size(), openFile(src))
-	default:
-		return fmt.Errorf("%s: only files, folders and symbolic links can be copied, not %s", src, st.Mode().Type())
-	}
 }
 
 // LoaderConf has no default: systemd-boot then boots the highest version

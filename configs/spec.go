@@ -13,9 +13,14 @@ type Spec struct {
 	Disk     Disk      `yaml:"disk,omitempty" json:"disk"`
 	Root     Root      `yaml:"root,omitempty" json:"root"`
 	Services []Service `yaml:"services,omitempty" json:"services,omitempty"`
-	Network  Network   `yaml:"network,omitempty" json:"network"`
-	Console  []string  `yaml:"console,omitempty" json:"console,omitempty"`
-	Update   *Update   `yaml:"update,omitempty" json:"update,omitempty"`
+	// Users and Groups are accounts added to the image's /etc/passwd,
+	// /etc/group and /etc/shadow besides root and nobody (for services
+	// that run as their own user).
+	Users   []User   `yaml:"users,omitempty" json:"users,omitempty"`
+	Groups  []Group  `yaml:"groups,omitempty" json:"groups,omitempty"`
+	Network Network  `yaml:"network,omitempty" json:"network"`
+	Console []string `yaml:"console,omitempty" json:"console,omitempty"`
+	Update  *Update  `yaml:"update,omitempty" json:"update,omitempty"`
 	// Ignition is the host path of an Ignition config baked into the
 	// image, applied on first boot when no config comes from the kernel
 	// command line or QEMU's fw_cfg.
@@ -54,7 +59,20 @@ type Disk struct {
 // Root is what goes into each slot's root filesystem besides slate itself.
 type Root struct {
 	Files []File `yaml:"files,omitempty" json:"files,omitempty"`
+	// CABundle is a host PEM file of CA certificates installed as the
+	// root's CA store (CABundlePath); empty takes the build host's
+	// Debian bundle (HostCABundle).
+	CABundle string `yaml:"ca_bundle,omitempty" json:"ca_bundle,omitempty"`
 }
+
+// CABundlePath is where the root's CA certificates live: the first file
+// Go's crypto/x509 (and OpenSSL on Debian) reads on Linux, so https to a
+// channel or an Ignition URL works without any set-up.
+const CABundlePath = "/etc/ssl/certs/ca-certificates.crt"
+
+// HostCABundle is the build host's bundle a root gets by default, from
+// Debian's ca-certificates package.
+const HostCABundle = "/etc/ssl/certs/ca-certificates.crt"
 
 // File copies a host file or folder (Src, relative to the spec) to Dst in
 // the root. Mode applies to a file, or to every file under a folder; empty
