@@ -79,22 +79,26 @@ type Artifact struct {
 
 // Report is DIR/build.json.
 type Report struct {
-	Name          string     `json:"name"`
-	Version       string     `json:"version"`
-	Slate         string     `json:"slate_version"`
-	Kernel        string     `json:"kernel_version"`
-	Loader        string     `json:"loader"`
-	Epoch         int64      `json:"source_date_epoch"`
-	DiskSize      int64      `json:"disk_size"`
-	InitramfsSize int64      `json:"initramfs_size"`
-	InitramfsMods int        `json:"initramfs_modules"`
-	RootUsed      int64      `json:"root_used"`
-	RootSize      int64      `json:"root_fs_size"`
-	RootModules   int        `json:"root_modules"`
-	RootSHA256    string     `json:"root_sha256"`
-	Partitions    []PartInfo `json:"partitions"`
-	Artifacts     []Artifact `json:"artifacts"`
-	Seconds       float64    `json:"build_seconds"`
+	Name          string `json:"name"`
+	Version       string `json:"version"`
+	Slate         string `json:"slate_version"`
+	Kernel        string `json:"kernel_version"`
+	Loader        string `json:"loader"`
+	Epoch         int64  `json:"source_date_epoch"`
+	DiskSize      int64  `json:"disk_size"`
+	InitramfsSize int64  `json:"initramfs_size"`
+	InitramfsMods int    `json:"initramfs_modules"`
+	RootUsed      int64  `json:"root_used"`
+	RootSize      int64  `json:"root_fs_size"`
+	RootModules   int    `json:"root_modules"`
+	RootSHA256    string `json:"root_sha256"`
+	// CABundle is the PEM file installed as the root's CA store (the
+	// build host's by default, so it tells why two hosts' images differ).
+	CABundle       string     `json:"ca_bundle"`
+	CABundleSHA256 string     `json:"ca_bundle_sha256"`
+	Partitions     []PartInfo `json:"partitions"`
+	Artifacts      []Artifact `json:"artifacts"`
+	Seconds        float64    `json:"build_seconds"`
 }
 
 // PartInfo is one partition in the report.
@@ -232,6 +236,11 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 		Kernel: in.KernelVersion, Loader: in.Loader, Epoch: epoch.Unix(), DiskSize: layout.Size,
 		InitramfsMods: len(initMods), RootModules: len(rootMods),
 	}
+	caSum, err := hashFile(in.CABundle)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
+	}
+	rep.CABundle, rep.CABundleSHA256 = in.CABundle, caSum.SHA256
 
 	prog.Step("initramfs")
 	var initrd bytes.Buffer

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
@@ -103,7 +104,7 @@ func etcFiles(spec *configs.Spec) map[string]string {
 // root has no use for free space, and an update then writes and verifies
 // only the filesystem (tens of MiB), not the whole slot.
 func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time) (used, size int64, err error) {
-	fsys, err := rootFS(part.Size, spec, in, ix, mods, epoch)
+	fsys, err := rootFS(part.Size, spec, in, ix, mods, epoch, logrus.StandardLogger())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -113,7 +114,10 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 	}
 	used = int64(st.Blocks-st.FreeBlocks) * int64(st.BlockSize)
 	size = min(part.Size, (used+used/8+16<<20+1<<20-1)&^(1<<20-1))
-	if fsys, err = rootFS(size, spec, in, ix, mods, epoch); err != nil {
+	// The same content again: its warnings were given the first time.
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	if fsys, err = rootFS(size, spec, in, ix, mods, epoch, quiet); err != nil {
 		return 0, 0, err
 	}
 	if err := fsys.WriteTo(disk, part.Start); err != nil {
@@ -123,7 +127,7 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 }
 
 // rootFS lays out a root filesystem of the given size (nothing is written).
-func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time) (*ext4fs.FS, error) {
+func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time, log logrus.FieldLogger) (*ext4fs.FS, error) {
 	opts := ext4fs.Options{
 		Size:  fsSize,
 		Label: "slate-root",
@@ -198,11 +202,11 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 		}
 	}
 	for i, f := range spec.Root.Files {
-		if err := addContent(fsys, spec, f); err != nil {
+		if err := addContent(fsys, spec, f, log); err != nil {
 			return nil, fmt.Errorf("$.root.files[%d]: %w", i, err)
 		}
 	}
-	if err := checkPrograms(fsys, spec); err != nil {
+	if err := checkPrograms(fsys, spec, log); err != nil {
 		return nil, err
 	}
 	return fsys, nil

@@ -80,7 +80,7 @@ func MarshalImageInfo(spec *configs.Spec, kernelVersion string) ([]byte, error) 
 // Owners in the image are root. setuid and setgid bits of host files are
 // dropped unless the spec's mode sets them: a user's setuid program would
 // otherwise become a setuid-root program.
-func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File) error {
+func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File, log logrus.FieldLogger) error {
 	src, err := filepath.EvalSymlinks(spec.Path(f.Src))
 	if err != nil {
 		return err
@@ -93,7 +93,7 @@ func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File) error {
 		return fmt.Errorf("%s: %w", path.Dir(f.Dst), err)
 	}
 	if !st.IsDir() {
-		return addOne(fsys, src, f.Dst, st, f.Mode)
+		return addOne(fsys, src, f.Dst, st, f.Mode, log)
 	}
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -111,11 +111,11 @@ func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File) error {
 		if d.IsDir() {
 			return fsys.Mkdir(dst, info.Mode().Perm(), 0, 0)
 		}
-		return addOne(fsys, p, dst, info, f.Mode)
+		return addOne(fsys, p, dst, info, f.Mode, log)
 	})
 }
 
-func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode) error {
+func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode, log logrus.FieldLogger) error {
 	switch {
 	case st.Mode()&fs.ModeSymlink != 0:
 		t, err := os.Readlink(src)
@@ -128,7 +128,7 @@ func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode)
 		if mode != 0 {
 			perm = mode.FileMode()
 		} else if st.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
-			logrus.WithFields(logrus.Fields{"src": src, "dst": dst}).Warn("setuid/setgid bits of a host file dropped: files in the image belong to root; set mode in the spec to keep them")
+			log.WithFields(logrus.Fields{"src": src, "dst": dst}).Warn("setuid/setgid bits of a host file dropped: files in the image belong to root; set mode in the spec to keep them")
 		}
 		return fsys.AddFile(dst, perm, 0, 0, st.Size(), openFile(src))
 	default:
@@ -193,7 +193,7 @@ var writablePrefixes = []string{"/etc/", "/var/", "/home/", "/root/", "/srv/", "
 // checkPrograms makes sure every service's command (and every health
 // check's) is an executable file in the root: otherwise the build is
 // fine and every boot fails.
-func checkPrograms(fsys *ext4fs.FS, spec *configs.Spec) error {
+func checkPrograms(fsys *ext4fs.FS, spec *configs.Spec, log logrus.FieldLogger) error {
 	type prog struct{ path, cmd string }
 	var progs []prog
 	for i, s := range spec.Services {
@@ -211,7 +211,7 @@ func checkPrograms(fsys *ext4fs.FS, spec *configs.Spec) error {
 			continue
 		}
 		if isWritable(p.cmd) {
-			logrus.WithFields(logrus.Fields{"field": p.path, "problem": msg}).Warnf("%s is not an executable file of the image: it must be created at run time (by Ignition) before the service starts", p.cmd)
+			log.WithFields(logrus.Fields{"field": p.path, "problem": msg}).Warnf("%s is not an executable file of the image: it must be created at run time (by Ignition) before the service starts", p.cmd)
 			continue
 		}
 		errs = append(errs, &configs.Error{Path: p.path, Msg: msg})

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
 )
@@ -79,7 +81,7 @@ func TestAddContentModes(t *testing.T) {
 			}
 			spec := &configs.Spec{Dir: dir}
 			fsys := newTestFS(t)
-			if err := addContent(fsys, spec, configs.File{Src: src, Dst: dst, Mode: tt.mode}); err != nil {
+			if err := addContent(fsys, spec, configs.File{Src: src, Dst: dst, Mode: tt.mode}, logrus.StandardLogger()); err != nil {
 				t.Fatal(err)
 			}
 			p := dst
@@ -125,7 +127,7 @@ func TestAddContentLinks(t *testing.T) {
 		{Src: "link-to-link", Dst: "/usr/bin/tool2"},
 		{Src: "dir-link", Dst: "/opt/real"},
 	} {
-		if err := addContent(fsys, spec, f); err != nil {
+		if err := addContent(fsys, spec, f, logrus.StandardLogger()); err != nil {
 			t.Fatalf("%+v: %v", f, err)
 		}
 	}
@@ -288,7 +290,7 @@ func TestCheckPrograms(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.cmd, func(t *testing.T) {
 			spec := &configs.Spec{Services: []configs.Service{{Name: "ok", Command: "/usr/bin/app"}, {Name: "x", Command: tt.cmd}}}
-			err := checkPrograms(fsys, spec)
+			err := checkPrograms(fsys, spec, logrus.StandardLogger())
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -307,7 +309,7 @@ func TestCheckPrograms(t *testing.T) {
 		Update:   &configs.Update{Health: configs.Health{Commands: []configs.HealthCommand{{Command: "/no/c"}}}},
 	}
 	var list configs.ErrorList
-	if err := checkPrograms(fsys, spec); !errors.As(err, &list) || len(list) != 3 || list[2].Path != "$.update.health.commands[0].command" {
+	if err := checkPrograms(fsys, spec, logrus.StandardLogger()); !errors.As(err, &list) || len(list) != 3 || list[2].Path != "$.update.health.commands[0].command" {
 		t.Errorf("error %v, want three, the last at $.update.health.commands[0].command", err)
 	}
 }

@@ -2,9 +2,10 @@
 // defaults and validation. Every error names the field by JSON path.
 package configs
 
-// Spec is one image: what the builder turns into a disk, and (as the
-// resolved copy baked into the root at /usr/lib/slate/image.json) what the
-// booted system reads to know its name, version, services and network.
+// Spec is one image: what the builder turns into a disk. The booted
+// system does not see it: the builder bakes only the parts the machine
+// reads (name, version, services, network, update) into the root's
+// /usr/lib/slate/image.json.
 type Spec struct {
 	Name     string    `yaml:"name" json:"name"`
 	Version  string    `yaml:"version" json:"version"`

@@ -44,6 +44,10 @@ func main() {
 		igncheck()
 	case "meminfo":
 		meminfo()
+	case "mounts":
+		mounts(os.Args[2:])
+	case "modes":
+		modes(os.Args[2:])
 	default:
 		probe()
 	}
@@ -251,4 +255,32 @@ func meminfo() {
 		kv[k] = n << 10
 	}
 	fmt.Printf("MEM used=%d total=%d shmem=%d\n", kv["MemTotal"]-kv["MemFree"], kv["MemTotal"], kv["Shmem"])
+}
+
+// mounts prints the options of the mounts on each folder named (the last
+// mount on it, the one that is seen).
+func mounts(dirs []string) {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	for _, d := range dirs {
+		opts := "none"
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 4 && f[1] == d {
+				opts = f[3]
+			}
+		}
+		fmt.Printf("MOUNT dir=%s opts=%s\n", d, opts)
+	}
+}
+
+// modes prints the mode and owner of each file named.
+func modes(paths []string) {
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			fmt.Printf("MODE path=%s err=%q\n", p, err.Error())
+			continue
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		fmt.Printf("MODE path=%s mode=%o uid=%d size=%d\n", p, sys.Mode&0o7777, sys.Uid, st.Size())
+	}
 }
