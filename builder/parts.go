@@ -206,6 +206,7 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 			return nil, fmt.Errorf("$.root.files[%d]: %w", i, err)
 		}
 	}
+	warnDanglingLinks(fsys, spec, log)
 	if err := checkPrograms(fsys, spec, log); err != nil {
 		return nil, err
 	}

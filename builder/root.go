@@ -286,3 +286,38 @@ func resolveInImage(fsys *ext4fs.FS, p string) (string, ext4fs.Entry, error) {
 	}
 	return "", ext4fs.Entry{}, fmt.Errorf("more than %d symbolic links", maxLinks)
 }
+
+// warnDanglingLinks warns about links in copied folders that lead nowhere
+// in the image (a target left on the build host, usually). They are kept:
+// a link may point at a place created at run time.
+func warnDanglingLinks(fsys *ext4fs.FS, spec *configs.Spec, log logrus.FieldLogger) {
+	for i, f := range spec.Root.Files {
+		src, err := filepath.EvalSymlinks(spec.Path(f.Src))
+		if err != nil {
+			continue
+		}
+		_ = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.Type()&fs.ModeSymlink == 0 {
+				return nil
+			}
+			rel, err := filepath.Rel(src, p)
+			if err != nil {
+				return nil
+			}
+			dst := path.Join(f.Dst, filepath.ToSlash(rel))
+			if _, _, err := resolveInImage(fsys, dst); err != nil {
+				e, _ := fsys.Lookup(dst)
+				// /var and /run are filled at run time (resolv.conf -> /run/...)
+				t := e.Target
+				if !strings.HasPrefix(t, "/") {
+					t = path.Join(path.Dir(dst), t)
+				}
+				if strings.HasPrefix(t, "/var/") || strings.HasPrefix(t, "/run/") {
+					return nil
+				}
+				log.WithFields(logrus.Fields{"field": fmt.Sprintf("$.root.files[%d].src", i), "link": dst, "target": e.Target}).Warn("a copied link leads nowhere in the image (it is copied as it is, never followed on the build host)")
+			}
+			return nil
+		})
+	}
+}

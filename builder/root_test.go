@@ -114,6 +114,7 @@ func TestAddContentLinks(t *testing.T) {
 		"real/lib/up":    "../tool",
 		"link-to-link":   "file-link",
 		"real/host-file": filepath.Join(dir, "secret"),
+		"real/state":     "/var/lib/app/state",
 	}
 	for l, target := range links {
 		if err := os.Symlink(target, filepath.Join(dir, l)); err != nil {
@@ -122,11 +123,12 @@ func TestAddContentLinks(t *testing.T) {
 	}
 	spec := &configs.Spec{Dir: dir}
 	fsys := newTestFS(t)
-	for _, f := range []configs.File{
+	spec.Root.Files = []configs.File{
 		{Src: "file-link", Dst: "/usr/bin/tool"},
 		{Src: "link-to-link", Dst: "/usr/bin/tool2"},
 		{Src: "dir-link", Dst: "/opt/real"},
-	} {
+	}
+	for _, f := range spec.Root.Files {
 		if err := addContent(fsys, spec, f, logrus.StandardLogger()); err != nil {
 			t.Fatalf("%+v: %v", f, err)
 		}
@@ -139,7 +141,17 @@ func TestAddContentLinks(t *testing.T) {
 	if e := lookup(t, fsys, "/opt/real"); !e.Mode.IsDir() {
 		t.Errorf("/opt/real is %v, want the folder the link names", e.Mode)
 	}
-	for _, l := range []string{"rel", "abs", "escape", "dangling", "lib/up", "host-file"} {
+	// The links that lead nowhere in the image are named in warnings.
+	var warned strings.Builder
+	log := logrus.New()
+	log.SetOutput(&warned)
+	warnDanglingLinks(fsys, spec, log)
+	for l, want := range map[string]bool{"rel": false, "abs": true, "escape": true, "dangling": true, "lib/up": false, "host-file": true, "state": false} {
+		if got := strings.Contains(warned.String(), "link=/opt/real/"+l+" "); got != want {
+			t.Errorf("warning about /opt/real/%s: %v, want %v\n%q", l, got, want, warned.String())
+		}
+	}
+	for _, l := range []string{"rel", "abs", "escape", "dangling", "lib/up", "host-file", "state"} {
 		e := lookup(t, fsys, "/opt/real/"+l)
 		if e.Mode&fs.ModeSymlink == 0 || e.Target != links["real/"+l] {
 			t.Errorf("/opt/real/%s: mode %v target %q, want a link to %q", l, e.Mode, e.Target, links["real/"+l])

@@ -122,7 +122,7 @@ func TestHTTPSWithOwnCA(t *testing.T) {
 		t.Fatalf("slate keygen: %v\n%s", err, out)
 	}
 	ign := `{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"hello.service","enabled":true,` +
-		`"contents":"[Service]\nType=oneshot\nExecStart=/usr/local/bin/probe say HTTPS-IGNITION-UNIT ran\n"}]}}`
+		`"contents":"[Service]\nType=oneshot\nExecStart=/usr/local/bin/probe say HTTPS-IGNITION-UNIT ran\n[Install]\nWantedBy=multi-user.target\n"}]}}`
 	mux := http.NewServeMux()
 	mux.HandleFunc("/config.ign", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(ign)) })
 	mux.Handle("/channel/", http.StripPrefix("/channel", payload.Serve(root)))
