@@ -77,9 +77,10 @@ func MarshalImageInfo(spec *configs.Spec, kernelVersion string) ([]byte, error) 
 // links with their target unchanged: they resolve in the image, never on
 // the build host, so nothing outside the folder is read.
 //
-// Owners in the image are root. setuid and setgid bits of host files are
-// dropped unless the spec's mode sets them: a user's setuid program would
-// otherwise become a setuid-root program.
+// Owners in the image are root, or the spec's owner and group: never the
+// host's. setuid and setgid bits of host files are dropped unless the
+// spec's mode sets them: a user's setuid program would otherwise become a
+// setuid-root program.
 func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File, log logrus.FieldLogger) error {
 	src, err := filepath.EvalSymlinks(spec.Path(f.Src))
 	if err != nil {
@@ -89,11 +90,16 @@ func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File, log logrus.
 	if err != nil {
 		return err
 	}
+	uid, gid, err := spec.Owner(f)
+	if err != nil {
+		return err
+	}
+	o := owner{uint32(uid), uint32(gid)}
 	if err := fsys.Mkdir(path.Dir(f.Dst), 0o755, 0, 0); err != nil {
 		return fmt.Errorf("%s: %w", path.Dir(f.Dst), err)
 	}
 	if !st.IsDir() {
-		return addOne(fsys, src, f.Dst, st, f.Mode, log)
+		return addOne(fsys, src, f.Dst, st, f.Mode, o, log)
 	}
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -109,28 +115,31 @@ func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File, log logrus.
 			return err
 		}
 		if d.IsDir() {
-			return fsys.Mkdir(dst, info.Mode().Perm(), 0, 0)
+			return fsys.Mkdir(dst, info.Mode().Perm(), o.uid, o.gid)
 		}
-		return addOne(fsys, p, dst, info, f.Mode, log)
+		return addOne(fsys, p, dst, info, f.Mode, o, log)
 	})
 }
 
-func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode, log logrus.FieldLogger) error {
+// owner is who owns copied files in the image.
+type owner struct{ uid, gid uint32 }
+
+func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode, o owner, log logrus.FieldLogger) error {
 	switch {
 	case st.Mode()&fs.ModeSymlink != 0:
 		t, err := os.Readlink(src)
 		if err != nil {
 			return err
 		}
-		return fsys.Symlink(dst, t, 0, 0)
+		return fsys.Symlink(dst, t, o.uid, o.gid)
 	case st.Mode().IsRegular():
 		perm := st.Mode() & (fs.ModePerm | fs.ModeSticky)
 		if mode != 0 {
 			perm = mode.FileMode()
 		} else if st.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
-			log.WithFields(logrus.Fields{"src": src, "dst": dst}).Warn("setuid/setgid bits of a host file dropped: files in the image belong to root; set mode in the spec to keep them")
+			log.WithFields(logrus.Fields{"src": src, "dst": dst}).Warn("setuid/setgid bits of a host file dropped: its owner on the build host is not its owner in the image; set mode in the spec to keep them")
 		}
-		return fsys.AddFile(dst, perm, 0, 0, st.Size(), openFile(src))
+		return fsys.AddFile(dst, perm, o.uid, o.gid, st.Size(), openFile(src))
 	default:
 		return fmt.Errorf("%s: only files, folders and symbolic links can be copied, not %s", src, st.Mode().Type())
 	}

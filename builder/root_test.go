@@ -498,3 +498,42 @@ func TestRemoveStale(t *testing.T) {
 		})
 	}
 }
+
+func TestAddContentOwners(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "tree", "a"), 0o644)
+	writeFile(t, filepath.Join(dir, "tree", "sub", "b"), 0o600)
+	if err := os.Symlink("a", filepath.Join(dir, "tree", "l")); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := configs.Parse([]byte(`name: own
+version: 1.0.0
+users:
+  - {name: web, uid: 1000}
+groups:
+  - {name: data, gid: 2000}
+root:
+  files:
+    - {src: tree/a, dst: /etc/web.conf, owner: web}
+    - {src: tree, dst: /srv/web, owner: "1000", group: data}
+    - {src: tree/a, dst: /etc/plain}
+`), "own.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Dir = dir
+	fsys := newTestFS(t)
+	for _, f := range spec.Root.Files {
+		if err := addContent(fsys, spec, f, logrus.StandardLogger()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, want := range map[string][2]uint32{
+		"/etc/web.conf": {1000, 0}, "/etc/plain": {0, 0}, "/etc": {0, 0},
+		"/srv/web": {1000, 2000}, "/srv/web/a": {1000, 2000}, "/srv/web/sub": {1000, 2000}, "/srv/web/sub/b": {1000, 2000}, "/srv/web/l": {1000, 2000},
+	} {
+		if e := lookup(t, fsys, p); e.UID != want[0] || e.GID != want[1] {
+			t.Errorf("%s is owned by %d:%d, want %d:%d", p, e.UID, e.GID, want[0], want[1])
+		}
+	}
+}

@@ -82,6 +82,11 @@ type File struct {
 	Src  string `yaml:"src" json:"src"`
 	Dst  string `yaml:"dst" json:"dst"`
 	Mode Mode   `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Owner and Group own the file, or everything copied from the
+	// folder: a user (group) of the image, by name or number. Empty is
+	// root; the host's owners never reach the image.
+	Owner string `yaml:"owner,omitempty" json:"owner,omitempty"`
+	Group string `yaml:"group,omitempty" json:"group,omitempty"`
 }
 
 // Restart policies of a service.

@@ -201,3 +201,61 @@ func (s *Spec) validateServiceUsers(c *collector) {
 		c.add(key(index("$.services", i), "user"), "no user %q in the image's /etc/passwd (it has %s); declare it in users", svc.User, strings.Join(names, ", "))
 	}
 }
+
+// Owner resolves a file's owner and group to ids in the image's accounts.
+// Empty is root for both: the group is not the owner's primary group, so
+// that a file is shared with a group only when the spec says so.
+func (s *Spec) Owner(f File) (uid, gid int, err error) {
+	users, groups := s.Accounts()
+	if f.Owner != "" {
+		u, ok := findUser(users, f.Owner)
+		if !ok {
+			return 0, 0, fmt.Errorf("no user %q in the image's /etc/passwd", f.Owner)
+		}
+		uid = u.UID
+	}
+	if f.Group != "" {
+		g, ok := findGroup(groups, f.Group)
+		if !ok {
+			return 0, 0, fmt.Errorf("no group %q in the image's /etc/group", f.Group)
+		}
+		gid = g.GID
+	}
+	return uid, gid, nil
+}
+
+func findUser(users []User, n string) (User, bool) {
+	for _, u := range users {
+		if u.Name == n || strconv.Itoa(u.UID) == n {
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+func findGroup(groups []Group, n string) (Group, bool) {
+	for _, g := range groups {
+		if g.Name == n || strconv.Itoa(g.GID) == n {
+			return g, true
+		}
+	}
+	return Group{}, false
+}
+
+// validateFileOwners refuses owners the image does not have.
+func (s *Spec) validateFileOwners(c *collector) {
+	users, groups := s.Accounts()
+	for i, f := range s.Root.Files {
+		fp := index("$.root.files", i)
+		if f.Owner != "" {
+			if _, ok := findUser(users, f.Owner); !ok {
+				c.add(key(fp, "owner"), "no user %q in the image's /etc/passwd; declare it in users", f.Owner)
+			}
+		}
+		if f.Group != "" {
+			if _, ok := findGroup(groups, f.Group); !ok {
+				c.add(key(fp, "group"), "no group %q in the image's /etc/group; declare it in groups", f.Group)
+			}
+		}
+	}
+}

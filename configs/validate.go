@@ -89,6 +89,7 @@ func (s *Spec) Validate() error {
 	validateServices(c, s.Services, "$.services")
 	s.validateAccounts(c)
 	s.validateServiceUsers(c)
+	s.validateFileOwners(c)
 	if s.Update != nil {
 		s.Update.validate(c, "$.update", s.Services)
 	}
