@@ -537,3 +537,53 @@ root:
 		}
 	}
 }
+
+// TestResolveInputsCABundle: the root's CA bundle is the host's by
+// default, and the build says what to install when the host has none.
+func TestResolveInputsCABundle(t *testing.T) {
+	cache := ramCache(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pem")
+	if err := os.WriteFile(bad, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, host, spec string
+		want             []string // parts of the error; nil when fine
+	}{
+		{"host bundle", configs.HostCABundle, "", nil},
+		{"host without ca-certificates", filepath.Join(dir, "none.crt"), "", []string{"ca-certificates", filepath.Join(dir, "none.crt"), "root.ca_bundle"}},
+		{"host bundle damaged", bad, "", []string{"build host's CA bundle", "PEM block 1 is damaged"}},
+		{"spec's bundle damaged", configs.HostCABundle, bad, []string{"$.root.ca_bundle", "PEM block 1 is damaged"}},
+		{"spec's bundle wins over a missing host one", filepath.Join(dir, "none.crt"), configs.HostCABundle, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.host == configs.HostCABundle || tt.spec == configs.HostCABundle {
+				if _, err := os.Stat(configs.HostCABundle); err != nil {
+					t.Skip("no ca-certificates on this host")
+				}
+			}
+			old := hostCABundle
+			hostCABundle = tt.host
+			defer func() { hostCABundle = old }()
+			spec := &configs.Spec{Name: "t", Version: "1.0.0", Kernel: configs.Kernel{Package: configs.DefaultKernelPackage}, Root: configs.Root{CABundle: tt.spec}}
+			// a missing slate binary is found after the bundle
+			in, err := ResolveInputs(spec, cache, filepath.Join(dir, "no-slate"))
+			if tt.want == nil {
+				if err == nil || !strings.Contains(err.Error(), "no-slate") {
+					t.Fatalf("error %v, want only the missing slate binary", err)
+				}
+				if want := map[bool]string{true: tt.spec, false: tt.host}[tt.spec != ""]; in.CABundle != want {
+					t.Errorf("CA bundle %s, want %s", in.CABundle, want)
+				}
+				return
+			}
+			for _, w := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error %v lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
