@@ -59,6 +59,8 @@ func TestParseReportsEveryTypeError(t *testing.T) {
 		{"in list items", base + "services:\n- {name: a, command: /a, args: x}\n- {name: b, command: [/b]}\nusers:\n- {name: u, uid: one}\n",
 			[]string{"$.services[0].args", "$.services[1].command", "$.users[0].uid"},
 			[]string{"args: expected a sequence", "command: expected a string, found a list", "uid: expected an integer"}},
+		{"only what the decoder refuses", base + "colour: red\nusers:\n- {name: a, uid: \"1000\"}\n- {name: b, uid: 1001.0}\nhostname: 123\nservices:\n- {name: a, command: /a, env: {K: 1}}\n",
+			[]string{"$.colour"}, []string{"unknown field"}},
 		{"a single error stays one", base + "network:\n  dhcp: maybe\n", []string{"$.network.dhcp"}, []string{"t.yaml:4:"}},
 	}
 	for _, tt := range tests {

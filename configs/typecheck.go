@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -95,7 +96,9 @@ func typeCheck(c *collector, n ast.Node, t reflect.Type, path string, depth int)
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		if _, ok := n.(*ast.IntegerNode); !ok {
+		// The decoder takes "1000" and 1000.0 for an integer too: only
+		// what it cannot take is reported here.
+		if _, ok := n.(*ast.IntegerNode); !ok && !numberText(n) {
 			c.add(path, "expected %s, found %s", typeKind(t), valueKind(n))
 		}
 	}
@@ -138,4 +141,19 @@ func valueKind(n ast.Node) string {
 	default:
 		return fmt.Sprintf("%T", v)
 	}
+}
+
+// numberText tells a string or float scalar that reads as a number.
+func numberText(n ast.Node) bool {
+	switch n.(type) {
+	case *ast.StringNode, *ast.FloatNode:
+	default:
+		return false
+	}
+	tk := n.GetToken()
+	if tk == nil {
+		return false
+	}
+	_, err := strconv.ParseFloat(strings.TrimSpace(tk.Value), 64)
+	return err == nil
 }
