@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -84,22 +85,26 @@ type Artifact struct {
 
 // Report is DIR/build.json.
 type Report struct {
-	Name          string     `json:"name"`
-	Version       string     `json:"version"`
-	Slate         string     `json:"slate_version"`
-	Kernel        string     `json:"kernel_version"`
-	Loader        string     `json:"loader"`
-	Epoch         int64      `json:"source_date_epoch"`
-	DiskSize      int64      `json:"disk_size"`
-	InitramfsSize int64      `json:"initramfs_size"`
-	InitramfsMods int        `json:"initramfs_modules"`
-	RootUsed      int64      `json:"root_used"`
-	RootSize      int64      `json:"root_fs_size"`
-	RootModules   int        `json:"root_modules"`
-	RootSHA256    string     `json:"root_sha256"`
-	Partitions    []PartInfo `json:"partitions"`
-	Artifacts     []Artifact `json:"artifacts"`
-	Seconds       float64    `json:"build_seconds"`
+	Name          string `json:"name"`
+	Version       string `json:"version"`
+	Slate         string `json:"slate_version"`
+	Kernel        string `json:"kernel_version"`
+	Loader        string `json:"loader"`
+	Epoch         int64  `json:"source_date_epoch"`
+	DiskSize      int64  `json:"disk_size"`
+	InitramfsSize int64  `json:"initramfs_size"`
+	InitramfsMods int    `json:"initramfs_modules"`
+	RootUsed      int64  `json:"root_used"`
+	RootSize      int64  `json:"root_fs_size"`
+	RootModules   int    `json:"root_modules"`
+	RootSHA256    string `json:"root_sha256"`
+	// CABundle is the PEM file installed as the root's CA store (the
+	// build host's by default, so it tells why two hosts' images differ).
+	CABundle       string     `json:"ca_bundle"`
+	CABundleSHA256 string     `json:"ca_bundle_sha256"`
+	Partitions     []PartInfo `json:"partitions"`
+	Artifacts      []Artifact `json:"artifacts"`
+	Seconds        float64    `json:"build_seconds"`
 }
 
 // PartInfo is one partition in the report.
@@ -158,7 +163,13 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 		prog = nopProgress{}
 	}
 	defer prog.Done()
-	epoch := resolveEpoch(o.Epoch)
+	epoch, err := resolveEpoch(o.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOutDir(spec, o.OutDir); err != nil {
+		return nil, err
+	}
 	tp := &timedProgress{Progress: prog, last: t0}
 	defer tp.finish()
 	prog = tp
@@ -207,12 +218,30 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 		return nil, fmt.Errorf("create temporary folder in %s: %w", o.OutDir, err)
 	}
 	defer os.RemoveAll(tmp)
+	// The previous build's report says which files in the folder are
+	// slate's: only those may be removed when this build has no such
+	// artifact.
+	prev := previousArtifacts(o.OutDir)
+
+	// The sparse disk image first: a size the output filesystem cannot
+	// hold fails now, not after minutes of work.
+	rawPath := filepath.Join(tmp, "disk.raw")
+	disk, err := createDisk(rawPath, layout.Size, o.OutDir)
+	if err != nil {
+		return nil, err
+	}
+	defer disk.Close()
 
 	rep := &Report{
 		Name: spec.Name, Version: spec.Version, Slate: version.Version,
 		Kernel: in.KernelVersion, Loader: in.Loader, Epoch: epoch.Unix(), DiskSize: layout.Size,
 		InitramfsMods: len(initMods), RootModules: len(rootMods),
 	}
+	caSum, err := hashFile(in.CABundle)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
+	}
+	rep.CABundle, rep.CABundleSHA256 = in.CABundle, caSum.SHA256
 
 	prog.Step("initramfs")
 	var initrd bytes.Buffer
@@ -224,15 +253,6 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 		return nil, err
 	}
 
-	rawPath := filepath.Join(tmp, "disk.raw")
-	disk, err := os.OpenFile(rawPath, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("create disk image: %w", err)
-	}
-	defer disk.Close()
-	if err := disk.Truncate(layout.Size); err != nil {
-		return nil, fmt.Errorf("size disk image to %d bytes: %w", layout.Size, err)
-	}
 	if err := partitions.WriteGPT(disk, layout); err != nil {
 		return nil, err
 	}
@@ -328,12 +348,9 @@ func Build(ctx context.Context, o Options) (_ *Report, err error) {
 		}
 	}
 	// A format not asked for this time must not leave a stale image behind
-	// that build.json does not describe.
-	for _, n := range allArtifacts {
-		if !contains(names, n) {
-			_ = os.Remove(filepath.Join(o.OutDir, n))
-		}
-	}
+	// that build.json does not describe; but only what the previous
+	// build.json lists, unchanged since, is slate's to remove.
+	removeStale(o.OutDir, prev, names)
 	_ = os.Remove(filepath.Join(o.OutDir, PXEDir)) // only if it is empty now
 	ok = true
 	logrus.WithFields(logrus.Fields{"dir": o.OutDir, "took": time.Since(t0).Round(time.Millisecond)}).Info("image built")
@@ -384,17 +401,25 @@ func DefaultCacheDir() string {
 	return ".cache"
 }
 
-func resolveEpoch(e *time.Time) time.Time {
+// MaxEpoch is the latest SOURCE_DATE_EPOCH: 2106-02-07, the end of
+// unsigned 32-bit seconds (FAT timestamps end in 2107).
+const MaxEpoch = 1<<32 - 1
+
+func resolveEpoch(e *time.Time) (time.Time, error) {
 	if e != nil {
-		return e.UTC()
+		return e.UTC(), nil
 	}
-	t := DefaultEpoch
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-			t = time.Unix(n, 0).UTC()
-		}
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" { // unset, or set empty as in SOURCE_DATE_EPOCH= slate build
+		return DefaultEpoch, nil
 	}
-	return t
+	// A value that is not used would silently give a build with
+	// another time than the one asked for.
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n > MaxEpoch || s[0] == '+' {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a time: want whole seconds since 1970-01-01 UTC, 0 to %d, as date +%%s prints (or unset it for the default, %d)", s, uint64(MaxEpoch), DefaultEpoch.Unix())
+	}
+	return time.Unix(int64(n), 0).UTC(), nil
 }
 
 func convertQcow2(ctx context.Context, raw, out string) error {
@@ -463,4 +488,117 @@ func publish(channel string, keys []ed25519.PrivateKey, o Options, rawPath strin
 	}
 	logrus.WithFields(logrus.Fields{"channel": channel, "version": m.Version}).Info("added to channel")
 	return nil
+}
+
+// checkOutDir refuses an output folder inside a folder the image copies:
+// the build would copy its own temporary files into the image.
+func checkOutDir(spec *configs.Spec, outDir string) error {
+	out, err := realPath(outDir)
+	if err != nil {
+		return fmt.Errorf("output folder %s: %w", outDir, err)
+	}
+	for i, f := range spec.Root.Files {
+		src, err := filepath.EvalSymlinks(spec.Path(f.Src))
+		if err != nil {
+			continue // CheckFiles reports it
+		}
+		if st, err := os.Stat(src); err != nil || !st.IsDir() {
+			continue
+		}
+		if rel, err := filepath.Rel(src, out); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return &configs.Error{Path: fmt.Sprintf("$.root.files[%d].src", i),
+				Msg: fmt.Sprintf("the output folder %s (-o) is inside %s, which is copied into the image (to %s): the image would hold its own build; choose an output folder outside it", outDir, src, f.Dst)}
+		}
+	}
+	return nil
+}
+
+// realPath makes p absolute with every symbolic link of its existing part
+// resolved (the rest may not exist yet).
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if dir == filepath.Dir(dir) {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
+}
+
+// unwrapPath drops the temporary path from a file system error: the user
+// knows the output folder, not slate's temporary folder inside it.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// previousArtifacts reads the artifacts of the build.json in dir, if any.
+// A build.json that does not parse lists nothing: no file is removed on
+// its word.
+func previousArtifacts(dir string) []Artifact {
+	b, err := os.ReadFile(filepath.Join(dir, "build.json"))
+	if err != nil {
+		return nil
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		logrus.WithError(err).Warnf("%s/build.json does not parse: files of the previous build are left alone", dir)
+		return nil
+	}
+	return r.Artifacts
+}
+
+// removeStale removes the previous build's artifacts that this build did
+// not write again, if they are still the files that build wrote (same
+// size and sha256); anything else is kept with a warning. Only slate's
+// artifact names are considered: a build.json is no licence to remove
+// other paths.
+func removeStale(dir string, prev []Artifact, written []string) {
+	for _, a := range prev {
+		if !contains(allArtifacts, a.Path) || contains(written, a.Path) {
+			continue
+		}
+		p := filepath.Join(dir, filepath.FromSlash(a.Path))
+		st, err := os.Lstat(p)
+		if err != nil {
+			continue // gone already
+		}
+		if !st.Mode().IsRegular() || st.Size() != a.Size {
+			logrus.WithField("file", p).Warn("not removing a file of the previous build: it changed since (build.json no longer describes it)")
+			continue
+		}
+		h, err := hashFile(p)
+		if err != nil || h.SHA256 != a.SHA256 {
+			logrus.WithField("file", p).Warn("not removing a file of the previous build: its sha256 differs from the previous build.json")
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			logrus.WithError(err).WithField("file", p).Warn("could not remove a file of the previous build")
+		}
+	}
+}
+
+// createDisk creates the sparse disk image of size bytes. A size the
+// output folder's filesystem cannot hold (ext4 files end at 16 TiB) is an
+// error at $.disk.size.
+func createDisk(p string, size int64, outDir string) (*os.File, error) {
+	disk, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create disk image in %s: %w", outDir, unwrapPath(err))
+	}
+	if err := disk.Truncate(size); err != nil {
+		disk.Close()
+		return nil, &configs.Error{Path: "$.disk.size", Msg: fmt.Sprintf("%s: the filesystem of the output folder %s cannot hold a disk image of %d bytes, even a sparse one (%v); choose a smaller disk.size (the machine's STATE grows to its real disk on first boot) or an output folder on another filesystem", configs.Size(size), outDir, size, unwrapPath(err))}
+	}
+	return disk, nil
 }

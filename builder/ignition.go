@@ -8,11 +8,6 @@ import (
 	"github.com/slateos/slate/ignition"
 )
 
-// imageGroups is the image's /etc/group.
-const imageGroups = "root:x:0:\ndaemon:x:1:\nbin:x:2:\nsys:x:3:\nadm:x:4:\ntty:x:5:\ndisk:x:6:\nwheel:x:10:\n" +
-	"kmem:x:15:\ndialout:x:20:\ncdrom:x:24:\nsudo:x:27:\naudio:x:29:\nvideo:x:44:\nplugdev:x:46:\nstaff:x:50:\n" +
-	"users:x:100:\ndocker:x:999:\nnogroup:x:65534:\n"
-
 // IgnitionImage is what an Ignition config is checked against for an
 // image of spec: its services (the updater's name is always reserved),
 // the groups and users of its /etc, and the files it has in the writable
@@ -23,6 +18,8 @@ func IgnitionImage(spec *configs.Spec) *ignition.Image {
 		img.Services = append(img.Services, s.Name)
 	}
 	etc := etcFiles(spec)
+	passwd, group, shadow := accountFiles(spec)
+	etc["/etc/passwd"], etc["/etc/group"], etc["/etc/shadow"] = passwd, group, shadow
 	for _, f := range []struct {
 		name string
 		into *[]string

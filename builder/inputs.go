@@ -19,7 +19,11 @@ type Inputs struct {
 	KernelVersion string
 	Loader        string // systemd-bootx64.efi
 	Slate         string // the static slate binary to embed
+	CABundle      string // PEM file installed as the root's CA store
 }
+
+// hostCABundle is the build host's CA bundle (a variable for tests).
+var hostCABundle = configs.HostCABundle
 
 // hostLoader is where Debian's systemd-boot-efi package puts the loader.
 const hostLoader = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
@@ -57,6 +61,21 @@ func ResolveInputs(spec *configs.Spec, cacheDir, slateBin string) (Inputs, error
 			return in, fmt.Errorf("systemd-boot not found at %s nor %s: run scripts/fetch-kernel.sh %s (or apt-get install systemd-boot-efi)", in.Loader, hostLoader, cacheDir)
 		}
 		in.Loader = hostLoader
+	}
+
+	if b := spec.Root.CABundle; b != "" {
+		in.CABundle = spec.Path(b)
+		if err := configs.CheckCABundle(in.CABundle); err != nil {
+			return in, fmt.Errorf("$.root.ca_bundle: %w", err)
+		}
+	} else {
+		in.CABundle = hostCABundle
+		if _, err := os.Stat(hostCABundle); err != nil {
+			return in, fmt.Errorf("the root's CA bundle (for https to update channels and Ignition URLs) comes from this build host's %s, which is missing (%v): install Debian's ca-certificates package (apt-get install ca-certificates), or name a PEM file of CA certificates in root.ca_bundle", hostCABundle, err)
+		}
+		if err := configs.CheckCABundle(hostCABundle); err != nil {
+			return in, fmt.Errorf("the build host's CA bundle, the root's default: %w; reinstall ca-certificates or name a PEM file in root.ca_bundle", err)
+		}
 	}
 
 	if slateBin == "" {

@@ -3,17 +3,16 @@ package builder
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
@@ -29,13 +28,6 @@ import (
 // system reads its version, services and network from it. It is under
 // /usr so the writable /etc cannot shadow it.
 const ImageInfoPath = "/usr/lib/slate/image.json"
-
-// ImageInfo is ImageInfoPath's content.
-type ImageInfo struct {
-	Spec          *configs.Spec `json:"spec"`
-	KernelVersion string        `json:"kernel_version"`
-	Slate         string        `json:"slate_version"`
-}
 
 func openFile(p string) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) { return os.Open(p) }
@@ -98,13 +90,9 @@ var rootDirs = []struct {
 
 func etcFiles(spec *configs.Spec) map[string]string {
 	return map[string]string{
-		"/etc/passwd": "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
-		// the usual system groups (Debian's gids; wheel and docker as
-		// on Flatcar and Fedora CoreOS), so that configs that add users
-		// to them work
-		"/etc/group": imageGroups,
 		// no /etc/hostname: PID 1 sets the spec's hostname, and one that
-		// a config writes (without overwrite, as CoreOS configs do) wins
+		// a config writes (without overwrite, as CoreOS configs do) wins;
+		// /etc/passwd, group and shadow come from accountFiles
 		"/etc/hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t" + spec.Hostname + "\n",
 		"/etc/resolv.conf": "",
 		"/etc/os-release": fmt.Sprintf("NAME=slate\nID=slate\nPRETTY_NAME=\"slate %s %s\"\nVERSION_ID=%s\nIMAGE_ID=%s\nIMAGE_VERSION=%s\n",
@@ -118,7 +106,7 @@ func etcFiles(spec *configs.Spec) map[string]string {
 // root has no use for free space, and an update then writes and verifies
 // only the filesystem (tens of MiB), not the whole slot.
 func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time) (used, size int64, err error) {
-	fsys, err := rootFS(part.Size, spec, in, ix, mods, epoch)
+	fsys, err := rootFS(part.Size, spec, in, ix, mods, epoch, logrus.StandardLogger())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -128,7 +116,10 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 	}
 	used = int64(st.Blocks-st.FreeBlocks) * int64(st.BlockSize)
 	size = min(part.Size, (used+used/8+16<<20+1<<20-1)&^(1<<20-1))
-	if fsys, err = rootFS(size, spec, in, ix, mods, epoch); err != nil {
+	// The same content again: its warnings were given the first time.
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	if fsys, err = rootFS(size, spec, in, ix, mods, epoch, quiet); err != nil {
 		return 0, 0, err
 	}
 	if err := fsys.WriteTo(disk, part.Start); err != nil {
@@ -138,7 +129,7 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 }
 
 // rootFS lays out a root filesystem of the given size (nothing is written).
-func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time) (*ext4fs.FS, error) {
+func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time, log logrus.FieldLogger) (*ext4fs.FS, error) {
 	opts := ext4fs.Options{
 		Size:  fsSize,
 		Label: "slate-root",
@@ -172,7 +163,13 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 			return nil, fmt.Errorf("root: %s: %w", p, err)
 		}
 	}
-	info, err := json.MarshalIndent(ImageInfo{Spec: spec, KernelVersion: in.KernelVersion, Slate: versionString()}, "", "  ")
+	if err := addAccounts(fsys, spec); err != nil {
+		return nil, err
+	}
+	if err := addCABundle(fsys, spec, in); err != nil {
+		return nil, err
+	}
+	info, err := MarshalImageInfo(spec, in.KernelVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -209,63 +206,15 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 		}
 	}
 	for i, f := range spec.Root.Files {
-		if err := addContent(fsys, spec, f); err != nil {
+		if err := addContent(fsys, spec, f, log); err != nil {
 			return nil, fmt.Errorf("$.root.files[%d]: %w", i, err)
 		}
 	}
+	warnDanglingLinks(fsys, spec, log)
+	if err := checkPrograms(fsys, spec, log); err != nil {
+		return nil, err
+	}
 	return fsys, nil
-}
-
-// addContent copies a host file or folder into the root.
-func addContent(fsys *ext4fs.FS, spec *configs.Spec, f configs.File) error {
-	src := spec.Path(f.Src)
-	st, err := os.Lstat(src)
-	if err != nil {
-		return err
-	}
-	if err := fsys.Mkdir(path.Dir(f.Dst), 0o755, 0, 0); err != nil {
-		return fmt.Errorf("%s: %w", path.Dir(f.Dst), err)
-	}
-	if !st.IsDir() {
-		return addOne(fsys, src, f.Dst, st, f.Mode)
-	}
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		dst := path.Join(f.Dst, filepath.ToSlash(rel))
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return fsys.Mkdir(dst, info.Mode().Perm(), 0, 0)
-		}
-		return addOne(fsys, p, dst, info, f.Mode)
-	})
-}
-
-func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode) error {
-	switch {
-	case st.Mode()&fs.ModeSymlink != 0:
-		t, err := os.Readlink(src)
-		if err != nil {
-			return err
-		}
-		return fsys.Symlink(dst, t, 0, 0)
-	case st.Mode().IsRegular():
-		perm := st.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-		if mode != 0 {
-			perm = mode.FileMode()
-		}
-		return fsys.AddFile(dst, perm, 0, 0, st.Size(), openFile(src))
-	default:
-		return fmt.Errorf("%s: only files, folders and symbolic links can be copied, not %s", src, st.Mode().Type())
-	}
 }
 
 // LoaderConf has no default: systemd-boot then boots the highest version

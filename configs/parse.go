@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -115,7 +116,21 @@ func Parse(data []byte, name string) (*Spec, error) {
 	// which YAML allows.
 	dec := yaml.NewDecoder(strings.NewReader(""), yaml.Strict(), yaml.AllowDuplicateMapKey())
 	if err := decode(dec, body, s); err != nil {
-		return nil, yamlError(err, name, idx)
+		first := yamlError(err, name, idx)
+		// The decoder stops at its first problem: look for the others.
+		c := &collector{}
+		typeCheck(c, body, reflect.TypeFor[Spec](), "$", 0)
+		if len(c.errs) == 0 {
+			return nil, first
+		}
+		// The decoder's own error knows its line and column: it stands
+		// for its path.
+		var fe *Error
+		if errors.As(first, &fe) {
+			c.errs = slices.DeleteFunc(c.errs, func(e *Error) bool { return e.Path == fe.Path })
+			c.errs = append(c.errs, fe)
+		}
+		return nil, idx.locate(c.err(), name)
 	}
 	// YAML reads "version: 1.10" as the number 1.1; keep what was written
 	// so that the error (or the value) matches the file.

@@ -22,6 +22,8 @@ func TestServiceRunFields(t *testing.T) {
     environment_file: [/etc/default/web, -/etc/web.local]
     after: [setup]
     requires: [setup]
+users:
+  - {name: www-data, uid: 33}
 `), "t.yaml")
 	if err != nil {
 		t.Fatal(err)

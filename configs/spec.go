@@ -4,9 +4,10 @@ package configs
 
 import "time"
 
-// Spec is one image: what the builder turns into a disk, and (as the
-// resolved copy baked into the root at /usr/lib/slate/image.json) what the
-// booted system reads to know its name, version, services and network.
+// Spec is one image: what the builder turns into a disk. The booted
+// system does not see it: the builder bakes only the parts the machine
+// reads (name, version, services, network, update) into the root's
+// /usr/lib/slate/image.json.
 type Spec struct {
 	Name     string    `yaml:"name" json:"name"`
 	Version  string    `yaml:"version" json:"version"`
@@ -15,9 +16,14 @@ type Spec struct {
 	Disk     Disk      `yaml:"disk,omitempty" json:"disk"`
 	Root     Root      `yaml:"root,omitempty" json:"root"`
 	Services []Service `yaml:"services,omitempty" json:"services,omitempty"`
-	Network  Network   `yaml:"network,omitempty" json:"network"`
-	Console  []string  `yaml:"console,omitempty" json:"console,omitempty"`
-	Update   *Update   `yaml:"update,omitempty" json:"update,omitempty"`
+	// Users and Groups are accounts added to the image's /etc/passwd,
+	// /etc/group and /etc/shadow besides root and nobody (for services
+	// that run as their own user).
+	Users   []User   `yaml:"users,omitempty" json:"users,omitempty"`
+	Groups  []Group  `yaml:"groups,omitempty" json:"groups,omitempty"`
+	Network Network  `yaml:"network,omitempty" json:"network"`
+	Console []string `yaml:"console,omitempty" json:"console,omitempty"`
+	Update  *Update  `yaml:"update,omitempty" json:"update,omitempty"`
 	// Ignition is the host path of an Ignition config baked into the
 	// image, applied on first boot when no config comes from the kernel
 	// command line or QEMU's fw_cfg.
@@ -56,7 +62,20 @@ type Disk struct {
 // Root is what goes into each slot's root filesystem besides slate itself.
 type Root struct {
 	Files []File `yaml:"files,omitempty" json:"files,omitempty"`
+	// CABundle is a host PEM file of CA certificates installed as the
+	// root's CA store (CABundlePath); empty takes the build host's
+	// Debian bundle (HostCABundle).
+	CABundle string `yaml:"ca_bundle,omitempty" json:"ca_bundle,omitempty"`
 }
+
+// CABundlePath is where the root's CA certificates live: the first file
+// Go's crypto/x509 (and OpenSSL on Debian) reads on Linux, so https to a
+// channel or an Ignition URL works without any set-up.
+const CABundlePath = "/etc/ssl/certs/ca-certificates.crt"
+
+// HostCABundle is the build host's bundle a root gets by default, from
+// Debian's ca-certificates package.
+const HostCABundle = "/etc/ssl/certs/ca-certificates.crt"
 
 // File copies a host file or folder (Src, relative to the spec) to Dst in
 // the root. Mode applies to a file, or to every file under a folder; empty
@@ -65,6 +84,11 @@ type File struct {
 	Src  string `yaml:"src" json:"src"`
 	Dst  string `yaml:"dst" json:"dst"`
 	Mode Mode   `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Owner and Group own the file, or everything copied from the
+	// folder: a user (group) of the image, by name or number. Empty is
+	// root; the host's owners never reach the image.
+	Owner string `yaml:"owner,omitempty" json:"owner,omitempty"`
+	Group string `yaml:"group,omitempty" json:"group,omitempty"`
 }
 
 // Restart policies of a service.

@@ -472,8 +472,8 @@ func TestStateSize(t *testing.T) {
 	}
 }
 
-// TestRoundTrip checks that a parsed spec survives the JSON baked into the
-// root (image.json) and a YAML rewrite unchanged.
+// TestRoundTrip checks that a parsed spec survives JSON and a YAML
+// rewrite unchanged.
 func TestRoundTrip(t *testing.T) {
 	s, err := Parse([]byte(base+"disk: {size: 5GiB, root: 1.5GiB}\nroot:\n  files:\n  - {src: a, dst: /etc/a, mode: \"4755\"}\n"+
 		"services:\n- {name: a, command: /a, env: {K: v}}\nnetwork: {dhcp: true}\n"), "t.yaml")

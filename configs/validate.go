@@ -70,6 +70,10 @@ var ownedPaths = []struct{ path, why string }{
 	{"/run", "a tmpfs is mounted there at boot"},
 	{"/var", "the writable STATE partition is mounted on /var at boot and hides what the image puts there; create state at run time instead"},
 	{"/tmp", "a tmpfs is mounted there at boot"},
+	{"/etc/passwd", "slate writes it from the spec's users; declare accounts there"},
+	{"/etc/group", "slate writes it from the spec's users and groups; declare groups there"},
+	{"/etc/shadow", "slate writes it from the spec's users (locked passwords); set passwords with Ignition"},
+	{CABundlePath, "slate installs the CA bundle there; name your PEM file in root.ca_bundle"},
 }
 
 // Validate checks the spec without looking at the file system: every
@@ -83,6 +87,9 @@ func (s *Spec) Validate() error {
 	s.Disk.validate(c, "$.disk")
 	s.Root.validate(c, "$.root")
 	validateServices(c, s.Services, "$.services")
+	s.validateAccounts(c)
+	s.validateServiceUsers(c)
+	s.validateFileOwners(c)
 	if s.Update != nil {
 		s.Update.validate(c, "$.update", s.Services)
 	}
@@ -294,6 +301,9 @@ func (r *Root) validate(c *collector, p string) {
 		}
 		seen[f.Dst] = true
 	}
+	if strings.ContainsRune(r.CABundle, 0) {
+		c.add(key(p, "ca_bundle"), "contains a NUL byte")
+	}
 }
 
 func checkDst(dst string) string {
@@ -398,7 +408,7 @@ func validateServiceRun(c *collector, s Service, sp string) {
 	default:
 		c.add(key(sp, "type"), "%q is not a service type: use simple or oneshot", s.Type)
 	}
-	if s.User != "" && (len(s.User) > 32 || strings.ContainsAny(s.User, ":,/") || strings.ContainsFunc(s.User, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })) {
+	if badUser(s.User) {
 		c.add(key(sp, "user"), "%q is not a user name or numeric uid", s.User)
 	}
 	if d := s.WorkingDirectory; d != "" {
@@ -411,6 +421,10 @@ func validateServiceRun(c *collector, s Service, sp string) {
 			c.add(index(key(sp, "environment_file"), j), "%s (a leading '-' marks an optional file)", msg)
 		}
 	}
+}
+
+func badUser(u string) bool {
+	return u != "" && (len(u) > 32 || strings.ContainsAny(u, ":,/") || strings.ContainsFunc(u, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }))
 }
 
 // absPath describes what is wrong with a path in the booted system, or
@@ -519,6 +533,15 @@ func (s *Spec) CheckFiles() error {
 			inside := filepath.Join(s.Path(f.Src), filepath.FromSlash(rel))
 			if _, err := os.Lstat(inside); err == nil {
 				c.add(p, "%s would be copied to %s: %s", inside, o.path, o.why)
+			}
+		}
+	}
+	if b := s.Root.CABundle; b != "" {
+		if st, ok := stat(c, "$.root.ca_bundle", s.Path(b)); ok {
+			if !st.Mode().IsRegular() {
+				c.add("$.root.ca_bundle", "%s is not a regular file", s.Path(b))
+			} else if err := CheckCABundle(s.Path(b)); err != nil {
+				c.add("$.root.ca_bundle", "%v", err)
 			}
 		}
 	}

@@ -398,3 +398,55 @@ func (f *FS) Stats() (Stats, error) {
 	}
 	return p.stats(), nil
 }
+
+// Entry describes one path of the tree being assembled, as Lookup finds it.
+type Entry struct {
+	// Mode has the type bits (fs.ModeDir, fs.ModeSymlink, ...) and the
+	// permission, setuid, setgid and sticky bits.
+	Mode     fs.FileMode
+	UID, GID uint32
+	Size     int64  // regular files
+	Target   string // symbolic links
+}
+
+// Lookup returns what p holds in the tree so far (symlinks on the way are
+// not followed), so that callers can check what they added.
+func (f *FS) Lookup(p string) (Entry, error) {
+	parts, err := splitPath(p)
+	if err != nil {
+		return Entry{}, err
+	}
+	n := f.root
+	for i, c := range parts {
+		next, ok := n.children[c]
+		if !ok {
+			return Entry{}, fmt.Errorf("ext4fs: lookup %q: /%s: %w", p, strings.Join(parts[:i+1], "/"), fs.ErrNotExist)
+		}
+		n = next
+	}
+	m := fs.FileMode(n.perm & 0o777)
+	if n.perm&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if n.perm&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if n.perm&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch n.kind {
+	case kindDir:
+		m |= fs.ModeDir
+	case kindSymlink:
+		m |= fs.ModeSymlink
+	case kindChar:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case kindBlock:
+		m |= fs.ModeDevice
+	case kindFifo:
+		m |= fs.ModeNamedPipe
+	case kindSocket:
+		m |= fs.ModeSocket
+	}
+	return Entry{Mode: m, UID: n.uid, GID: n.gid, Size: n.size, Target: n.target}, nil
+}

@@ -53,8 +53,8 @@ func LoadImageInfo(root string) (*builder.ImageInfo, error) {
 	if err := json.Unmarshal(b, &info); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", builder.ImageInfoPath, err)
 	}
-	if info.Spec == nil {
-		return nil, fmt.Errorf("%s has no spec", builder.ImageInfoPath)
+	if info.Name == "" || info.Version == "" {
+		return nil, fmt.Errorf("%s names no image (name and version are empty)", builder.ImageInfoPath)
 	}
 	return &info, nil
 }
@@ -76,7 +76,6 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	spec := info.Spec
 	dir := filepath.Join("/lib/modules", info.KernelVersion)
 	// fw_cfg carries a provisioning config on QEMU: load its driver first
 	// and without async_probe, so the config is there when looked for
@@ -89,11 +88,11 @@ func run() error {
 		logrus.WithField("modules", strings.Join(mods, ",")).Info("device modules loaded")
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
-	dhcp := spec.Network.DHCP
+	dhcp := info.Network.DHCP
 	if provision.URLFromCmdline(string(cmdline)) != "" {
 		dhcp = true // the config is fetched over the network
 	}
-	services := spec.Services
+	services := info.Services
 	boot, berr := bootinfo.Read(bootinfo.Path)
 	if berr != nil && !errors.Is(berr, os.ErrNotExist) {
 		// Without the record this may be a machine without a slot: the
@@ -104,19 +103,19 @@ func run() error {
 		dhcp = true // init's lease needs renewing, and the root came over the network
 	}
 	switch {
-	case spec.Update != nil && berr != nil && !errors.Is(berr, os.ErrNotExist):
+	case info.Update != nil && berr != nil && !errors.Is(berr, os.ErrNotExist):
 		logrus.Warn("the updater does not run: the boot record is unreadable")
-	case spec.Update != nil && boot.RAM():
+	case info.Update != nil && boot.RAM():
 		// No slot to write: such a machine gets a new version by booting
 		// new PXE files or a new ISO.
 		logrus.Info("the root is in RAM: the updater does not run")
-	case spec.Update != nil:
+	case info.Update != nil:
 		services = append(append([]configs.Service(nil), services...), UpdaterService)
 	}
 	return supervisor.Run(context.Background(), supervisor.Config{
-		Version:    spec.Version,
+		Version:    info.Version,
 		Slot:       Slot(),
-		Hostname:   spec.Hostname,
+		Hostname:   info.Hostname,
 		Services:   services,
 		DHCP:       dhcp,
 		DHCPIface:  boot.Iface,

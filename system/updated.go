@@ -42,8 +42,7 @@ func RunUpdater() error {
 	if err != nil {
 		return err
 	}
-	spec := info.Spec
-	if spec.Update == nil {
+	if info.Update == nil {
 		return fmt.Errorf("this image has no update section in its spec")
 	}
 	pubs, err := payload.LoadPublicKeys(updater.PublicKeyPath)
@@ -56,10 +55,10 @@ func RunUpdater() error {
 		return err
 	}
 	d := &updater.Daemon{
-		Name:       spec.Name,
-		Version:    spec.Version,
+		Name:       info.Name,
+		Version:    info.Version,
 		Slot:       Slot(),
-		Config:     *spec.Update,
+		Config:     *info.Update,
 		PublicKeys: pubs,
 		Machine:    m,
 		StateFile:  updater.DefaultStateFile,

@@ -65,7 +65,7 @@ func inspectRunning(w io.Writer, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	r := running{Name: info.Spec.Name, Version: info.Spec.Version, Kernel: info.KernelVersion, Boot: boot, Summary: boot.Describe()}
+	r := running{Name: info.Name, Version: info.Version, Kernel: info.KernelVersion, Boot: boot, Summary: boot.Describe()}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

@@ -453,7 +453,7 @@ func setupEtc() error {
 	}
 	etc := filepath.Join(NewRoot, "etc")
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", etc, upper, work)
-	if err := unix.Mount("overlay", etc, "overlay", 0, opts); err != nil {
+	if err := unix.Mount("overlay", etc, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("mount overlay on /etc (%s): %w", opts, err)
 	}
 	// Homes and /srv hold what people and provisioning put there: they

@@ -46,6 +46,10 @@ func main() {
 		meminfo()
 	case "accounts":
 		accounts(os.Args[2:])
+	case "mounts":
+		mounts(os.Args[2:])
+	case "modes":
+		modes(os.Args[2:])
 	default:
 		probe()
 	}
@@ -295,5 +299,33 @@ func accounts(users []string) {
 			}
 		}
 		fmt.Printf("ACCOUNTS hostname=%s user=%s shadow=%s groups=%s keys=%d\n", host, u, shadow, strings.Join(groups, ","), keys)
+	}
+}
+
+// mounts prints the options of the mounts on each folder named (the last
+// mount on it, the one that is seen).
+func mounts(dirs []string) {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	for _, d := range dirs {
+		opts := "none"
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 4 && f[1] == d {
+				opts = f[3]
+			}
+		}
+		fmt.Printf("MOUNT dir=%s opts=%s\n", d, opts)
+	}
+}
+
+// modes prints the mode and owner of each file named.
+func modes(paths []string) {
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			fmt.Printf("MODE path=%s err=%q\n", p, err.Error())
+			continue
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		fmt.Printf("MODE path=%s mode=%o uid=%d size=%d\n", p, sys.Mode&0o7777, sys.Uid, st.Size())
 	}
 }
