@@ -97,3 +97,56 @@ func TestDefaultSetsDriveServerHardware(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkProbeDevicesInitramfs measures what init pays for the size of
+// its module set when it matches the devices of a q35 VM with a virtio
+// disk (reading the index files and matching every modalias; loads are
+// only recorded), for the initramfs set before the server storage and
+// MMC drivers were added and for DefaultInitramfs.
+func BenchmarkProbeDevicesInitramfs(b *testing.B) {
+	ix := realIndex(b)
+	sys := b.TempDir()
+	for i, a := range []string{
+		"pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", // virtio-blk
+		"pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", // ICH9 AHCI
+		"pci:v00008086d000025ABsv00001AF4sd00001100bc08sc80i00", // i6300esb
+		"pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00", // q35 host bridge
+		"pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00", // ICH9 LPC
+		"pci:v00008086d00002930sv00001AF4sd00001100bc0Csc05i00", // ICH9 SMBus
+		"acpi:QEMU0002:", "acpi:PNP0501:", "acpi:PNP0303:", "acpi:PNP0A08:PNP0A03:",
+		"cpu:type:x86,ven0000fam0006mod003A:feature:,0000,0001,0093,0094,0095",
+	} {
+		d := filepath.Join(sys, "devices", fmt.Sprintf("dev%d", i))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "modalias"), []byte(a+"\n"), 0o444); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		set  []string
+	}{
+		{"before", concat(BaseStorage, BootSupport)},
+		{"DefaultInitramfs", DefaultInitramfs},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			mods, err := ix.Resolve(tt.set)
+			if err != nil {
+				b.Fatal(err)
+			}
+			root := b.TempDir()
+			if err := ix.WriteTree(dirWriter{root}, mods); err != nil {
+				b.Fatal(err)
+			}
+			dir := filepath.Join(root, "lib", "modules", ix.KernelVersion())
+			for b.Loop() {
+				l := &Loader{Dir: dir, Load: func(string, string) error { return nil }}
+				if _, err := l.ProbeDevices(sys); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
