@@ -11,10 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +25,8 @@ import (
 	"time"
 
 	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/initramfs"
+	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/qemu"
 	"golang.org/x/sys/unix"
 )
@@ -520,6 +524,290 @@ func FuzzInitTook(f *testing.F) {
 		d, err := initTook([]string{line})
 		if err == nil && (d < 0 || !strings.HasPrefix(line, "SLATE-INIT ")) {
 			t.Errorf("initTook(%q) = %v", line, d)
+		}
+	})
+}
+
+// driverNICs are the network drivers added to kmod.NetworkDrivers for
+// VMware, Hyper-V, clouds and RTL8139: BenchmarkDriverSets measures each.
+var driverNICs = []string{"vmxnet3", "hv_netvsc", "ena", "gve", "ixgbevf", "iavf", "8139too", "8139cp", "atlantic"}
+
+// countWriter counts what is written to it.
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// kernelIndex opens the module tree of the cached kernel.
+func kernelIndex(tb testing.TB) *kmod.Index {
+	tb.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(cacheDir(), "kernel", "linux-image-amd64", "lib", "modules", "*"))
+	if len(dirs) == 0 {
+		tb.Fatalf("no module tree under %s", cacheDir())
+	}
+	ix, err := kmod.Open(dirs[0], "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ix
+}
+
+// writeInitramfs writes the initramfs the builder makes for a module set
+// (slate as /init and the set's closure, zstd) to w and returns the
+// number of modules.
+func writeInitramfs(tb testing.TB, ix *kmod.Index, specs []string, w io.Writer) int {
+	tb.Helper()
+	mods, err := ix.Resolve(specs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a := initramfs.New(builder.DefaultEpoch)
+	bin := releaseSlate(tb)
+	st, err := os.Stat(bin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := a.AddFile("init", 0o755, st.Size(), func() (io.ReadCloser, error) { return os.Open(bin) }); err != nil {
+		tb.Fatal(err)
+	}
+	if err := ix.WriteTree(a, mods); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := a.WriteTo(w); err != nil {
+		tb.Fatal(err)
+	}
+	return len(mods)
+}
+
+var releaseOnce once
+
+// releaseSlate is slate built as make build builds it (-s -w: no symbol
+// table and no DWARF), the /init a released image carries: the e2e
+// tests' own slate keeps its debug information, which doubles its
+// compressed size (10.2 against 5.3 MB).
+func releaseSlate(tb testing.TB) string {
+	return releaseOnce.get(tb, func() (string, error) {
+		out := filepath.Join(workDir, "slate-release")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./cmd/slate")
+		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build -ldflags '-s -w' ./cmd/slate: %w\n%s", err, b)
+		}
+		return out, nil
+	})
+}
+
+func initramfsSize(tb testing.TB, ix *kmod.Index, specs []string) (int64, int) {
+	var cw countWriter
+	n := writeInitramfs(tb, ix, specs, &cw)
+	return cw.n, n
+}
+
+func without(list, drop []string) []string {
+	var out []string
+	for _, s := range list {
+		if !slices.Contains(drop, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func kibs(n int64) string { return fmt.Sprintf("%+.0f KiB", float64(n)/1024) }
+
+// BenchmarkDriverSets shows what each storage controller and network card
+// driver of the default sets adds to the compressed initramfs, against
+// the sets before they were added (the initramfs as the builder writes
+// it: slate as /init, built as make build does, and the modules, zstd).
+func BenchmarkDriverSets(b *testing.B) {
+	needBuild(b)
+	ix := kernelIndex(b)
+	oldInit, oldNet := oldSets()
+	var rows []row
+	base, baseN := initramfsSize(b, ix, oldInit)
+	bare, _ := initramfsSize(b, ix, []string{"af_packet"}) // built in: slate alone
+	rows = append(rows,
+		row{"slate as /init (make build: -s -w), compressed", mibs(bare), "", true},
+		row{fmt.Sprintf("initramfs before (%d modules)", baseN), mibs(base), "", true})
+	groups := [][]string{}
+	for _, d := range kmod.ServerStorage {
+		// The helpers come with the drivers that use them.
+		if !slices.Contains([]string{"mptscsih", "mptbase", "scsi_transport_sas", "raid_class"}, d) {
+			groups = append(groups, []string{d})
+		}
+	}
+	groups = append(groups, kmod.MMCStorage)
+	for _, g := range groups {
+		s, n := initramfsSize(b, ix, concatLists(oldInit, g))
+		rows = append(rows, row{fmt.Sprintf("  + %s (+%d modules)", strings.Join(g, ", "), n-baseN), kibs(s - base), "", true})
+	}
+	all, allN := initramfsSize(b, ix, kmod.DefaultInitramfs)
+	rows = append(rows, row{fmt.Sprintf("initramfs default (%d modules)", allN), mibs(all) + " (" + kibs(all-base) + ")", "<= " + mibs(targetInitramfs), all <= targetInitramfs})
+
+	nbase, nbaseN := initramfsSize(b, ix, oldNet)
+	rows = append(rows, row{fmt.Sprintf("netboot initramfs before (%d modules)", nbaseN), mibs(nbase), "", true})
+	for _, d := range driverNICs {
+		s, n := initramfsSize(b, ix, concatLists(oldNet, []string{d}))
+		rows = append(rows, row{fmt.Sprintf("  + %s (+%d modules)", d, n-nbaseN), kibs(s - nbase), "", true})
+	}
+	nall, nallN := initramfsSize(b, ix, kmod.DefaultNetboot)
+	rows = append(rows, row{fmt.Sprintf("netboot initramfs default (%d modules)", nallN), mibs(nall) + " (" + kibs(nall-nbase) + ")", "<= " + mibs(targetInitramfs), nall <= targetInitramfs})
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(all)/mib, "initramfs-MiB")
+	b.ReportMetric(float64(nall)/mib, "netboot-initramfs-MiB")
+	printTable(b, rows)
+}
+
+// oldSets are the default initramfs and netboot sets before the server
+// storage controllers, MMC and the VM and cloud NICs were added.
+func oldSets() (initramfs, netboot []string) {
+	initramfs = concatLists(kmod.BaseStorage, kmod.BootSupport)
+	return initramfs, concatLists(initramfs, without(kmod.NetworkDrivers, driverNICs), []string{"loop"})
+}
+
+// BenchmarkDriverSetsInit times init's module loading under TCG with the
+// initramfs before and after the driver additions: direct kernel boots of
+// the same default image (kernel, kernel line and disk), alternating.
+func BenchmarkDriverSetsInit(b *testing.B) {
+	needQEMU(b)
+	ix := kernelIndex(b)
+	oldInit, _ := oldSets()
+	out := filepath.Join(b.TempDir(), "out")
+	slateBuild(b, defaultSpec(), out)
+	image := filepath.Join(out, "disk.raw")
+	kernel, _, options := slotBoot(b, image)
+	initrds := map[string]string{}
+	for name, set := range map[string][]string{"before": oldInit, "default": kmod.DefaultInitramfs} {
+		p := filepath.Join(out, "initrd-"+name)
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		writeInitramfs(b, ix, set, f)
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+		initrds[name] = p
+	}
+	b.ResetTimer()
+	type times struct{ start, init, mods, inKernel []time.Duration }
+	res := map[string]*times{"before": {}, "default": {}}
+	for i := 0; i < b.N; i++ {
+		for r := 0; r < bootRounds; r++ {
+			order := []string{"before", "default"}
+			if r%2 == 1 {
+				order = []string{"default", "before"}
+			}
+			for _, name := range order {
+				br := bootOptsUntil(b, qemu.Options{Image: image, Kernel: kernel, Initrd: initrds[name], Append: options, NoReboot: true,
+					SerialFile: filepath.Join(out, "serial-"+name+".log")}, initRE, false)
+				it, err := initTook(br.lines)
+				if err != nil {
+					b.Fatalf("%v\nconsole:\n%s", err, strings.Join(br.lines, "\n"))
+				}
+				mt, ik, err := modulesLoaded(br.lines)
+				if err != nil {
+					b.Fatalf("%s: %v\nconsole:\n%s", name, err, strings.Join(br.lines, "\n"))
+				}
+				t := res[name]
+				t.start, t.init, t.mods, t.inKernel = append(t.start, br.took), append(t.init, it), append(t.mods, mt), append(t.inKernel, ik)
+			}
+		}
+	}
+	b.StopTimer()
+	var rows []row
+	for _, name := range []string{"before", "default"} {
+		t := res[name]
+		rows = append(rows,
+			row{"initramfs " + name + ": QEMU start to SLATE-INIT", bestOf(t.start), "", true},
+			row{"initramfs " + name + ": init to switch_root", bestOf(t.init), "", true},
+			row{"initramfs " + name + ": init's module loading", bestOf(t.mods), "", true},
+			row{"initramfs " + name + ": of which in the kernel", bestOf(t.inKernel), "", true})
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(minDur(res["default"].mods)-minDur(res["before"].mods)), "modules-delta-ms")
+	b.ReportMetric(ms(minDur(res["default"].start)-minDur(res["before"].start)), "to-init-delta-ms")
+	printTable(b, rows)
+}
+
+// printTable is logTable for tables longer than the benchmark log keeps
+// without -v: it prints to stdout.
+func printTable(b *testing.B, rows []row) {
+	b.Helper()
+	var sb strings.Builder
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s\nmeasure\tgot\ttarget\t\n", b.Name())
+	for _, r := range rows {
+		verdict := ""
+		if r.target != "" {
+			verdict = "ok"
+			if !r.ok {
+				verdict = "OVER"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.what, r.got, r.target, verdict)
+	}
+	tw.Flush()
+	fmt.Print(sb.String())
+}
+
+func concatLists(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
+
+var modsLoadedRE = regexp.MustCompile(`msg="modules loaded".*\bin_kernel=(\S+).*\btook=(\d+)ms`)
+
+// modulesLoaded reads init's "modules loaded" log line: the time from
+// init's start to the end of module loading, and the time spent in the
+// kernel's module loads.
+func modulesLoaded(lines []string) (took, inKernel time.Duration, err error) {
+	for _, l := range lines {
+		if m := modsLoadedRE.FindStringSubmatch(l); m != nil {
+			ik, err1 := time.ParseDuration(m[1])
+			n, err2 := strconv.ParseInt(m[2], 10, 64)
+			if err := errors.Join(err1, err2); err != nil {
+				return 0, 0, fmt.Errorf("line %q: %w", l, err)
+			}
+			if n > int64(time.Hour/time.Millisecond) || ik < 0 {
+				return 0, 0, fmt.Errorf("line %q: not a boot's time", l)
+			}
+			return time.Duration(n) * time.Millisecond, ik, nil
+		}
+	}
+	return 0, 0, errors.New(`no msg="modules loaded" line on the console`)
+}
+
+func TestModulesLoaded(t *testing.T) {
+	for _, c := range []struct {
+		line     string
+		took, ik time.Duration
+		ok       bool
+	}{
+		{`time="23:47:30.574" level=info msg="modules loaded" count=31 in_kernel=10.766s slowest="jbd2:2491ms" took=29564ms`, 29564 * time.Millisecond, 10766 * time.Millisecond, true},
+		{`time="1" level=info msg="modules loaded" count=2 in_kernel=950ms slowest="" took=12ms`, 12 * time.Millisecond, 950 * time.Millisecond, true},
+		{`time="1" level=info msg="modules loaded" count=2 in_kernel=bogus took=12ms`, 0, 0, false},
+		{`time="1" level=info msg="device modules loaded" modules="vmxnet3"`, 0, 0, false},
+		{`SLATE-INIT slot=a root=/dev/vda2 took=187ms`, 0, 0, false},
+		{`msg="modules loaded" in_kernel=1s took=9999999999999ms`, 0, 0, false},
+	} {
+		took, ik, err := modulesLoaded([]string{c.line})
+		if (err == nil) != c.ok || took != c.took || ik != c.ik {
+			t.Errorf("modulesLoaded(%q) = %v, %v, %v; want %v, %v, ok=%v", c.line, took, ik, err, c.took, c.ik, c.ok)
+		}
+	}
+}
+
+func FuzzModulesLoaded(f *testing.F) {
+	f.Add(`msg="modules loaded" count=31 in_kernel=10.766s took=29564ms`)
+	f.Add(`msg="modules loaded" in_kernel=1h took=99999999999999999999ms`)
+	f.Fuzz(func(t *testing.T, line string) {
+		took, _, err := modulesLoaded([]string{line})
+		if err == nil && (took < 0 || !strings.Contains(line, `msg="modules loaded"`)) {
+			t.Errorf("modulesLoaded(%q) = %v", line, took)
 		}
 	})
 }

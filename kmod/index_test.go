@@ -244,9 +244,9 @@ func TestDefaultSets(t *testing.T) {
 		specs []string
 		limit int64
 	}{
-		{"DefaultInitramfs", DefaultInitramfs, 8 << 20},
-		{"DefaultRoot", DefaultRoot, 32 << 20},
-		{"DefaultNetboot", DefaultNetboot, 24 << 20},
+		{"DefaultInitramfs", DefaultInitramfs, 14 << 20},
+		{"DefaultRoot", DefaultRoot, 36 << 20},
+		{"DefaultNetboot", DefaultNetboot, 36 << 20},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			mods, err := ix.Resolve(tt.specs)

@@ -70,6 +70,13 @@ type Options struct {
 	// NoReboot makes a guest reboot (or a watchdog reset, or a panic with
 	// panic=N) end QEMU instead of restarting the guest.
 	NoReboot bool
+	// Disks are more disks, each behind a storage controller of its own
+	// (see Disk), attached after Image.
+	Disks []Disk
+	// NICs are more network cards by QEMU device model ("vmxnet3",
+	// "rtl8139", "e1000", ...), each on a QEMU user network of its own,
+	// attached after the one Network gives.
+	NICs []string
 	// ExtraArgs are appended to the command line as they are.
 	ExtraArgs []string
 }
@@ -279,6 +286,12 @@ func Args(opts Options) ([]string, error) {
 		}
 		args = append(args, "-fw_cfg", "name="+fc.Name+",file="+optEscape(fc.File))
 	}
+
+	more, err := deviceArgs(opts)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, more...)
 
 	// A watchdog the guest may arm; it does nothing until the guest opens it.
 	args = append(args, "-device", "i6300esb")
