@@ -276,8 +276,8 @@ func contentRangeStart(h string) (int64, error) {
 // (an attempt that delivered at least 64 KiB resets the count, so a long
 // download over a link that drops every few megabytes still completes, while
 // a server that sends a trickle and stalls again and again is given up on),
-// on a non-temporary HTTP status, on a first answer whose length is not
-// Size, and when its context is done.
+// on a non-temporary HTTP status, with CheckLength on a first answer whose
+// length is not Size, and when its context is done.
 //
 // It does not check content: put a Verifier on top of it.
 type ResumingReader struct {
@@ -297,6 +297,10 @@ type ResumingReader struct {
 	Backoff, MaxBackoff time.Duration
 	// Idle is the longest wait for the next byte (<= 0: no limit).
 	Idle time.Duration
+	// CheckLength: a first answer whose Content-Length is not Size fails
+	// at once (wrapping ErrCorrupt), before a byte is handed over, so a
+	// caller learns of a wrong file before it gives anything up for it.
+	CheckLength bool
 
 	body     *fetched
 	offset   int64
@@ -358,9 +362,9 @@ func (r *ResumingReader) Read(p []byte) (int, error) {
 				}
 				continue
 			}
-			if body.whole && r.Size > 0 && body.length >= 0 && body.length != r.Size {
+			if r.CheckLength && body.whole && r.Size > 0 && body.length >= 0 && body.length != r.Size {
 				body.body.Close()
-				return 0, r.stop(fmt.Errorf("fetch %s: server sends %d bytes, want %d", r.url, body.length, r.Size))
+				return 0, r.stop(fmt.Errorf("fetch %s: server sends %d bytes, the manifest says %d: %w", r.url, body.length, r.Size, ErrCorrupt))
 			}
 			r.body, r.start = body, r.offset
 		}

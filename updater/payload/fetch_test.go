@@ -401,9 +401,9 @@ func TestResumingReaderWrongLength(t *testing.T) {
 	}))
 	defer srv.Close()
 	rr := NewResumingReader(context.Background(), srv.Client(), srv.URL)
-	rr.Size = 2000
+	rr.Size, rr.CheckLength = 2000, true
 	_, err := rr.Read(make([]byte, 10))
-	if err == nil || !strings.Contains(err.Error(), "server sends 1000 bytes, want 2000") || rr.Requests() != 1 {
+	if err == nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "server sends 1000 bytes, the manifest says 2000") || rr.Requests() != 1 {
 		t.Fatalf("err = %v after %d requests", err, rr.Requests())
 	}
 }
