@@ -364,7 +364,11 @@ func (r *ResumingReader) Read(p []byte) (int, error) {
 			}
 			if r.CheckLength && body.whole && r.Size > 0 && body.length >= 0 && body.length != r.Size {
 				body.body.Close()
-				return 0, r.stop(fmt.Errorf("fetch %s: server sends %d bytes, the manifest says %d: %w", r.url, body.length, r.Size, ErrCorrupt))
+				what := "larger than the manifest says"
+				if body.length < r.Size {
+					what = "truncated"
+				}
+				return 0, r.stop(fmt.Errorf("fetch %s: %s: the server sends %d bytes, the manifest says %d: %w", r.url, what, body.length, r.Size, ErrCorrupt))
 			}
 			r.body, r.start = body, r.offset
 		}

@@ -403,7 +403,7 @@ func TestResumingReaderWrongLength(t *testing.T) {
 	rr := NewResumingReader(context.Background(), srv.Client(), srv.URL)
 	rr.Size, rr.CheckLength = 2000, true
 	_, err := rr.Read(make([]byte, 10))
-	if err == nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "server sends 1000 bytes, the manifest says 2000") || rr.Requests() != 1 {
+	if err == nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "truncated: the server sends 1000 bytes, the manifest says 2000") || rr.Requests() != 1 {
 		t.Fatalf("err = %v after %d requests", err, rr.Requests())
 	}
 }
