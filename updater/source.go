@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/slateos/slate/updater/payload"
 )
 
@@ -114,6 +116,9 @@ func (s *httpSource) Open(ctx context.Context, rel string, size int64) (io.ReadC
 	// size, an early end of a response without a length is a drop too
 	r := payload.NewResumingReader(ctx, s.client, s.url(rel))
 	r.Size, r.Idle, r.CheckLength = size, s.idle, true
+	r.OnRetry = func(off int64, attempt int, cause error) {
+		logrus.WithError(redactErr(cause)).Warnf("updater: download of %s interrupted; resuming at byte %d (attempt %d)", RedactURL(s.url(rel)), off, attempt+1)
+	}
 	return redactedReader{r}, nil
 }
 

@@ -301,6 +301,9 @@ type ResumingReader struct {
 	// at once (wrapping ErrCorrupt), before a byte is handed over, so a
 	// caller learns of a wrong file before it gives anything up for it.
 	CheckLength bool
+	// OnRetry, if set, hears of each failed attempt that will be retried:
+	// the offset the next attempt asks for and why this one failed.
+	OnRetry func(offset int64, attempt int, cause error)
 
 	body     *fetched
 	offset   int64
@@ -411,6 +414,9 @@ func (r *ResumingReader) retry(cause error) error {
 	r.failures++
 	if r.failures > r.MaxRetries {
 		return r.stop(fmt.Errorf("fetch %s: giving up at byte %d after %d failed attempts: %w", r.url, r.offset, r.failures, cause))
+	}
+	if r.OnRetry != nil {
+		r.OnRetry(r.offset, r.failures, cause)
 	}
 	wait := r.Backoff
 	for i := 1; i < r.failures && wait < r.MaxBackoff; i++ {

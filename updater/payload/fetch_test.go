@@ -361,6 +361,10 @@ func TestResumingReaderStall(t *testing.T) {
 	url, ranges := stallServer(t, data, func(n int64) bool { return n == 1 })
 	rr := NewResumingReader(context.Background(), NewClient(Timeouts{}), url)
 	rr.Size, rr.Idle, rr.Backoff = int64(len(data)), 300*time.Millisecond, time.Millisecond
+	var heard []string
+	rr.OnRetry = func(off int64, n int, err error) {
+		heard = append(heard, fmt.Sprintf("%d %d %v", off, n, errors.Is(err, ErrStalled)))
+	}
 	start := time.Now()
 	got, err := io.ReadAll(rr)
 	if err != nil || !bytes.Equal(got, data) {
@@ -372,6 +376,9 @@ func TestResumingReaderStall(t *testing.T) {
 	want := []string{"", fmt.Sprintf("bytes=%d-", len(data)/2)}
 	if fmt.Sprint(*ranges) != fmt.Sprint(want) {
 		t.Errorf("requests with Range %q, want %q (resume where the stall began)", *ranges, want)
+	}
+	if w := fmt.Sprintf("%d 1 true", len(data)/2); len(heard) != 1 || heard[0] != w {
+		t.Errorf("OnRetry heard %q, want [%s]", heard, w)
 	}
 }
 
