@@ -404,3 +404,37 @@ func TestUnhealthyMarkBadFailure(t *testing.T) {
 		t.Errorf("state %s, rebooted %v: a failed mark-bad was taken for a rollback", st.State, rebooted)
 	}
 }
+
+// A reboot window hours away is a timer: the update returns at once
+// instead of sleeping with the update claimed.
+func TestRebootWindowDoesNotWait(t *testing.T) {
+	d := testDaemon(t, "http://127.0.0.1:1/", nil)
+	now := time.Now().UTC()
+	from := now.Add(3 * time.Hour)
+	d.Config.Reboot = configs.RebootWindow
+	d.Config.Window = from.Format("15:04") + "-" + from.Add(time.Hour).Format("15:04")
+	rebooted := make(chan struct{}, 1)
+	d.Reboot = func() error { rebooted <- struct{}{}; return nil }
+	start := time.Now()
+	if err := d.rebootPerPolicy(); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > time.Second {
+		t.Errorf("waited %v for the window", time.Since(start))
+	}
+	d.smu.Lock()
+	scheduled := d.rebootTimer != nil
+	d.smu.Unlock()
+	if !scheduled {
+		t.Error("no reboot scheduled for the window")
+	}
+	if st := d.Status(); st.State != "staged" {
+		t.Errorf("state %s, want staged", st.State)
+	}
+	d.stopReboot()
+	select {
+	case <-rebooted:
+		t.Error("rebooted outside the window")
+	default:
+	}
+}
