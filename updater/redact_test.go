@@ -57,3 +57,21 @@ func TestCredentialsNeverShown(t *testing.T) {
 		t.Errorf("channel %q: want the host kept and the user replaced", st.Channel)
 	}
 }
+
+func FuzzRedact(f *testing.F) {
+	for _, s := range []string{"https://u:p@h/x?t=1", `Get "http://a@b/c": x`, "x://@?", "http://[::1]:80/?a=b&c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		// a secret put in a URL's user information or query never
+		// survives, whatever surrounds it
+		for _, msg := range []string{
+			"fetch " + "https://alice:S3CRETPW@" + s,
+			"fetch https://host/p?token=S3CRETPW&" + s,
+		} {
+			if out := Redact(msg); strings.Contains(out, "S3CRETPW") {
+				t.Fatalf("Redact(%q) = %q", msg, out)
+			}
+		}
+	})
+}
