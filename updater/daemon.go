@@ -58,9 +58,14 @@ type Daemon struct {
 	mu     sync.Mutex // boot entries and state file
 	smu    sync.Mutex // guards status, job, cancelJob, rebootTimer
 	status Status
-	// job is the update running now ("" none), cancelJob stops it.
+	// job is the update running now ("" none, trial: a health check),
+	// cancelJob stops it, jobDone is closed when it ends, jobs holds the
+	// one token.
 	job         string
+	trial       bool
 	cancelJob   context.CancelFunc
+	jobDone     chan struct{}
+	jobs        chan struct{}
 	rebootTimer *time.Timer
 	clientOnce  sync.Once
 	// blessPending: healthy, but the bless did not get written yet.
@@ -86,21 +91,49 @@ func (d *Daemon) client() *http.Client {
 }
 
 // begin claims the one update slot for job; the returned context is
-// cancelled by end, by Rollback and with ctx.
-func (d *Daemon) begin(ctx context.Context, job string) (context.Context, func(), error) {
+// cancelled by end, by Rollback and with ctx. With wait, it waits for a
+// running check or apply to end (as long as ctx lasts) rather than fail
+// with ErrBusy; a health check (trial) is never waited for: it may last
+// minutes and an update must not overwrite the fallback meanwhile.
+func (d *Daemon) begin(ctx context.Context, job string, wait, trial bool) (context.Context, func(), error) {
 	d.smu.Lock()
-	defer d.smu.Unlock()
-	if d.job != "" {
-		return nil, nil, fmt.Errorf("%w: %s is running (state %s); see slate update status", ErrBusy, d.job, d.status.State)
+	if d.jobs == nil {
+		d.jobs = make(chan struct{}, 1)
 	}
-	jctx, cancel := context.WithCancel(ctx)
-	d.job, d.cancelJob = job, cancel
-	return jctx, func() {
-		cancel()
-		d.smu.Lock()
-		d.job, d.cancelJob = "", nil
+	jobs := d.jobs
+	for {
+		select {
+		case jobs <- struct{}{}:
+			jctx, cancel := context.WithCancel(ctx)
+			d.job, d.trial, d.cancelJob, d.jobDone = job, trial, cancel, make(chan struct{})
+			done := d.jobDone
+			d.smu.Unlock()
+			return jctx, func() {
+				cancel()
+				// the token goes back under smu, where waiters look
+				// at it, before they are woken
+				d.smu.Lock()
+				d.job, d.trial, d.cancelJob, d.jobDone = "", false, nil, nil
+				<-jobs
+				d.smu.Unlock()
+				close(done)
+			}, nil
+		default:
+		}
+		if !wait || d.trial {
+			err := fmt.Errorf("%w: %s is running (state %s); see slate update status", ErrBusy, d.job, d.status.State)
+			d.smu.Unlock()
+			return nil, nil, err
+		}
+		running, done := d.job, d.jobDone
 		d.smu.Unlock()
-	}, nil
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("waiting for %s to end: %w", running, ctx.Err())
+		}
+		d.smu.Lock()
+	}
 }
 
 // Status is what `slate update status` shows.
@@ -324,7 +357,7 @@ func (d *Daemon) settle(ctx context.Context) {
 	}
 	// We are on trial: bless once healthy. No update runs meanwhile: it
 	// would overwrite the slot to fall back to.
-	jctx, end, err := d.begin(ctx, "the health check of "+d.Version)
+	jctx, end, err := d.begin(ctx, "the health check of "+d.Version, false, true)
 	if err != nil {
 		return
 	}
@@ -491,7 +524,9 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 	if explicit {
 		what = "an apply from " + src.String()
 	}
-	ctx, end, err := d.begin(ctx, what)
+	// An apply asked for by hand waits for a running check (its client
+	// bounds the wait); a check finds the update busy and says so.
+	ctx, end, err := d.begin(ctx, what, explicit, false)
 	if err != nil {
 		return err
 	}

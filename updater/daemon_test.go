@@ -438,3 +438,28 @@ func TestRebootWindowDoesNotWait(t *testing.T) {
 	default:
 	}
 }
+
+// An apply asked for by hand waits for a running check, as long as its
+// client lets it; a check finds the update busy.
+func TestApplyWaitsForCheck(t *testing.T) {
+	f := newFixture(t)
+	d := testDaemon(t, silent(t), f.pub)
+	d.Config.Timeouts.Header = configs.Duration(time.Second)
+	done := make(chan error, 1)
+	go func() { done <- d.Check(context.Background()) }()
+	waitState(t, d, "checking")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := d.ApplyFrom(ctx, f.channel); err == nil || !strings.Contains(err.Error(), "waiting for a check of the channel to end: context deadline exceeded") {
+		t.Fatalf("apply with a short client: %v", err)
+	}
+	if err := d.ApplyFrom(context.Background(), f.channel); err != nil {
+		t.Fatalf("apply after the check: %v", err)
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
+		t.Errorf("the check: %v", err)
+	}
+	if st := d.Status(); st.Staged != "1.1.0" || st.Other.Version != "1.1.0" {
+		t.Errorf("after the apply: staged %q, other %+v", st.Staged, st.Other)
+	}
+}
