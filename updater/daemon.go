@@ -34,8 +34,9 @@ const (
 // Locking: mu guards the boot entries and the state file, and is held only
 // for the moments they change, never across a network wait, a download or
 // a sleep, so `slate update status` and `rollback` always answer at once.
-// One update (check or apply) runs at a time: a second one is refused
-// with ErrBusy rather than queued behind a download.
+// One update (check or apply) runs at a time: a second check is refused
+// with ErrBusy; an apply asked for by hand waits, as long as its client
+// does.
 type Daemon struct {
 	Name      string // image name
 	Version   string // running version
@@ -56,7 +57,7 @@ type Daemon struct {
 	StagingDir string
 
 	mu     sync.Mutex // boot entries and state file
-	smu    sync.Mutex // guards status, job, cancelJob, rebootTimer
+	smu    sync.Mutex // guards status, the job fields, rebootTimer
 	status Status
 	// job is the update running now ("" none, trial: a health check),
 	// cancelJob stops it, jobDone is closed when it ends, jobs holds the
