@@ -47,6 +47,20 @@ type Update struct {
 	// Window is the daily reboot window "HH:MM-HH:MM" (UTC), for reboot: window.
 	Window string `yaml:"window,omitempty" json:"window,omitempty"`
 	Health Health `yaml:"health,omitempty" json:"health"`
+	// Timeouts bound the updater's network waits.
+	Timeouts UpdateTimeouts `yaml:"timeouts,omitempty" json:"timeouts,omitzero"`
+}
+
+// UpdateTimeouts bound the updater's network waits; zero is the default
+// (connect 10s, header 30s, idle 60s).
+type UpdateTimeouts struct {
+	// Connect bounds a TCP connect and TLS handshake.
+	Connect Duration `yaml:"connect,omitempty" json:"connect,omitempty"`
+	// Header bounds the wait for a response's headers.
+	Header Duration `yaml:"header,omitempty" json:"header,omitempty"`
+	// Idle bounds the wait for the next byte of a download; a stalled
+	// download is resumed from where it stopped.
+	Idle Duration `yaml:"idle,omitempty" json:"idle,omitempty"`
 }
 
 // Health decides when a new version is good enough to keep.
@@ -198,6 +212,14 @@ func (u *Update) validate(c *collector, p string, svcs []Service) {
 		}
 	default:
 		c.add(p+".reboot", "%q is not a reboot policy: use immediate, window or off", u.Reboot)
+	}
+	for _, f := range []struct {
+		name string
+		d    Duration
+	}{{"connect", u.Timeouts.Connect}, {"header", u.Timeouts.Header}, {"idle", u.Timeouts.Idle}} {
+		if f.d != 0 && (f.d.D() < time.Second || f.d.D() > time.Hour) {
+			c.add(p+".timeouts."+f.name, "%s is out of range: between 1s and 1h", f.d)
+		}
 	}
 	names := map[string]bool{}
 	for _, s := range svcs {

@@ -21,6 +21,12 @@ func TestUpdateSection(t *testing.T) {
 	if len(u.Health.Services) != 1 || u.Health.Services[0] != "web" {
 		t.Errorf("default health services %v, want [web]", u.Health.Services)
 	}
+	if u.Timeouts != (UpdateTimeouts{}) {
+		t.Errorf("timeouts %+v, want zero (the updater's defaults)", u.Timeouts)
+	}
+	if s, err := Parse([]byte(ok+"  timeouts:\n    header: 5s\n    idle: 2m\n"), "u.yaml"); err != nil || s.Update.Timeouts.Header.D() != 5*time.Second || s.Update.Timeouts.Idle.D() != 2*time.Minute {
+		t.Errorf("timeouts: %v %+v", err, s)
+	}
 	if !s.Network.DHCP {
 		t.Error("an update section must bring the network up")
 	}
@@ -36,6 +42,9 @@ func TestUpdateSection(t *testing.T) {
 		{"update:\n  channel: http://x/y\n  public_key: k\n  health:\n    services: [db]\n", "$.update.health.services[0]", "not a service"},
 		{"update:\n  channel: http://x/y\n  public_key: k\n  health:\n    commands:\n      - command: check\n", "$.update.health.commands[0].command", "absolute"},
 		{"update:\n  channel: http://x/y\n  public_key: k\n  colour: red\n", "$.update.colour", ""},
+		{"update:\n  channel: http://x/y\n  public_key: k\n  timeouts:\n    idle: 100ms\n", "$.update.timeouts.idle", "between 1s and 1h"},
+		{"update:\n  channel: http://x/y\n  public_key: k\n  timeouts:\n    connect: 2h\n", "$.update.timeouts.connect", "between 1s and 1h"},
+		{"update:\n  channel: http://x/y\n  public_key: k\n  timeouts:\n    wait: 1s\n", "$.update.timeouts.wait", ""},
 	}
 	for _, b := range bad {
 		_, err := Parse([]byte(base+b.body), "u.yaml")

@@ -74,6 +74,7 @@ type updSpec struct {
 	kernelArgs []string // extra kernel arguments
 	statusEnv  map[string]string
 	extra      string // more services (YAML list items)
+	update     string // more fields of the update section (YAML, indented two spaces)
 }
 
 func (c *channel) spec(t testing.TB, s updSpec) string {
@@ -119,7 +120,7 @@ services:
   health:
     services: [web]
     hold: 3s
-`, s.version, args, probeBin, s.webMode, env.String(), s.extra, c.guestURL(), filepath.Join(c.keys, "update.pub"))
+%s`, s.version, args, probeBin, s.webMode, env.String(), s.extra, c.guestURL(), filepath.Join(c.keys, "update.pub"), s.update)
 	p := filepath.Join(c.dir, "spec-"+s.version+"-"+s.webMode+".yaml")
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)

@@ -41,6 +41,16 @@ type Target struct {
 	Boot     partitions.BootDir
 	Options  string // kernel command line of the new entry
 	Tries    int    // boot tries of the new entry
+	// Staging is a folder (on STATE) that holds the fetched kernel and
+	// initramfs while the root is written; empty: the system's temp
+	// folder.
+	Staging string
+	// BeforeWrite gives up the slot's old content right before the first
+	// byte is written to RootDev; nil removes the slot's entry.
+	BeforeWrite func(partitions.BootDir) error
+	// Flip runs the write of the new entry (the daemon holds its lock
+	// around it); nil runs it as is.
+	Flip func(flip func() error) error
 }
 
 // MemoryLimit is the soft memory limit of the update daemon
@@ -52,9 +62,15 @@ const MemoryLimit = 24 << 20
 type Reporter func(state string, kv ...any)
 
 // Apply writes version m from src into the idle slot t and flips to it.
-// Order matters for power cuts: the slot's old entry goes first, the new
-// entry (the flip) comes last, after the root, kernel and initramfs are
-// written, read back or verified, and synced.
+//
+// The slot's old content is the machine's way back, so it is given up as
+// late as possible: first the kernel and initramfs are fetched and
+// verified into Staging, and the root's first megabytes fetched and
+// decompressed, so a channel with a missing or corrupt file, or a dead
+// server, costs nothing. Only then is the slot's entry removed (a
+// half-written slot never boots) and the root written. The new entry (the
+// flip) comes last, after the root, kernel and initramfs are written,
+// read back or verified, and synced.
 func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, report Reporter) error {
 	if report == nil {
 		report = func(string, ...any) {}
@@ -68,11 +84,53 @@ func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, repor
 	if root.Size > t.RootSize {
 		return fmt.Errorf("root image of %s is %d bytes, slot %s holds %d", m.Version, root.Size, t.Slot, t.RootSize)
 	}
-	if err := t.Boot.RemoveSlot(t.Slot); err != nil {
-		return fmt.Errorf("remove slot %s's entry: %w", t.Slot, err)
+	boot := []struct {
+		file   payload.File
+		name   string
+		staged *os.File
+	}{{file: kernel, name: "vmlinuz"}, {file: initrd, name: "initrd.img"}}
+	defer func() {
+		for _, f := range boot {
+			if f.staged != nil {
+				f.staged.Close()
+			}
+		}
+	}()
+	for i := range boot {
+		report("fetching", "version", m.Version, "slot", t.Slot, "file", boot[i].name)
+		f, err := stageFile(ctx, src, boot[i].file, t.Staging)
+		if err != nil {
+			return fmt.Errorf("%s of %s: %w", boot[i].name, m.Version, err)
+		}
+		boot[i].staged = f
+	}
+	v, err := openVerified(ctx, src, root)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	first := make([]byte, 2<<20)
+	n, err := io.ReadFull(v, first)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("root image: %w", err)
+	}
+	first = first[:n]
+	if t.BeforeWrite == nil {
+		t.BeforeWrite = func(b partitions.BootDir) error {
+			if err := b.RemoveSlot(t.Slot); err != nil {
+				return fmt.Errorf("remove slot %s's entry: %w", t.Slot, err)
+			}
+			return nil
+		}
+	}
+	if err := t.BeforeWrite(t.Boot); err != nil {
+		return err
 	}
 	report("downloading", "version", m.Version, "slot", t.Slot, "percent", 0)
-	if err := writeRoot(ctx, src, root, t, func(p int) {
+	if err := writeRoot(ctx, first, v, root, t, func(p int) {
 		report("downloading", "version", m.Version, "slot", t.Slot, "percent", p)
 	}); err != nil {
 		return err
@@ -81,25 +139,32 @@ func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, repor
 	if err := readBack(t.RootDev, root); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		file payload.File
-		name string
-	}{{kernel, "vmlinuz"}, {initrd, "initrd.img"}} {
+	for _, f := range boot {
 		report("writing", "version", m.Version, "slot", t.Slot, "file", f.name)
-		if err := writeBootFile(ctx, src, f.file, t, f.name); err != nil {
+		if err := writeBootFile(f.staged, f.file, t, f.name); err != nil {
 			return err
 		}
 	}
 	report("flipping", "version", m.Version, "slot", t.Slot)
 	dir := partitions.SlotDir(t.Slot)
-	name, err := t.Boot.InstallEntry(partitions.EntryConfig{
-		Title:   fmt.Sprintf("slate %s %s (slot %s)", m.Name, m.Version, t.Slot),
-		Version: m.Version,
-		Slot:    t.Slot,
-		Linux:   dir + "/vmlinuz",
-		Initrd:  dir + "/initrd.img",
-		Options: t.Options,
-	}, t.Tries)
+	var name string
+	flip := func() error {
+		var err error
+		name, err = t.Boot.InstallEntry(partitions.EntryConfig{
+			Title:   fmt.Sprintf("slate %s %s (slot %s)", m.Name, m.Version, t.Slot),
+			Version: m.Version,
+			Slot:    t.Slot,
+			Linux:   dir + "/vmlinuz",
+			Initrd:  dir + "/initrd.img",
+			Options: t.Options,
+		}, t.Tries)
+		return err
+	}
+	if t.Flip != nil {
+		err = t.Flip(flip)
+	} else {
+		err = flip()
+	}
 	if err != nil {
 		return fmt.Errorf("write the boot entry: %w", err)
 	}
@@ -107,14 +172,48 @@ func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, repor
 	return nil
 }
 
-// writeRoot streams the root image into the partition, decompressing and
-// verifying on the way: no full local copy, bounded memory.
-func writeRoot(ctx context.Context, src Source, f payload.File, t Target, progress func(int)) error {
-	v, err := openVerified(ctx, src, f)
+// stageFile fetches a file's stored bytes into an unlinked temporary file
+// in dir while verifying them: only a file that matched its manifest is
+// returned, positioned at its start.
+func stageFile(ctx context.Context, src Source, f payload.File, dir string) (*os.File, error) {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("staging folder: %w", err)
+		}
+	}
+	tmp, err := os.CreateTemp(dir, "stage-*")
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("staging: %w", err)
+	}
+	// unlinked at once: a crash leaves nothing behind
+	_ = os.Remove(tmp.Name())
+	rc, err := src.Open(ctx, f.Path, f.CompressedSize)
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	defer rc.Close()
+	v, err := payload.OpenFile(f, io.TeeReader(rc, tmp))
+	if err != nil {
+		tmp.Close()
+		return nil, err
 	}
 	defer v.Close()
+	if _, err := io.CopyBuffer(io.Discard, v, make([]byte, 256<<10)); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("staging: %w", err)
+	}
+	return tmp, nil
+}
+
+// writeRoot streams the root image into the partition, decompressing and
+// verifying on the way: no full local copy, bounded memory.
+// first is what was already read from v.
+func writeRoot(ctx context.Context, first []byte, v io.Reader, f payload.File, t Target, progress func(int)) error {
 	dev, err := os.OpenFile(t.RootDev, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("open slot %s (%s): %w", t.Slot, t.RootDev, err)
@@ -154,6 +253,12 @@ func writeRoot(ctx context.Context, src Source, f payload.File, t Target, progre
 	}()
 	var written int64
 	last := 0
+	if len(first) > 0 {
+		if _, err := dev.Write(first); err != nil {
+			return fmt.Errorf("write slot %s (%s): %w", t.Slot, t.RootDev, err)
+		}
+		written = int64(len(first))
+	}
 	for c := range full {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -206,10 +311,12 @@ func readBack(p string, f payload.File) error {
 	return nil
 }
 
-func writeBootFile(ctx context.Context, src Source, f payload.File, t Target, name string) error {
-	v, err := openVerified(ctx, src, f)
+// writeBootFile copies a staged file to the ESP, verifying it again (the
+// staging disk may not have kept it).
+func writeBootFile(staged io.Reader, f payload.File, t Target, name string) error {
+	v, err := payload.OpenFile(f, staged)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s of slot %s: %w", name, t.Slot, err)
 	}
 	defer v.Close()
 	// WriteSlotFile renames the file into place only after the verifier

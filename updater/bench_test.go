@@ -92,9 +92,14 @@ func BenchmarkApplyVsDD(b *testing.B) {
 		applyT += time.Since(t0)
 		// the write phase alone: download, decompress, hash, write, sync
 		t0 = time.Now()
-		if err := writeRoot(context.Background(), src, rootFile, tg, func(int) {}); err != nil {
+		v, err := openVerified(context.Background(), src, rootFile)
+		if err != nil {
 			b.Fatal(err)
 		}
+		if err := writeRoot(context.Background(), nil, v, rootFile, tg, func(int) {}); err != nil {
+			b.Fatal(err)
+		}
+		v.Close()
 		writeT += time.Since(t0)
 		t0 = time.Now()
 		out, err := exec.Command(dd, "if="+raw, "of="+dev, "bs=4M", "conv=fsync,notrunc", "status=none").CombinedOutput()

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,13 @@ const (
 )
 
 // Daemon is `slate updated`.
+//
+// Locking: mu guards the boot entries and the state file, and is held only
+// for the moments they change, never across a network wait, a download or
+// a sleep, so `slate update status` and `rollback` always answer at once.
+// One update (check or apply) runs at a time: a second check is refused
+// with ErrBusy; an apply asked for by hand waits, as long as its client
+// does.
 type Daemon struct {
 	Name    string // image name
 	Version string // running version
@@ -44,13 +52,92 @@ type Daemon struct {
 	StatusFile string
 	// Reboot asks PID 1 to reboot.
 	Reboot func() error
+	// Client fetches from channels; nil: one with the timeouts of
+	// Config.Timeouts.
 	Client *http.Client
+	// StagingDir holds the kernel and initramfs of an update while the
+	// root is written (on STATE); empty: beside the state file.
+	StagingDir string
 
-	mu     sync.Mutex // one operation at a time
-	smu    sync.Mutex // guards status
+	mu     sync.Mutex // boot entries and state file
+	smu    sync.Mutex // guards status, the job fields, rebootTimer
 	status Status
+	// job is the update running now ("" none, trial: a health check),
+	// cancelJob stops it, jobDone is closed when it ends, jobs holds the
+	// one token.
+	job         string
+	trial       bool
+	cancelJob   context.CancelFunc
+	jobDone     chan struct{}
+	jobs        chan struct{}
+	rebootTimer *time.Timer
+	clientOnce  sync.Once
 	// blessPending: healthy, but the bless did not get written yet.
 	blessPending bool
+}
+
+// ErrBusy is returned when an update is asked for while another runs.
+var ErrBusy = errors.New("the updater is busy")
+
+// Timeouts are the network timeouts of the daemon.
+func (d *Daemon) Timeouts() payload.Timeouts {
+	t := d.Config.Timeouts
+	return payload.Timeouts{Connect: t.Connect.D(), Header: t.Header.D(), Idle: t.Idle.D()}.OrDefault()
+}
+
+func (d *Daemon) client() *http.Client {
+	d.clientOnce.Do(func() {
+		if d.Client == nil {
+			d.Client = payload.NewClient(d.Timeouts())
+		}
+	})
+	return d.Client
+}
+
+// begin claims the one update slot for job; the returned context is
+// cancelled by end, by Rollback and with ctx. With wait, it waits for a
+// running check or apply to end (as long as ctx lasts) rather than fail
+// with ErrBusy; a health check (trial) is never waited for: it may last
+// minutes and an update must not overwrite the fallback meanwhile.
+func (d *Daemon) begin(ctx context.Context, job string, wait, trial bool) (context.Context, func(), error) {
+	d.smu.Lock()
+	if d.jobs == nil {
+		d.jobs = make(chan struct{}, 1)
+	}
+	jobs := d.jobs
+	for {
+		select {
+		case jobs <- struct{}{}:
+			jctx, cancel := context.WithCancel(ctx)
+			d.job, d.trial, d.cancelJob, d.jobDone = job, trial, cancel, make(chan struct{})
+			done := d.jobDone
+			d.smu.Unlock()
+			return jctx, func() {
+				cancel()
+				// the token goes back under smu, where waiters look
+				// at it, before they are woken
+				d.smu.Lock()
+				d.job, d.trial, d.cancelJob, d.jobDone = "", false, nil, nil
+				<-jobs
+				d.smu.Unlock()
+				close(done)
+			}, nil
+		default:
+		}
+		if !wait || d.trial {
+			err := fmt.Errorf("%w: %s is running (state %s); see slate update status", ErrBusy, d.job, d.status.State)
+			d.smu.Unlock()
+			return nil, nil, err
+		}
+		running, done := d.job, d.jobDone
+		d.smu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("waiting for %s to end: %w", running, ctx.Err())
+		}
+		d.smu.Lock()
+	}
 }
 
 // Status is what `slate update status` shows.
@@ -75,10 +162,20 @@ type SlotInfo struct {
 	Version string `json:"version,omitempty"`
 	State   string `json:"state"` // good, trying, bad, empty
 	Entry   string `json:"entry,omitempty"`
+	// Note says why an empty slot is empty (an update failed while
+	// writing it) or that it is being written.
+	Note string `json:"note,omitempty"`
 }
 
-// report prints a SLATE-UPDATE line and updates the status.
+// report prints a SLATE-UPDATE line and updates the status. Every
+// string value is redacted: errors name channel URLs.
 func (d *Daemon) report(state string, kv ...any) {
+	kv = append([]any(nil), kv...)
+	for i := 1; i < len(kv); i += 2 {
+		if s, ok := kv[i].(string); ok {
+			kv[i] = Redact(s)
+		}
+	}
 	bootlog.Event("UPDATE", append([]any{"state", state}, kv...)...)
 	d.smu.Lock()
 	defer d.smu.Unlock()
@@ -94,13 +191,16 @@ func (d *Daemon) report(state string, kv ...any) {
 }
 
 // Status returns the current status, with the slots read from the ESP.
+// It takes no lock an update holds for long: it answers at once.
 func (d *Daemon) Status() Status {
 	d.smu.Lock()
 	st := d.status
+	job := d.job
 	d.smu.Unlock()
-	st.Name, st.Version, st.Slot, st.Channel = d.Name, d.Version, d.Slot, d.Config.Channel
-	if s, err := LoadState(d.StateFile); err == nil {
-		st.LastCheck, st.LastError, st.Failed, st.Staged = s.LastCheck, s.LastError, s.Failed, s.Staged
+	st.Name, st.Version, st.Slot, st.Channel = d.Name, d.Version, d.Slot, Redact(d.Config.Channel)
+	s, err := LoadState(d.StateFile)
+	if err == nil {
+		st.LastCheck, st.LastError, st.Failed, st.Staged = s.LastCheck, Redact(s.LastError), s.Failed, s.Staged
 	}
 	st.Current = SlotInfo{Slot: d.Slot, State: "empty"}
 	st.Other = SlotInfo{Slot: partitions.Other(d.Slot), State: "empty"}
@@ -112,6 +212,14 @@ func (d *Daemon) Status() Status {
 		}
 		return nil
 	})
+	if s != nil && st.Other.State == "empty" {
+		switch {
+		case s.Writing != nil && s.Writing.Slot == st.Other.Slot && job != "":
+			st.Other.Note = "being written with " + s.Writing.Version
+		case s.Lost != nil && s.Lost.Slot == st.Other.Slot:
+			st.Other.Note = Redact(s.Lost.Describe())
+		}
+	}
 	if st.State == "" {
 		st.State = "idle"
 	}
@@ -122,6 +230,8 @@ func (d *Daemon) withESP(fn func(partitions.BootDir) error) error {
 	return d.Machine.WithESP(fn)
 }
 
+// loadState reads the state; call it with mu held when the state is
+// written back.
 func (d *Daemon) loadState() *State {
 	s, err := LoadState(d.StateFile)
 	if err != nil {
@@ -132,9 +242,28 @@ func (d *Daemon) loadState() *State {
 }
 
 func (d *Daemon) saveState(s *State) {
+	s.LastError = Redact(s.LastError)
+	for v, f := range s.Failed {
+		f.Reason = Redact(f.Reason)
+		s.Failed[v] = f
+	}
+	for _, w := range []*SlotWrite{s.Writing, s.Lost} {
+		if w != nil {
+			w.Error = Redact(w.Error)
+		}
+	}
 	if err := s.Save(d.StateFile); err != nil {
 		logrus.WithError(err).Error("updater: cannot save state")
 	}
+}
+
+// editState changes the state file under mu.
+func (d *Daemon) editState(fn func(*State)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.loadState()
+	fn(st)
+	d.saveState(st)
 }
 
 // Run is the daemon's life: settle the boot (note a failed update, or
@@ -146,17 +275,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer srv.Close()
+	defer d.stopReboot()
 	d.settle(ctx)
 	retry := 5 * time.Second
 	for {
 		wait := jitter(d.Config.CheckInterval.D(), rand.Int64N)
 		if d.blessPending {
-			d.mu.Lock()
 			d.bless()
-			d.mu.Unlock()
 		}
-		if err := d.Check(ctx); err != nil && ctx.Err() == nil {
-			logrus.WithError(err).Warn("updater: check failed")
+		if err := d.Check(ctx); errors.Is(err, ErrBusy) {
+			// an update asked for by hand is running
+		} else if err != nil && ctx.Err() == nil {
+			logrus.WithError(redactErr(err)).Warn("updater: check failed")
 			// The network may not be up yet after boot, or the server
 			// is down for a moment: try again soon, backing off to the
 			// normal interval.
@@ -173,14 +303,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
-// settle looks at the boot entries once after boot.
+// settle looks at the boot entries once after boot. The health wait runs
+// without mu: a rollback by hand may come meanwhile, and wins.
 func (d *Daemon) settle(ctx context.Context) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	st := d.loadState()
 	other := partitions.Other(d.Slot)
 	var mine, theirs partitions.EntryFile
 	var haveMine, haveTheirs bool
+	d.mu.Lock()
+	st := d.loadState()
 	err := d.withESP(func(b partitions.BootDir) error {
 		var err error
 		if mine, haveMine, err = b.SlotEntry(d.Slot); err != nil {
@@ -190,8 +320,24 @@ func (d *Daemon) settle(ctx context.Context) {
 		return err
 	})
 	if err != nil {
+		d.mu.Unlock()
 		d.report("failed", "err", err.Error())
 		return
+	}
+	changed := false
+	// A write that was going on when the machine went down: the slot
+	// holds its new version only if the flip was reached.
+	if w := st.Writing; w != nil {
+		if e := theirs; w.Slot == other && haveTheirs && e.Version == w.Version || w.Slot == d.Slot {
+			st.Writing = nil
+		} else {
+			w.Error = "interrupted (power cut or restart)"
+			st.Lost, st.Writing = w, nil
+		}
+		changed = true
+	}
+	if st.Lost != nil && (st.Lost.Slot == d.Slot || haveTheirs && st.Lost.Slot == other) {
+		st.Lost, changed = nil, true
 	}
 	// The other slot holds a newer version that is bad: the update to it
 	// did not come up (panic, failed init, hang or failed health check)
@@ -201,27 +347,47 @@ func (d *Daemon) settle(ctx context.Context) {
 			st.Failed[theirs.Version] = Failure{Reason: "it did not boot healthy within its tries; back on " + d.Version, At: time.Now().UTC()}
 		}
 		d.report("failed", "version", theirs.Version, "running", d.Version, "reason", st.Failed[theirs.Version].Reason)
-		st.Staged = ""
-		d.saveState(st)
+		st.Staged, changed = "", true
 	} else if st.Staged != "" && payload.CompareVersions(st.Staged, d.Version) <= 0 {
-		st.Staged = ""
+		st.Staged, changed = "", true
+	}
+	if changed {
 		d.saveState(st)
 	}
+	d.mu.Unlock()
 	if !haveMine || !mine.Counted {
 		d.report("idle", "version", d.Version, "slot", d.Slot)
 		return
 	}
-	// We are on trial: bless once healthy.
+	// We are on trial: bless once healthy. No update runs meanwhile: it
+	// would overwrite the slot to fall back to.
+	jctx, end, err := d.begin(ctx, "the health check of "+d.Version, false, true)
+	if err != nil {
+		return
+	}
+	defer end()
 	d.report("trial", "version", d.Version, "slot", d.Slot, "entry", mine.File)
-	if err := d.healthy(ctx); err != nil {
-		st := d.loadState()
-		st.Failed[d.Version] = Failure{Reason: "health check: " + err.Error(), At: time.Now().UTC()}
-		st.LastError = err.Error()
-		d.saveState(st)
+	if err := d.healthy(jctx); err != nil {
+		if jctx.Err() != nil {
+			// shutting down, or rolled back by hand meanwhile
+			return
+		}
+		d.editState(func(st *State) {
+			st.Failed[d.Version] = Failure{Reason: "health check: " + err.Error(), At: time.Now().UTC()}
+			st.LastError = err.Error()
+		})
 		d.report("unhealthy", "version", d.Version, "err", err.Error())
 		if haveTheirs && !theirs.Bad() {
 			// Give up on this version now rather than after every try.
-			_ = d.withESP(func(b partitions.BootDir) error { _, err := b.MarkBad(d.Slot); return err })
+			d.mu.Lock()
+			merr := d.withESP(func(b partitions.BootDir) error { _, err := b.MarkBad(d.Slot); return err })
+			d.mu.Unlock()
+			if merr != nil {
+				// Not a rollback: the entry keeps its tries, and
+				// systemd-boot falls back once they are used up.
+				d.report("failed", "version", d.Version, "err", "mark bad: "+merr.Error())
+				return
+			}
 			d.report("rollback", "version", d.Version, "to", theirs.Version)
 			if d.Reboot != nil {
 				_ = d.Reboot()
@@ -233,14 +399,29 @@ func (d *Daemon) settle(ctx context.Context) {
 }
 
 // bless removes the running entry's counter; on failure it is tried again
-// before every check, so a passing system is never left on trial.
+// before every check, so a passing system is never left on trial. An entry
+// marked bad meanwhile (rollback by hand) stays bad.
 func (d *Daemon) bless() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	var blessed string
+	rolledBack := false
 	err := d.withESP(func(b partitions.BootDir) error {
-		var err error
+		e, ok, err := b.SlotEntry(d.Slot)
+		if err != nil {
+			return err
+		}
+		if ok && e.Bad() {
+			rolledBack = true
+			return nil
+		}
 		blessed, err = b.Bless(d.Slot)
 		return err
 	})
+	if rolledBack {
+		d.blessPending = false
+		return
+	}
 	if err != nil {
 		d.blessPending = true
 		d.report("failed", "version", d.Version, "err", "bless: "+err.Error())
@@ -318,31 +499,54 @@ var ErrNothingNew = errors.New("no newer version")
 
 // Check looks at the channel and applies a newer version.
 func (d *Daemon) Check(ctx context.Context) error {
-	src, err := NewSource(d.Config.Channel, d.Client)
+	src, err := NewSourceIdle(d.Config.Channel, d.client(), d.Timeouts().Idle)
 	if err != nil {
-		return err
+		return redactErr(err)
 	}
-	return d.update(ctx, src, false)
+	return redactErr(d.update(ctx, src, false))
 }
 
 // ApplyFrom applies the version in a folder or at a URL (air-gapped
 // machines), with the same verification.
 func (d *Daemon) ApplyFrom(ctx context.Context, loc string) error {
-	src, err := NewSource(loc, d.Client)
+	src, err := NewSourceIdle(loc, d.client(), d.Timeouts().Idle)
 	if err != nil {
-		return err
+		return redactErr(err)
 	}
-	return d.update(ctx, src, true)
+	return redactErr(d.update(ctx, src, true))
+}
+
+func (d *Daemon) stagingDir() string {
+	if d.StagingDir != "" {
+		return d.StagingDir
+	}
+	return filepath.Join(filepath.Dir(d.StateFile), "staging")
 }
 
 func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	st := d.loadState()
-	st.LastCheck = time.Now().UTC()
+	what := "a check of the channel"
+	if explicit {
+		what = "an apply from " + src.String()
+	}
+	// An apply asked for by hand waits for a running check (its client
+	// bounds the wait); a check finds the update busy and says so.
+	ctx, end, err := d.begin(ctx, what, explicit, false)
+	if err != nil {
+		return err
+	}
+	defer end()
+	checked := time.Now().UTC()
 	fail := func(err error) error {
-		st.LastError = err.Error()
-		d.saveState(st)
+		err = redactErr(err)
+		d.editState(func(st *State) {
+			st.LastCheck, st.LastError = checked, err.Error()
+			// The slot's entry was removed and writing began: its old
+			// content is gone.
+			if w := st.Writing; w != nil {
+				w.Error = err.Error()
+				st.Lost, st.Writing = w, nil
+			}
+		})
 		d.report("failed", append(reasonOf(err), "err", err.Error())...)
 		return err
 	}
@@ -355,25 +559,58 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 		return fail(fmt.Errorf("%s offers image %q, this machine runs %q", src, m.Name, d.Name))
 	}
 	if payload.CompareVersions(m.Version, d.Version) <= 0 {
-		st.LastError = ""
-		d.saveState(st)
+		d.editState(func(st *State) { st.LastCheck, st.LastError = checked, "" })
 		d.report("idle", "version", d.Version, "latest", m.Version)
 		if explicit {
 			return fmt.Errorf("%s holds %s, not newer than the running %s", src, m.Version, d.Version)
 		}
 		return nil
 	}
+	st := d.loadState()
 	if f, bad := st.Failed[m.Version]; bad && !explicit {
+		d.editState(func(st *State) { st.LastCheck = checked })
 		d.report("idle", "version", d.Version, "skipped", m.Version, "reason", "failed before: "+f.Reason)
 		return nil
 	}
 	if st.Staged == m.Version && !explicit {
+		d.editState(func(st *State) { st.LastCheck = checked })
 		d.report("staged", "version", m.Version)
-		return d.rebootPerPolicy(ctx)
+		return d.rebootPerPolicy()
 	}
 	t, err := d.Machine.Target(d.Slot)
 	if err != nil {
 		return fail(err)
+	}
+	t.Staging = d.stagingDir()
+	// Right before the first byte reaches the idle root partition:
+	// under mu, and only if nothing (a rollback) came in between, the
+	// slot's entry goes and the state says the slot is being written.
+	t.BeforeWrite = func(b partitions.BootDir) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e, ok, err := b.SlotEntry(d.Slot); err != nil {
+			return err
+		} else if ok && e.Bad() {
+			return fmt.Errorf("slot %s was marked bad (rolled back): not writing slot %s", d.Slot, t.Slot)
+		}
+		st := d.loadState()
+		st.Writing = &SlotWrite{Slot: t.Slot, Version: m.Version, At: time.Now().UTC()}
+		d.saveState(st)
+		if err := b.RemoveSlot(t.Slot); err != nil {
+			return fmt.Errorf("remove slot %s's entry: %w", t.Slot, err)
+		}
+		return nil
+	}
+	t.Flip = func(flip func() error) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return flip()
 	}
 	err = d.withESP(func(b partitions.BootDir) error {
 		t.Boot = b
@@ -394,13 +631,20 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 	if err != nil {
 		return fail(fmt.Errorf("apply %s: %w", m.Version, err))
 	}
-	delete(st.Failed, m.Version)
-	st.Staged, st.LastError = m.Version, ""
-	d.saveState(st)
-	return d.rebootPerPolicy(ctx)
+	d.editState(func(st *State) {
+		delete(st.Failed, m.Version)
+		st.LastCheck, st.Staged, st.LastError, st.Writing = checked, m.Version, "", nil
+		if st.Lost != nil && st.Lost.Slot == t.Slot {
+			st.Lost = nil
+		}
+	})
+	return d.rebootPerPolicy()
 }
 
-func (d *Daemon) rebootPerPolicy(ctx context.Context) error {
+// rebootPerPolicy reboots now, schedules the reboot for the window, or
+// leaves the staged version for the next reboot. It never waits: the wait
+// for a window is a timer, so no request and no lock hangs on it.
+func (d *Daemon) rebootPerPolicy() error {
 	switch d.Config.Reboot {
 	case configs.RebootOff:
 		return nil
@@ -410,18 +654,37 @@ func (d *Daemon) rebootPerPolicy(ctx context.Context) error {
 			return err
 		}
 		wait := untilWindow(time.Now().UTC(), from, to)
-		d.report("staged", "reboot", "window", "in", wait.Round(time.Second).String())
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if wait > 0 {
+			d.smu.Lock()
+			scheduled := d.rebootTimer != nil
+			if !scheduled {
+				d.rebootTimer = time.AfterFunc(wait, func() { _ = d.rebootNow() })
+			}
+			d.smu.Unlock()
+			if !scheduled {
+				d.report("staged", "reboot", "window", "in", wait.Round(time.Second).String())
+			}
+			return nil
 		}
 	}
+	return d.rebootNow()
+}
+
+func (d *Daemon) rebootNow() error {
 	d.report("rebooting", "from", d.Version)
 	if d.Reboot == nil {
 		return nil
 	}
 	return d.Reboot()
+}
+
+func (d *Daemon) stopReboot() {
+	d.smu.Lock()
+	defer d.smu.Unlock()
+	if d.rebootTimer != nil {
+		d.rebootTimer.Stop()
+		d.rebootTimer = nil
+	}
 }
 
 // untilWindow is how long from now until the daily window [from, to)
@@ -441,26 +704,51 @@ func untilWindow(now time.Time, from, to int) time.Duration {
 }
 
 // Rollback makes the other slot boot next, if it holds a good version: the
-// running slot's entry is marked bad.
+// running slot's entry is marked bad. It never waits for an update: one
+// that has not begun writing the other slot is cancelled; one that has
+// leaves no version there to roll back to.
 func (d *Daemon) Rollback() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	other := partitions.Other(d.Slot)
-	return d.withESP(func(b partitions.BootDir) error {
+	var to string
+	err := d.withESP(func(b partitions.BootDir) error {
 		e, ok, err := b.SlotEntry(other)
 		if err != nil {
 			return err
 		}
 		if !ok || e.Bad() {
-			return fmt.Errorf("slot %s holds no good version to roll back to", other)
+			msg := fmt.Sprintf("slot %s holds no good version to roll back to", other)
+			if st := d.loadState(); st.Writing != nil && st.Writing.Slot == other {
+				msg += " (an update to " + st.Writing.Version + " is writing it)"
+			}
+			return errors.New(msg)
 		}
 		if _, err := b.MarkBad(d.Slot); err != nil {
-			return err
+			return fmt.Errorf("mark slot %s bad: %w", d.Slot, err)
 		}
-		st := d.loadState()
-		st.Failed[d.Version] = Failure{Reason: "rolled back by hand", At: time.Now().UTC()}
-		d.saveState(st)
-		d.report("rollback", "version", d.Version, "to", e.Version, "slot", other)
+		to = e.Version
 		return nil
 	})
+	if to == "" {
+		if err == nil {
+			err = errors.New("rollback: nothing was changed")
+		}
+		return fmt.Errorf("rollback: %w", err)
+	}
+	// Marked bad: an update that would write the other slot must not.
+	d.smu.Lock()
+	if d.cancelJob != nil {
+		d.cancelJob()
+	}
+	d.smu.Unlock()
+	st := d.loadState()
+	st.Failed[d.Version] = Failure{Reason: "rolled back by hand", At: time.Now().UTC()}
+	d.saveState(st)
+	d.report("rollback", "version", d.Version, "to", to, "slot", other)
+	if err != nil {
+		// marked bad, but the ESP did not unmount cleanly
+		return fmt.Errorf("rollback to %s: %w", to, err)
+	}
+	return nil
 }

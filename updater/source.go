@@ -16,6 +16,9 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/slateos/slate/updater/payload"
 )
@@ -36,17 +39,25 @@ type Source interface {
 	String() string
 }
 
-// NewSource makes a Source from a URL (http, https) or a folder path.
+// NewSource makes a Source from a URL (http, https) or a folder path. Its
+// downloads give up on a body that sends nothing for
+// payload.DefaultTimeouts.Idle (see NewSourceIdle); client nil is one with
+// payload.DefaultTimeouts.
 func NewSource(loc string, client *http.Client) (Source, error) {
+	return NewSourceIdle(loc, client, payload.DefaultTimeouts.Idle)
+}
+
+// NewSourceIdle is NewSource with another idle timeout.
+func NewSourceIdle(loc string, client *http.Client, idle time.Duration) (Source, error) {
 	if strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://") {
 		u, err := url.Parse(loc)
 		if err != nil {
-			return nil, fmt.Errorf("channel %q: %w", loc, err)
+			return nil, fmt.Errorf("channel %q: %w", RedactURL(loc), redactErr(err))
 		}
 		if client == nil {
-			client = http.DefaultClient
+			client = payload.NewClient(payload.DefaultTimeouts)
 		}
-		return &httpSource{base: u, client: client}, nil
+		return &httpSource{base: u, client: client, idle: idle}, nil
 	}
 	st, err := os.Stat(loc)
 	if err != nil {
@@ -61,9 +72,11 @@ func NewSource(loc string, client *http.Client) (Source, error) {
 type httpSource struct {
 	base   *url.URL
 	client *http.Client
+	idle   time.Duration
 }
 
-func (s *httpSource) String() string { return s.base.String() }
+// String is the channel's URL without credentials.
+func (s *httpSource) String() string { return RedactURL(s.base.String()) }
 
 func (s *httpSource) url(rel string) string {
 	u := *s.base
@@ -72,24 +85,17 @@ func (s *httpSource) url(rel string) string {
 }
 
 func (s *httpSource) get(ctx context.Context, rel string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url(rel), nil)
+	body, err := payload.FetchIdle(ctx, s.client, s.url(rel), 0, s.idle)
 	if err != nil {
-		return nil, err
+		return nil, redactErr(err)
 	}
-	resp, err := s.client.Do(req)
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, maxManifest+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", s.url(rel), err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch %s: %s", s.url(rel), resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifest+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", s.url(rel), err)
+		return nil, fmt.Errorf("fetch %s: %w", RedactURL(s.url(rel)), redactErr(err))
 	}
 	if len(b) > maxManifest {
-		return nil, fmt.Errorf("fetch %s: larger than %d bytes", s.url(rel), maxManifest)
+		return nil, fmt.Errorf("fetch %s: larger than %d bytes", RedactURL(s.url(rel)), maxManifest)
 	}
 	return b, nil
 }
@@ -106,8 +112,22 @@ func (s *httpSource) Open(ctx context.Context, rel string, size int64) (io.ReadC
 	// resumes with HTTP Range after a dropped connection; knowing the
 	// size, an early end of a response without a length is a drop too
 	r := payload.NewResumingReader(ctx, s.client, s.url(rel))
-	r.Size = size
-	return r, nil
+	r.Size, r.Idle, r.CheckLength = size, s.idle, true
+	r.OnRetry = func(off int64, attempt int, cause error) {
+		logrus.WithError(redactErr(cause)).Warnf("updater: download of %s interrupted; resuming at byte %d (attempt %d)", RedactURL(s.url(rel)), off, attempt+1)
+	}
+	return redactedReader{r}, nil
+}
+
+// redactedReader redacts the URL in its errors (errors.Is still works).
+type redactedReader struct{ *payload.ResumingReader }
+
+func (r redactedReader) Read(p []byte) (int, error) {
+	n, err := r.ResumingReader.Read(p)
+	if err != nil && err != io.EOF {
+		err = redactErr(err)
+	}
+	return n, err
 }
 
 type dirSource string

@@ -26,6 +26,30 @@ type State struct {
 	Staged string `json:"staged,omitempty"`
 	// Blessed is the last version blessed on this machine.
 	Blessed string `json:"blessed,omitempty"`
+	// Writing is the slot being written now: its old content is gone
+	// from the moment its entry was removed. Left set after a power cut
+	// or crash, the next start turns it into Lost.
+	Writing *SlotWrite `json:"writing,omitempty"`
+	// Lost is a slot whose old content was given up for an update that
+	// then failed: it holds no version until an update succeeds.
+	Lost *SlotWrite `json:"lost,omitempty"`
+}
+
+// SlotWrite is an update written into a slot.
+type SlotWrite struct {
+	Slot    string    `json:"slot"`
+	Version string    `json:"version"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// Describe says what became of the slot, for status.
+func (w *SlotWrite) Describe() string {
+	s := fmt.Sprintf("an update to %s failed while writing it at %s", w.Version, w.At.UTC().Format(time.RFC3339))
+	if w.Error != "" {
+		s += ": " + w.Error
+	}
+	return s
 }
 
 // Failure records why a version was given up.
@@ -56,16 +80,17 @@ func LoadState(p string) (*State, error) {
 	return st, nil
 }
 
-// Save writes the state atomically.
+// Save writes the state atomically, readable by root only: it holds
+// error messages, which name servers and paths.
 func (s *State) Save(p string) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("save updater state: %w", err)
 	}
-	if err := renameio.WriteFile(p, append(b, '\n'), 0o644); err != nil {
+	if err := renameio.WriteFile(p, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save updater state: %w", err)
 	}
 	return nil

@@ -93,7 +93,12 @@ func printStatus(w io.Writer, st *updater.Status, asJSON bool) {
 	if other == "" {
 		other = "-"
 	}
-	fmt.Fprintf(w, "other:    slot %s: %s (%s)\n", st.Other.Slot, other, st.Other.State)
+	if st.Other.Note != "" {
+		// "slot b: empty (an update to 2.0.0 failed while writing it at ...)"
+		fmt.Fprintf(w, "other:    slot %s: %s (%s)\n", st.Other.Slot, st.Other.State, st.Other.Note)
+	} else {
+		fmt.Fprintf(w, "other:    slot %s: %s (%s)\n", st.Other.Slot, other, st.Other.State)
+	}
 	state := st.State
 	if st.State == "downloading" {
 		state = fmt.Sprintf("%s %d%%", st.State, st.Percent)

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -242,5 +244,173 @@ func TestFetch(t *testing.T) {
 	}
 	if _, err := Fetch(context.Background(), nil, "http://127.0.0.1:1/x", -1); err == nil {
 		t.Error("negative offset accepted")
+	}
+}
+
+// silentServer accepts connections and reads requests but never answers:
+// a hung web server or a black-holing proxy.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return "http://" + l.Addr().String() + "/f"
+}
+
+func TestFetchHeaderTimeout(t *testing.T) {
+	url := silentServer(t)
+	client := NewClient(Timeouts{Header: 300 * time.Millisecond})
+	start := time.Now()
+	_, err := Fetch(context.Background(), client, url, 0)
+	if err == nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
+		t.Fatalf("err = %v, want a header timeout", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v for a 300ms header timeout", d)
+	}
+	// the resuming reader retries a bounded number of times
+	rr := NewResumingReader(context.Background(), client, url)
+	rr.MaxRetries, rr.Backoff, rr.MaxBackoff = 2, time.Millisecond, time.Millisecond
+	start = time.Now()
+	_, err = io.Copy(io.Discard, rr)
+	if err == nil || !strings.Contains(err.Error(), "giving up at byte 0 after 3 failed attempts") || rr.Requests() != 3 {
+		t.Fatalf("err = %v after %d requests", err, rr.Requests())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestFetchConnectTimeout(t *testing.T) {
+	// a connect that never completes needs an unroutable network, which
+	// loopback tests do not have: check the client carries the timeouts
+	c := NewClient(Timeouts{Connect: 1234 * time.Millisecond})
+	tr := c.Transport.(*http.Transport)
+	if tr.TLSHandshakeTimeout != 1234*time.Millisecond || tr.ResponseHeaderTimeout != DefaultTimeouts.Header {
+		t.Errorf("transport timeouts: tls %v header %v", tr.TLSHandshakeTimeout, tr.ResponseHeaderTimeout)
+	}
+	if c.Timeout != 0 {
+		t.Error("a whole-request timeout would cut off slow, healthy downloads")
+	}
+}
+
+// stallServer serves data; each request in stallAt (by number, from 1)
+// sends the first half of what it was asked for and then stalls (holds the
+// connection open, sending nothing) until the test ends.
+func stallServer(t *testing.T, data []byte, stall func(n int64) bool) (string, *[]string) {
+	t.Helper()
+	var reqs atomic.Int64
+	var mu sync.Mutex
+	var ranges []string
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := reqs.Add(1)
+		mu.Lock()
+		ranges = append(ranges, r.Header.Get("Range"))
+		mu.Unlock()
+		if !stall(n) {
+			http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+			return
+		}
+		var off int64
+		if rg := r.Header.Get("Range"); rg != "" {
+			fmt.Sscanf(rg, "bytes=%d-", &off)
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, len(data)-1, len(data)))
+			w.Header().Set("Content-Length", fmt.Sprint(int64(len(data))-off))
+			w.WriteHeader(http.StatusPartialContent)
+		} else {
+			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		}
+		half := off + (int64(len(data))-off)/2
+		w.Write(data[off:half])
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	return srv.URL + "/f", &ranges
+}
+
+func TestResumingReaderStall(t *testing.T) {
+	data := randomBytes(1<<20, 11)
+	url, ranges := stallServer(t, data, func(n int64) bool { return n == 1 })
+	rr := NewResumingReader(context.Background(), NewClient(Timeouts{}), url)
+	rr.Size, rr.Idle, rr.Backoff = int64(len(data)), 300*time.Millisecond, time.Millisecond
+	var heard []string
+	rr.OnRetry = func(off int64, n int, err error) {
+		heard = append(heard, fmt.Sprintf("%d %d %v", off, n, errors.Is(err, ErrStalled)))
+	}
+	start := time.Now()
+	got, err := io.ReadAll(rr)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%d of %d bytes, err %v", len(got), len(data), err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	want := []string{"", fmt.Sprintf("bytes=%d-", len(data)/2)}
+	if fmt.Sprint(*ranges) != fmt.Sprint(want) {
+		t.Errorf("requests with Range %q, want %q (resume where the stall began)", *ranges, want)
+	}
+	if w := fmt.Sprintf("%d 1 true", len(data)/2); len(heard) != 1 || heard[0] != w {
+		t.Errorf("OnRetry heard %q, want [%s]", heard, w)
+	}
+}
+
+func TestResumingReaderKeepsStalling(t *testing.T) {
+	// every answer sends a little (less than progressReset) and stalls
+	data := randomBytes(100<<10, 12)
+	url, ranges := stallServer(t, data, func(int64) bool { return true })
+	rr := NewResumingReader(context.Background(), NewClient(Timeouts{}), url)
+	rr.Size, rr.Idle, rr.Backoff, rr.MaxBackoff, rr.MaxRetries = int64(len(data)), 200*time.Millisecond, time.Millisecond, time.Millisecond, 3
+	start := time.Now()
+	_, err := io.Copy(io.Discard, rr)
+	if err == nil || !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "after 4 failed attempts") || !strings.Contains(err.Error(), "no data for 200ms") {
+		t.Fatalf("err = %v, want a bounded stall failure", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if len(*ranges) != 4 {
+		t.Errorf("%d requests, want 4", len(*ranges))
+	}
+}
+
+func TestResumingReaderWrongLength(t *testing.T) {
+	data := randomBytes(1000, 13)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	rr := NewResumingReader(context.Background(), srv.Client(), srv.URL)
+	rr.Size, rr.CheckLength = 2000, true
+	_, err := rr.Read(make([]byte, 10))
+	if err == nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "truncated: the server sends 1000 bytes, the manifest says 2000") || rr.Requests() != 1 {
+		t.Fatalf("err = %v after %d requests", err, rr.Requests())
 	}
 }

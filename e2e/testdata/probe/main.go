@@ -38,6 +38,8 @@ func main() {
 		status()
 	case "apply":
 		apply()
+	case "hangcheck":
+		hangcheck()
 	case "say":
 		fmt.Println(strings.Join(os.Args[2:], " "))
 	case "igncheck":
@@ -327,5 +329,33 @@ func modes(paths []string) {
 		}
 		sys := st.Sys().(*syscall.Stat_t)
 		fmt.Printf("MODE path=%s mode=%o uid=%d size=%d\n", p, sys.Mode&0o7777, sys.Uid, st.Size())
+	}
+}
+
+// hangcheck waits until the updater is checking (the e2e channel server
+// never answers), then times `slate update status`, `rollback` and
+// `check` and prints a HANG line for each: none may wait for the stuck
+// check.
+func hangcheck() {
+	for {
+		time.Sleep(300 * time.Millisecond)
+		out, err := exec.Command("/usr/bin/slate", "update", "status", "--json").Output()
+		if err != nil {
+			continue
+		}
+		var st updStatus
+		if json.Unmarshal(out, &st) != nil || st.State != "checking" {
+			continue
+		}
+		for _, op := range []string{"status", "rollback", "check"} {
+			t0 := time.Now()
+			out, err := exec.Command("/usr/bin/slate", "update", op).CombinedOutput()
+			msg := strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", " | ")
+			fmt.Printf("HANG op=%s ms=%d ok=%v out=%q\n", op, time.Since(t0).Milliseconds(), err == nil, msg)
+		}
+		fmt.Println("HANG done")
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 }
