@@ -30,7 +30,7 @@ type Group struct {
 
 // Accounts every image has.
 var (
-	BuiltinUsers  = []User{{Name: "root", UID: 0, GID: intp(0), Home: "/root", Shell: "/sbin/nologin"}, {Name: "nobody", UID: 65534, GID: intp(65534), Home: "/nonexistent", Shell: "/sbin/nologin"}}
+	BuiltinUsers = []User{{Name: "root", UID: 0, GID: intp(0), Home: "/root", Shell: "/sbin/nologin"}, {Name: "nobody", UID: 65534, GID: intp(65534), Home: "/nonexistent", Shell: "/sbin/nologin"}}
 	// The usual system groups, with Debian's gids (wheel and docker as on
 	// Flatcar and Fedora CoreOS, since Debian fixes no gid for them), so
 	// that Ignition configs that add users to them work.

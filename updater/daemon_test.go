@@ -2,6 +2,7 @@ package updater
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"io"
 	"net"
@@ -47,10 +48,10 @@ func testDaemon(t *testing.T, channel string, pub []byte) *Daemon {
 	}
 	return &Daemon{
 		Name: "demo", Version: "1.0.0", Slot: "a",
-		Config:    configs.Update{Channel: channel, Reboot: configs.RebootOff, CheckInterval: configs.Duration(time.Hour)},
-		PublicKey: pub,
-		Machine:   m,
-		StateFile: filepath.Join(dir, "var", "state.json"),
+		Config:     configs.Update{Channel: channel, Reboot: configs.RebootOff, CheckInterval: configs.Duration(time.Hour)},
+		PublicKeys: []ed25519.PublicKey{pub},
+		Machine:    m,
+		StateFile:  filepath.Join(dir, "var", "state.json"),
 	}
 }
 
