@@ -12,8 +12,9 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/slateos/slate/cmdline"
 )
 
 // Where configs are looked for, first found wins.
@@ -52,14 +53,10 @@ type Env struct {
 	NetWait time.Duration
 }
 
-// URLFromCmdline returns ignition.config.url=, if given.
-func URLFromCmdline(cmdline string) string {
-	for _, f := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(f, CmdlineKey+"="); ok {
-			return v
-		}
-	}
-	return ""
+// URLFromCmdline returns ignition.config.url=, if given (the last one, by
+// the kernel's rules, as everywhere slate reads the command line).
+func URLFromCmdline(line string) string {
+	return cmdline.Parse(line).Get(CmdlineKey)
 }
 
 // Find looks for a config; it returns nil, nil when there is none.

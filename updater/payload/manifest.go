@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/slateos/slate/cmdline"
 )
 
 // FormatVersion is the manifest format this package reads and writes.
@@ -582,8 +584,8 @@ func kernelArgsField(obj map[string]json.RawMessage) ([]string, error) {
 		if a == "" || strings.IndexFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 			return nil, fieldErr(p, "%q: empty, or has whitespace or control characters", a)
 		}
-		if strings.HasPrefix(a, "root=") || strings.HasPrefix(a, "slate.slot=") {
-			return nil, fieldErr(p, "%q: root= and slate.slot= are set by the updater", a)
+		if k, ok := cmdline.ReservedKey(a); ok {
+			return nil, fieldErr(p, "%q: %s= is set by slate itself (reserved: %s)", a, k, cmdline.ReservedList())
 		}
 		total += len(a) + 1
 		if total > 4096 {

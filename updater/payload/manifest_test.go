@@ -101,6 +101,8 @@ func TestParseManifestErrors(t *testing.T) {
 		want   string
 	}{
 		{name: "unknown field", mutate: set("extra", true), want: "error at $.extra: unknown field"},
+		{name: "kernel_args init=", mutate: set("kernel_args", []any{"ro", "init=/bin/sh"}), want: "error at $.kernel_args[1]: \"init=/bin/sh\": init= is set by slate itself"},
+		{name: "kernel_args bare root", mutate: set("kernel_args", []any{"root"}), want: "error at $.kernel_args[0]: \"root\": root= is set by slate itself"},
 		{name: "unknown odd field", mutate: set("a b", 1), want: `error at $["a b"]: unknown field`},
 		{name: "unknown file field", mutate: setFile(1, "mode", "0644"), want: "error at $.files[1].mode: unknown field"},
 		{name: "format 2", mutate: set("format", 2), want: "error at $.format: manifest format 2 is newer than this slate understands"},
