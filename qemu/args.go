@@ -49,9 +49,14 @@ type Options struct {
 	Forwards []Forward
 	// FwCfg are files passed to the guest through fw_cfg.
 	FwCfg []FwCfg
-	// Network gives the guest a virtio-net NIC with QEMU user networking (the
-	// guest reaches the host at 10.0.2.2). It is implied by Forwards.
+	// Network asks for the guest's virtio-net NIC with QEMU user networking
+	// (the guest reaches the host at 10.0.2.2). That NIC is there by
+	// default, as QEMU gives one: a test that needs the network says so
+	// with Network, one that needs none says so with NoNetwork.
 	Network bool
+	// NoNetwork leaves the guest without a NIC (-nic none). It cannot be
+	// combined with Network, Forwards or BootFile.
+	NoNetwork bool
 	// Serial receives the serial console stream as it comes (may be nil).
 	Serial io.Writer
 	// SerialFile, when set, also gets the serial stream appended.
@@ -72,6 +77,27 @@ type Options struct {
 	NoReboot bool
 	// ExtraArgs are appended to the command line as they are.
 	ExtraArgs []string
+}
+
+// ApplyNetMode sets opts for `slate vm run --net MODE`: "user" (the
+// default, a NIC on QEMU's user network, as QEMU gives one) or "none".
+// netboot says --pxe is given, which needs the network.
+func ApplyNetMode(opts *Options, mode string, netboot bool) error {
+	switch mode {
+	case "", "user":
+		opts.Network = true
+	case "none":
+		if len(opts.Forwards) > 0 {
+			return fmt.Errorf("--net none: --forward needs the network")
+		}
+		if netboot {
+			return fmt.Errorf("--net none: --pxe needs the network")
+		}
+		opts.NoNetwork = true
+	default:
+		return fmt.Errorf("--net %q: want user or none", mode)
+	}
+	return nil
 }
 
 // ovmfPairs are the firmware code images and their matching variable store
@@ -253,7 +279,10 @@ func Args(opts Options) ([]string, error) {
 			"-device", "ide-cd,drive=cd0,bootindex=0")
 	}
 
-	if opts.Network || len(opts.Forwards) > 0 || opts.BootFile != "" {
+	if opts.NoNetwork && (opts.Network || len(opts.Forwards) > 0 || opts.BootFile != "") {
+		return nil, fmt.Errorf("qemu: no network (NoNetwork) cannot be combined with a NIC, forwards or a network boot")
+	}
+	if !opts.NoNetwork {
 		netdev := "user,id=n0"
 		if opts.BootFile != "" {
 			netdev += ",tftp=" + optEscape(opts.TFTPDir) + ",bootfile=" + optEscape(opts.BootFile)
