@@ -35,7 +35,11 @@ type GPTCheck struct {
 	// UsedBackup: the primary table was damaged and the backup at the
 	// end of the disk was read instead.
 	UsedBackup bool
-	Warnings   []string
+	// Grown: the disk is larger than its table says (an image written to
+	// a bigger disk, before init's first boot grows STATE). Not in
+	// Warnings: init puts it right itself.
+	Grown    bool
+	Warnings []string
 }
 
 func (c *GPTCheck) warn(format string, args ...any) {
@@ -75,7 +79,7 @@ func ParseGPT(r io.ReaderAt, size int64) (Layout, GPTCheck, error) {
 		case prim.altLBA > lastLBA:
 			c.warn("the backup GPT header should be at sector %d, past the end of the disk (sector %d): the disk is smaller than its table says (truncated?)", prim.altLBA, lastLBA)
 		case prim.altLBA != lastLBA:
-			c.warn("the backup GPT header is at sector %d, not at the end of the disk (sector %d): the disk is larger than its table says", prim.altLBA, lastLBA)
+			c.Grown = true
 			if prim.altLBA > 1 {
 				if b, _, err := readGPTAt(r, size, prim.altLBA); err != nil {
 					c.warn("the backup GPT is damaged: %v", err)

@@ -72,6 +72,7 @@ func TestParseGPTCrafted(t *testing.T) {
 		err    string   // ParseGPT fails with this
 		backup bool     // the backup was read
 		warn   []string // warnings that must be there
+		grown  bool
 	}{
 		{name: "0xFFFFFFFF entries", err: "exceed", edit: func(img []byte) []byte {
 			for _, lba := range []int{1, last} {
@@ -134,7 +135,7 @@ func TestParseGPTCrafted(t *testing.T) {
 		{name: "truncated", warn: []string{"past the end of the disk", "partition 2 (ROOT-Ä) runs past the end of the disk"}, edit: func(img []byte) []byte {
 			return img[:80*SectorSize]
 		}},
-		{name: "grown", warn: []string{"the disk is larger than its table says"}, edit: func(img []byte) []byte {
+		{name: "grown", grown: true, edit: func(img []byte) []byte {
 			return append(img, make([]byte, 64*SectorSize)...)
 		}},
 		{name: "no GPT", err: "no GPT", edit: func(img []byte) []byte {
@@ -153,6 +154,9 @@ func TestParseGPTCrafted(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if chk.Grown != c.grown || c.grown && len(chk.Warnings) != 0 {
+				t.Errorf("grown %v with warnings %q, want grown %v", chk.Grown, chk.Warnings, c.grown)
 			}
 			if chk.UsedBackup != c.backup {
 				t.Errorf("used backup %v, want %v", chk.UsedBackup, c.backup)

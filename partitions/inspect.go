@@ -54,6 +54,9 @@ func Inspect(p string) (*Report, error) {
 	for _, w := range check.Warnings {
 		r.Problems = append(r.Problems, "GPT: "+w)
 	}
+	if check.Grown {
+		r.Problems = append(r.Problems, "GPT: the backup GPT is not at the end of the disk: the disk is larger than its table says (the first boot grows STATE and moves it)")
+	}
 	esp, ok := l.ESP()
 	if !ok {
 		return nil, fmt.Errorf("inspect %s: no EFI system partition (type %s): not a slate disk", p, TypeESP)

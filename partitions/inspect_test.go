@@ -64,6 +64,11 @@ func TestInspectReportsGPTDamage(t *testing.T) {
 		{name: "backup header", want: []string{"GPT: the backup GPT is damaged"}, damage: func(t *testing.T, p string) {
 			patch(t, p, (48<<20)-SectorSize+60)
 		}},
+		{name: "grown", want: []string{"the disk is larger than its table says"}, damage: func(t *testing.T, p string) {
+			if err := os.Truncate(p, 64<<20); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{name: "truncated", want: []string{"the disk is smaller than its table says", "partition 2 (ROOT-A) runs past the end of the disk"}, damage: func(t *testing.T, p string) {
 			if err := os.Truncate(p, 44<<20); err != nil {
 				t.Fatal(err)
