@@ -168,11 +168,27 @@ func (c Cmdline) Map() map[string]string {
 	return m
 }
 
+// The parameters slate reads or writes, named once.
+const (
+	Root        = "root"        // root=PARTUUID=<guid>: the slot's root partition
+	Init        = "init"        // the kernel's: never set by a spec
+	Initrd      = "initrd"      // the loader's (boot.ipxe, systemd-boot)
+	Slot        = "slate.slot"  // a or b
+	Debug       = "slate.debug" // init waits instead of rebooting on failure
+	Break       = "slate.break" // init fails at a stage, to rehearse a fall-back
+	RootWait    = "slate.rootwait"
+	RootURL     = "slate.root_url"    // a root in RAM: where to fetch it
+	RootSHA256  = "slate.root_sha256" // a root in RAM: its hash
+	RootSize    = "slate.root_size"   // a root in RAM: its size
+	BootIf      = "BOOTIF"            // pxelinux's: the interface that netbooted
+	IgnitionURL = "ignition.config.url"
+)
+
 // Reserved are the parameters slate writes itself: root= and slate.slot=
 // name a disk slot in every boot entry, initrd= is the loader's, init= would
 // bypass slate's init, and slate.root_* name a root held in RAM (network
 // boot, live ISO). An image spec or an update manifest may not set them.
-var Reserved = []string{"root", "init", "initrd", "slate.slot", "slate.root_url", "slate.root_sha256", "slate.root_size"}
+var Reserved = []string{Root, Init, Initrd, Slot, RootURL, RootSHA256, RootSize}
 
 // ReservedKey returns the reserved key that arg sets, if any.
 func ReservedKey(arg string) (string, bool) {
@@ -200,10 +216,10 @@ func ReservedList() string {
 // "ro", which are written here, are dropped from them, so that a running
 // entry's line can be fed back in.
 func SlotOptions(slot, partUUID string, args []string) string {
-	out := []string{"root=PARTUUID=" + strings.ToLower(partUUID), "ro", "slate.slot=" + slot}
+	out := []string{Root + "=PARTUUID=" + strings.ToLower(partUUID), "ro", Slot + "=" + slot}
 	for _, a := range args {
 		switch parseArg(a).Key {
-		case "root", "slate.slot", "ro":
+		case Root, Slot, "ro":
 			continue
 		}
 		out = append(out, a)

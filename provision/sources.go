@@ -20,7 +20,7 @@ import (
 // Where configs are looked for, first found wins.
 const (
 	// CmdlineKey names a config URL on the kernel command line.
-	CmdlineKey = "ignition.config.url"
+	CmdlineKey = cmdline.IgnitionURL
 	// FwCfgPath is QEMU's fw_cfg entry opt/com.coreos/config (the
 	// qemu_fw_cfg module exposes it).
 	FwCfgPath = "/sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw"

@@ -70,7 +70,7 @@ func Slot() string {
 // SlotFrom is Slot for a parsed command line: the last slate.slot= wins,
 // as it does for init, which mounted that slot's root.
 func SlotFrom(c cmdline.Cmdline) string {
-	if v := c.Get("slate.slot"); v != "" {
+	if v := c.Get(cmdline.Slot); v != "" {
 		return v
 	}
 	return "none"

@@ -48,7 +48,7 @@ func DetectMachine(prepare func() error) (*Machine, error) {
 	}
 	line := strings.TrimSpace(string(b))
 	// The last root= counts, as it did for init, which mounted it.
-	root, _ := strings.CutPrefix(cmdline.Parse(line).Get("root"), "PARTUUID=")
+	root, _ := strings.CutPrefix(cmdline.Parse(line).Get(cmdline.Root), "PARTUUID=")
 	if root == "" {
 		return nil, fmt.Errorf("kernel command line has no root=PARTUUID=")
 	}

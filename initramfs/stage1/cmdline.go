@@ -42,20 +42,20 @@ func ParseCmdline(s string) (Cmdline, error) {
 	kc := cmdline.Parse(s)
 	c := Cmdline{RootWait: 30, Raw: kc.Map()}
 	// Each key's last value counts, as for the kernel and PID 1.
-	if v, ok := kc.Lookup("root"); ok {
+	if v, ok := kc.Lookup(cmdline.Root); ok {
 		id, ok := strings.CutPrefix(v, "PARTUUID=")
 		if !ok || len(id) != 36 {
 			return c, fmt.Errorf("kernel command line: root=%q: want root=PARTUUID=<guid>", v)
 		}
 		c.Root = strings.ToUpper(id)
 	}
-	if v, ok := kc.Lookup("slate.slot"); ok {
+	if v, ok := kc.Lookup(cmdline.Slot); ok {
 		if v != "a" && v != "b" {
 			return c, fmt.Errorf("kernel command line: slate.slot=%q: want a or b", v)
 		}
 		c.Slot = v
 	}
-	if v, ok := kc.Lookup("slate.break"); ok {
+	if v, ok := kc.Lookup(cmdline.Break); ok {
 		switch v {
 		case "modules", "root", "state", "etc", "switch_root":
 			c.Break = v
@@ -63,7 +63,7 @@ func ParseCmdline(s string) (Cmdline, error) {
 			return c, fmt.Errorf("kernel command line: slate.break=%q: want modules, root, state, etc or switch_root", v)
 		}
 	}
-	if v, ok := kc.Lookup("BOOTIF"); ok {
+	if v, ok := kc.Lookup(cmdline.BootIf); ok {
 		// pxelinux's form, which iPXE scripts copy: 01-<mac, hyphens>
 		// Only a hint of which interface to ask first: one that does
 		// not parse (a loader that left it empty) is ignored.
@@ -72,8 +72,8 @@ func ParseCmdline(s string) (Cmdline, error) {
 			c.BootIf = strings.ToLower(strings.ReplaceAll(mac, "-", ":"))
 		}
 	}
-	c.Debug = kc.Flag("slate.debug")
-	if v, ok := kc.Lookup("slate.rootwait"); ok {
+	c.Debug = kc.Flag(cmdline.Debug)
+	if v, ok := kc.Lookup(cmdline.RootWait); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 3600 {
 			return c, fmt.Errorf("kernel command line: slate.rootwait=%q: want seconds 1..3600", v)

@@ -67,7 +67,7 @@ func Main() {
 	}
 	bootlog.Event("FAILED", "stage", stage, "err", err.Error())
 	// The same reader as ParseCmdline: slate.debugger=1 is not slate.debug.
-	if kc, rerr := cmdline.Read(); rerr == nil && kc.Flag("slate.debug") {
+	if kc, rerr := cmdline.Read(); rerr == nil && kc.Flag(cmdline.Debug) {
 		logrus.Error("slate.debug is set: waiting instead of rebooting")
 		for {
 			time.Sleep(time.Hour)
