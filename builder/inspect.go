@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/netroot"
 	"github.com/slateos/slate/partitions"
 )
@@ -144,11 +145,7 @@ func inspectISO(p string) (*RAMReport, error) {
 
 // rootFromArgs reads the root's hash and size from the kernel arguments.
 func (r *RAMReport) rootFromArgs() error {
-	args := map[string]string{}
-	for _, a := range strings.Fields(r.KernelArgs) {
-		k, v, _ := strings.Cut(a, "=")
-		args[k] = v
-	}
+	args := cmdline.Parse(r.KernelArgs).Map()
 	r.RootSHA256 = args[netroot.ArgSHA256]
 	n, err := strconv.ParseInt(args[netroot.ArgSize], 10, 64)
 	if r.RootSHA256 == "" || err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
 	"github.com/slateos/slate/fatfs"
@@ -239,7 +240,7 @@ func EntryFor(spec *configs.Spec, slot string, rootGUID string) partitions.Entry
 	// loglevel=4 keeps the kernel's informational chatter (and slate's own
 	// kernel-log copies of its console lines) off the console: serial
 	// output is slow under emulation and the SLATE- lines stay readable.
-	args := []string{"root=PARTUUID=" + strings.ToLower(rootGUID), "ro", "slate.slot=" + slot, "panic=10", "loglevel=4"}
+	args := []string{"panic=10", "loglevel=4"}
 	for _, c := range spec.Console {
 		args = append(args, "console="+c)
 	}
@@ -251,7 +252,7 @@ func EntryFor(spec *configs.Spec, slot string, rootGUID string) partitions.Entry
 		Slot:    slot,
 		Linux:   dir + "/vmlinuz",
 		Initrd:  dir + "/initrd.img",
-		Options: strings.Join(args, " "),
+		Options: cmdline.SlotOptions(slot, rootGUID, args),
 	}
 }
 

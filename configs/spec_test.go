@@ -167,6 +167,8 @@ func TestParseBad(t *testing.T) {
 		{"bad package", base + "kernel:\n  package: -oDebug::pkgProblemResolver=1\n", []string{"$.kernel.package"}, "not a Debian package name", 4},
 		{"reserved kernel args", base + "kernel:\n  args: [quiet, root=/dev/sda2, init=/bin/sh, slate.slot=b, rootwait]\n",
 			[]string{"$.kernel.args[1]", "$.kernel.args[2]", "$.kernel.args[3]"}, "slate sets root=", 4},
+		{"reserved RAM-root and quoted args", base + "kernel:\n  args: [slate.root_url=http://x/r, '\"root=/dev/sda2\"', slate.rootwait=5]\n",
+			[]string{"$.kernel.args[0]", "$.kernel.args[1]"}, "slate sets slate.root_url=", 4},
 		{"kernel arg with a space", base + "kernel:\n  args: [\"console=ttyS0 quiet\"]\n", []string{"$.kernel.args[0]"}, "whitespace", 4},
 		{"module path with ..", base + "kernel:\n  modules: [kernel/../../etc]\n", []string{"$.kernel.modules[0]"}, "not a clean folder", 4},
 		{"absolute module path", base + "kernel:\n  initramfs_modules: [/lib/modules/x]\n", []string{"$.kernel.initramfs_modules[0]"}, "relative to the module tree", 4},

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/slateos/slate/cmdline"
 )
 
 // MinState is the smallest STATE partition: room for /var, the writable
@@ -52,11 +54,6 @@ const (
 	maxVersion  = 64
 	maxHostname = 64 // HOST_NAME_MAX on Linux: sethostname refuses more
 )
-
-// reservedArgs are kernel parameters slate writes into every boot entry:
-// the slot's root, its init and the slot name. A second copy in the spec
-// would fight them.
-var reservedArgs = []string{"root", "init", "slate.slot"}
 
 // ownedPaths are places in the root that the spec's files must not touch,
 // with the reason given to the user.
@@ -171,17 +168,14 @@ func (k *Kernel) validate(c *collector, p string) {
 	}
 	for i, arg := range k.Args {
 		ap := index(key(p, "args"), i)
-		name, _, _ := strings.Cut(arg, "=")
 		switch {
 		case arg == "":
 			c.add(ap, "empty argument")
 		case hasSpaceOrControl(arg):
 			c.add(ap, "%q contains whitespace or control characters; give each argument as its own entry", arg)
 		default:
-			for _, r := range reservedArgs {
-				if name == r {
-					c.add(ap, "%q: slate sets %s= itself in every boot entry (reserved: root=, init=, slate.slot=)", arg, r)
-				}
+			if r, ok := cmdline.ReservedKey(arg); ok {
+				c.add(ap, "%q: slate sets %s= itself in boot entries (reserved: %s)", arg, r, cmdline.ReservedList())
 			}
 		}
 	}

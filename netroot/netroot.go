@@ -24,15 +24,16 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/ignition"
 	"github.com/slateos/slate/updater/payload"
 )
 
 // Kernel command line parameters.
 const (
-	ArgURL    = "slate.root_url"
-	ArgSHA256 = "slate.root_sha256"
-	ArgSize   = "slate.root_size"
+	ArgURL    = cmdline.RootURL
+	ArgSHA256 = cmdline.RootSHA256
+	ArgSize   = cmdline.RootSize
 )
 
 // EmbeddedPath is where an initramfs carries a root image (a network boot

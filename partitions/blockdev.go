@@ -1,11 +1,15 @@
 package partitions
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Disk is a whole disk with its GPT.
@@ -20,7 +24,8 @@ type Disk struct {
 func (d Disk) Dev(num int) string { return "/dev/" + d.Parts[num] }
 
 // ScanDisks reads the GPT of every whole disk the kernel knows. Disks that
-// cannot be read or have no GPT are skipped: they are not ours.
+// cannot be read or have no GPT are skipped: they are not ours. A disk
+// whose GPT is not sane (see ParseGPT) is skipped with a warning naming it.
 func ScanDisks(sysBlock, devDir string) ([]Disk, error) {
 	ents, err := os.ReadDir(sysBlock)
 	if err != nil {
@@ -57,15 +62,35 @@ func ScanDisks(sysBlock, devDir string) ([]Disk, error) {
 		if err != nil {
 			continue
 		}
-		l, err := ReadGPT(f, d.Size)
+		l, check, err := ReadGPTChecked(f, d.Size)
 		f.Close()
+		log := logrus.WithField("disk", "/dev/"+name)
+		if errors.Is(err, ErrNoGPT) {
+			continue // not ours
+		}
 		if err != nil {
+			// A crafted or damaged table must not stop a boot or an
+			// update: the disk is left alone, and said so.
+			warnOnce(log.WithError(err), name+err.Error(), "ignoring a disk whose GPT is not sane")
 			continue
+		}
+		for _, w := range check.Warnings {
+			warnOnce(log, name+w, "GPT: "+w)
 		}
 		d.Layout = l
 		disks = append(disks, d)
 	}
 	return disks, nil
+}
+
+// warned keeps ScanDisks' warnings to one per disk and message: init and
+// the updater scan again and again while they wait for a disk.
+var warned sync.Map
+
+func warnOnce(e *logrus.Entry, key, msg string) {
+	if _, dup := warned.LoadOrStore(key, true); !dup {
+		e.Warn(msg)
+	}
 }
 
 // FindPartUUID finds the disk and partition number holding a PARTUUID.

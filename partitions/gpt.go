@@ -34,27 +34,20 @@ func WriteGPT(f *os.File, l Layout) error {
 	return nil
 }
 
-// ReadGPT reads the partition table of an image file or block device.
+// ReadGPT reads the partition table of an image file or block device
+// (see ParseGPT); what it found amiss but could read past is dropped.
 func ReadGPT(f *os.File, size int64) (Layout, error) {
-	t, err := gpt.Read(f, SectorSize, SectorSize)
+	l, _, err := ReadGPTChecked(f, size)
+	return l, err
+}
+
+// ReadGPTChecked is ReadGPT with what it found amiss.
+func ReadGPTChecked(f *os.File, size int64) (Layout, GPTCheck, error) {
+	l, c, err := ParseGPT(f, size)
 	if err != nil {
-		return Layout{}, fmt.Errorf("read GPT of %s: %w", f.Name(), err)
+		return Layout{}, c, fmt.Errorf("read GPT of %s: %w", f.Name(), err)
 	}
-	l := Layout{Size: size, GUID: strings.ToUpper(t.GUID)}
-	for _, p := range t.Partitions {
-		if p == nil || p.Type == gpt.Unused {
-			continue
-		}
-		l.Parts = append(l.Parts, Part{
-			Num:   p.Index,
-			Label: p.Name,
-			Type:  strings.ToUpper(string(p.Type)),
-			GUID:  strings.ToUpper(p.GUID),
-			Start: int64(p.Start) * SectorSize,
-			Size:  int64(p.End-p.Start+1) * SectorSize,
-		})
-	}
-	return l, nil
+	return l, c, nil
 }
 
 // GrowState moves the backup GPT to the end of a disk that is now larger
@@ -62,6 +55,11 @@ func ReadGPT(f *os.File, size int64) (Layout, error) {
 // It reports whether anything changed. Used by init on first boot, before
 // STATE gets its filesystem.
 func GrowState(f *os.File, size int64) (bool, error) {
+	// go-diskfs trusts the header's entry count and size: only a table
+	// that slate's own reader found sane is handed to it.
+	if _, _, err := ParseGPT(f, size); err != nil {
+		return false, fmt.Errorf("read GPT of %s: %w", f.Name(), err)
+	}
 	t, err := gpt.Read(f, SectorSize, SectorSize)
 	if err != nil {
 		return false, fmt.Errorf("read GPT of %s: %w", f.Name(), err)

@@ -18,6 +18,9 @@ type Report struct {
 	Next       string       `json:"next_slot,omitempty"`
 	NextEntry  string       `json:"next_entry,omitempty"`
 	Problems   []string     `json:"problems,omitempty"`
+	// UsedBackupGPT: the primary GPT is damaged and the backup was read
+	// (Problems says why).
+	UsedBackupGPT bool `json:"used_backup_gpt,omitempty"`
 }
 
 // SlotReport is one slot: its root partition and boot entry, if any.
@@ -43,11 +46,17 @@ func Inspect(p string) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: size: %w", p, err)
 	}
-	l, err := ReadGPT(f, size)
+	l, check, err := ReadGPTChecked(f, size)
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Path: p, Size: size, DiskGUID: l.GUID, Partitions: l.Parts}
+	r := &Report{Path: p, Size: size, DiskGUID: l.GUID, Partitions: l.Parts, UsedBackupGPT: check.UsedBackup}
+	for _, w := range check.Warnings {
+		r.Problems = append(r.Problems, "GPT: "+w)
+	}
+	if check.Grown {
+		r.Problems = append(r.Problems, "GPT: the backup GPT is not at the end of the disk: the disk is larger than its table says (the first boot grows STATE and moves it)")
+	}
 	esp, ok := l.ESP()
 	if !ok {
 		return nil, fmt.Errorf("inspect %s: no EFI system partition (type %s): not a slate disk", p, TypeESP)

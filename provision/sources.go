@@ -12,16 +12,16 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/ignition"
 )
 
 // Where configs are looked for, first found wins.
 const (
 	// CmdlineKey names a config URL on the kernel command line.
-	CmdlineKey = "ignition.config.url"
+	CmdlineKey = cmdline.IgnitionURL
 	// FwCfgPath is QEMU's fw_cfg entry opt/com.coreos/config (the
 	// qemu_fw_cfg module exposes it).
 	FwCfgPath = "/sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw"
@@ -58,14 +58,10 @@ type Env struct {
 	Services []string
 }
 
-// URLFromCmdline returns ignition.config.url=, if given.
-func URLFromCmdline(cmdline string) string {
-	for _, f := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(f, CmdlineKey+"="); ok {
-			return v
-		}
-	}
-	return ""
+// URLFromCmdline returns ignition.config.url=, if given (the last one, by
+// the kernel's rules, as everywhere slate reads the command line).
+func URLFromCmdline(line string) string {
+	return cmdline.Parse(line).Get(CmdlineKey)
 }
 
 // Find looks for a config; it returns nil, nil when there is none.

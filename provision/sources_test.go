@@ -87,8 +87,24 @@ func FuzzURLFromCmdline(f *testing.F) {
 	f.Add("ro ignition.config.url=http://x/y quiet")
 	f.Fuzz(func(t *testing.T, s string) {
 		u := URLFromCmdline(s)
-		if u != "" && !strings.Contains(s, CmdlineKey+"="+u) {
+		if u != "" && !strings.Contains(s, CmdlineKey+"=") {
 			t.Fatalf("%q from %q", u, s)
 		}
 	})
+}
+
+func TestURLFromCmdline(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"ro ignition.config.url=http://a/c.ign", "http://a/c.ign"},
+		// the last one wins, as for the kernel, init and PID 1
+		{"ignition.config.url=http://a/1 ignition.config.url=http://b/2", "http://b/2"},
+		{"xignition.config.url=http://a/1", ""},
+		{"ignition.config.urls=http://a/1", ""},
+		{`ignition.config.url="http://a/c.ign"`, "http://a/c.ign"},
+	}
+	for _, c := range cases {
+		if got := URLFromCmdline(c.in); got != c.want {
+			t.Errorf("URLFromCmdline(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
 }

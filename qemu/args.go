@@ -49,9 +49,14 @@ type Options struct {
 	Forwards []Forward
 	// FwCfg are files passed to the guest through fw_cfg.
 	FwCfg []FwCfg
-	// Network gives the guest a virtio-net NIC with QEMU user networking (the
-	// guest reaches the host at 10.0.2.2). It is implied by Forwards.
+	// Network asks for the guest's virtio-net NIC with QEMU user networking
+	// (the guest reaches the host at 10.0.2.2). That NIC is there by
+	// default, as QEMU gives one: a test that needs the network says so
+	// with Network, one that needs none says so with NoNetwork.
 	Network bool
+	// NoNetwork leaves the guest without a NIC (-nic none). It cannot be
+	// combined with Network, Forwards or BootFile.
+	NoNetwork bool
 	// Serial receives the serial console stream as it comes (may be nil).
 	Serial io.Writer
 	// SerialFile, when set, also gets the serial stream appended.
@@ -75,10 +80,32 @@ type Options struct {
 	Disks []Disk
 	// NICs are more network cards by QEMU device model ("vmxnet3",
 	// "rtl8139", "e1000", ...), each on a QEMU user network of its own,
-	// attached after the one Network gives.
+	// attached after the one Network gives. Without Network (or Forwards
+	// or BootFile) they replace the default NIC.
 	NICs []string
 	// ExtraArgs are appended to the command line as they are.
 	ExtraArgs []string
+}
+
+// ApplyNetMode sets opts for `slate vm run --net MODE`: "user" (the
+// default, a NIC on QEMU's user network, as QEMU gives one) or "none".
+// netboot says --pxe is given, which needs the network.
+func ApplyNetMode(opts *Options, mode string, netboot bool) error {
+	switch mode {
+	case "", "user":
+		opts.Network = true
+	case "none":
+		if len(opts.Forwards) > 0 {
+			return fmt.Errorf("--net none: --forward needs the network")
+		}
+		if netboot {
+			return fmt.Errorf("--net none: --pxe needs the network")
+		}
+		opts.NoNetwork = true
+	default:
+		return fmt.Errorf("--net %q: want user or none", mode)
+	}
+	return nil
 }
 
 // ovmfPairs are the firmware code images and their matching variable store
@@ -260,7 +287,16 @@ func Args(opts Options) ([]string, error) {
 			"-device", "ide-cd,drive=cd0,bootindex=0")
 	}
 
-	if opts.Network || len(opts.Forwards) > 0 || opts.BootFile != "" {
+	if opts.NoNetwork && (opts.Network || len(opts.Forwards) > 0 || opts.BootFile != "" || len(opts.NICs) > 0) {
+		return nil, fmt.Errorf("qemu: no network (NoNetwork) cannot be combined with a NIC, forwards or a network boot")
+	}
+	// As with QEMU's own default NIC, cards named in NICs replace the
+	// default one unless Network (or what needs it) asks for it too.
+	defaultNIC := opts.Network || len(opts.Forwards) > 0 || opts.BootFile != "" || len(opts.NICs) == 0
+	switch {
+	case opts.NoNetwork:
+		args = append(args, "-nic", "none")
+	case defaultNIC:
 		netdev := "user,id=n0"
 		if opts.BootFile != "" {
 			netdev += ",tftp=" + optEscape(opts.TFTPDir) + ",bootfile=" + optEscape(opts.BootFile)
@@ -272,8 +308,6 @@ func Args(opts Options) ([]string, error) {
 			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
 		}
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0")
-	} else {
-		args = append(args, "-nic", "none")
 	}
 
 	for _, fc := range opts.FwCfg {

@@ -289,6 +289,9 @@ func TestArgsRAMBoot(t *testing.T) {
 		{name: "comma in TFTP folder is escaped", opts: Options{BootFile: "slate-vm.ipxe", TFTPDir: comma},
 			want: [][]string{netdev(strings.ReplaceAll(comma, ",", ",,"))}},
 		{name: "CD-ROM", opts: Options{CDROM: iso}, needOVMF: true,
+			want: [][]string{cd, {"-netdev", "user,id=n0"}}, pflash: iso + ".vars.fd",
+			notWant: []string{"-boot", "if=virtio", "-nic"}},
+		{name: "CD-ROM without network", opts: Options{CDROM: iso, NoNetwork: true}, needOVMF: true,
 			want: [][]string{cd, {"-nic", "none"}}, pflash: iso + ".vars.fd",
 			notWant: []string{"-boot", "if=virtio"}},
 		{name: "CD-ROM with disk", opts: Options{CDROM: iso, Image: raw}, needOVMF: true,
@@ -297,6 +300,7 @@ func TestArgsRAMBoot(t *testing.T) {
 
 		{name: "TFTP folder missing", opts: Options{BootFile: "slate-vm.ipxe", TFTPDir: filepath.Join(dir, "nope")}, wantErr: "TFTP folder"},
 		{name: "TFTP folder unset", opts: Options{BootFile: "slate-vm.ipxe"}, wantErr: "TFTP folder"},
+		{name: "network boot without network", opts: Options{BootFile: "slate-vm.ipxe", TFTPDir: tftp, NoNetwork: true}, wantErr: "cannot be combined"},
 		{name: "TFTP folder is a file", opts: Options{BootFile: "slate-vm.ipxe", TFTPDir: notDir}, wantErr: "TFTP folder"},
 		{name: "network boot and CD-ROM", opts: Options{BootFile: "slate-vm.ipxe", TFTPDir: tftp, CDROM: iso}, wantErr: "cannot be combined"},
 		{name: "CD-ROM missing", opts: Options{CDROM: filepath.Join(dir, "nope.iso")}, needOVMF: true, wantErr: "CD-ROM image"},

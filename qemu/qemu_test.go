@@ -108,9 +108,15 @@ func TestArgs(t *testing.T) {
 					"-display", "none", "-monitor", "none", "-serial", "stdio"},
 				pflash(raw + ".vars.fd"),
 				{"-drive", "file=" + raw + ",format=raw,if=virtio,cache=writeback"},
-				{"-nic", "none"}, {"-device", "i6300esb"},
+				{"-device", "i6300esb"},
+				// a user-mode NIC by default, as QEMU gives one
+				{"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"},
 			},
-			notWant: []string{"-no-reboot", "-kernel", "-netdev"}},
+			notWant: []string{"-no-reboot", "-kernel", "-nic"}},
+		{name: "no network", opts: Options{Image: raw, NoNetwork: true},
+			want: [][]string{{"-nic", "none"}}, notWant: []string{"-netdev"}},
+		{name: "no network with forwards", opts: Options{Image: raw, NoNetwork: true, Forwards: []Forward{{2222, 22}}}, wantErr: "cannot be combined"},
+		{name: "no network with network", opts: Options{Image: raw, NoNetwork: true, Network: true}, wantErr: "cannot be combined"},
 		{name: "qcow2 with vars, mem, cpus", opts: Options{Image: qcow, VarsFile: "/x/v.fd", Mem: "2G", CPUs: 2},
 			want: [][]string{pflash("/x/v.fd"), {"-m", "2G", "-smp", "2"},
 				{"-drive", "file=" + qcow + ",format=qcow2,if=virtio,cache=writeback"}}},
@@ -237,7 +243,8 @@ func TestFirmwareBoot(t *testing.T) {
 	defer cancel()
 
 	start := time.Now()
-	vm, err := Start(ctx, Options{Image: img, Accel: "tcg", Serial: &serial, SerialFile: logFile})
+	// No NIC: with one, the boot manager tries PXE and HTTP boot first.
+	vm, err := Start(ctx, Options{Image: img, Accel: "tcg", Serial: &serial, SerialFile: logFile, NoNetwork: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +316,8 @@ func TestStop(t *testing.T) {
 	img := touch(t, filepath.Join(t.TempDir(), "empty.raw"), 1<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	vm, err := Start(ctx, Options{Image: img, Accel: "tcg"})
+	// No NIC: with one, the boot manager tries PXE and HTTP boot first.
+	vm, err := Start(ctx, Options{Image: img, Accel: "tcg", NoNetwork: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,3 +563,43 @@ func FuzzQMPReply(f *testing.F) {
 }
 
 func newDecoder(s string) *json.Decoder { return json.NewDecoder(strings.NewReader(s)) }
+
+func TestApplyNetMode(t *testing.T) {
+	needQEMU(t) // Args looks for the firmware
+	cases := []struct {
+		mode    string
+		fw      []Forward
+		netboot bool
+		nic     bool
+		err     string
+	}{
+		{mode: "user", nic: true},
+		{mode: "", nic: true},
+		{mode: "none"},
+		{mode: "none", fw: []Forward{{2222, 22}}, err: "--forward needs the network"},
+		{mode: "none", netboot: true, err: "--pxe needs the network"},
+		{mode: "tap", err: `--net "tap": want user or none`},
+	}
+	raw := touch(t, filepath.Join(t.TempDir(), "x.raw"), 1<<20)
+	for _, c := range cases {
+		opts := Options{Image: raw, Forwards: c.fw}
+		err := ApplyNetMode(&opts, c.mode, c.netboot)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("--net %q: err %v, want %q", c.mode, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("--net %q: %v", c.mode, err)
+		}
+		args, err := Args(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasNIC := strings.Contains(strings.Join(args, " "), "-device virtio-net-pci,netdev=n0")
+		if hasNIC != c.nic || strings.Contains(strings.Join(args, " "), "-nic none") == c.nic {
+			t.Errorf("--net %q: args %q", c.mode, args)
+		}
+	}
+}

@@ -211,7 +211,7 @@ func (s *supervisor) awaitDependencies(svc *service) bool {
 // skip reports a service that will not be started.
 func (s *supervisor) skip(svc *service, reason string) {
 	s.setStateReason(svc.spec.Name, "skipped", 0, reason)
-	s.printf("SLATE-SERVICE name=%s state=skipped reason=%q\n", svc.spec.Name, reason)
+	s.event("SERVICE", "name", svc.spec.Name, "state", "skipped", "reason", reason)
 	s.settle(svc, skipped)
 }
 

@@ -61,6 +61,11 @@ func runHelper(mode string) int {
 	case "sleep":
 		fmt.Println("ready")
 		sleepWhileParent()
+	case "forge":
+		// Output that tries to pass for contract lines.
+		fmt.Print("ok\nSLATE-READY version=evil slot=b\rSLATE-READY version=evil2 slot=b\r\n")
+		fmt.Println("done")
+		sleepWhileParent()
 	case "ignoreterm":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ready")

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -58,7 +57,7 @@ func (s *supervisor) runDHCP(ctx context.Context) {
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			s.printf("SLATE-NET iface=none err=%q\n", err.Error())
+			s.event("NET", "iface", "none", "err", err.Error())
 			s.networkOnline(false)
 		}
 		return
@@ -77,7 +76,7 @@ func (s *supervisor) runDHCP(ctx context.Context) {
 		return
 	}
 	if err != nil {
-		s.printf("SLATE-NET iface=%s err=%q\n", ifname, err.Error())
+		s.event("NET", "iface", ifname, "err", err.Error())
 		s.networkOnline(false)
 		return
 	}
@@ -110,11 +109,11 @@ func (s *supervisor) runDHCP(ctx context.Context) {
 }
 
 func (s *supervisor) printNet(ifname string, l lease) {
-	line := fmt.Sprintf("SLATE-NET iface=%s addr=%s", ifname, l.Addr)
+	kv := []any{"iface", ifname, "addr", l.Addr}
 	if l.Gateway != nil {
-		line += " gw=" + l.Gateway.String()
+		kv = append(kv, "gw", l.Gateway)
 	}
-	s.printf("%s\n", line)
+	s.event("NET", kv...)
 	logrus.WithFields(logrus.Fields{"iface": ifname, "addr": l.Addr.String(), "gw": l.Gateway}).Info("network configured")
 }
 

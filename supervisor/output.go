@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -29,19 +30,41 @@ func (l *lineWriter) writeLine(b []byte) {
 
 // copyLines copies r line by line: each line with prefix to the console and
 // as is to log (when not nil). A last line without a newline gets one.
+//
+// A carriage return ends a line on the console too: a terminal returns to
+// the start of the line there, so "\rSLATE-READY ..." would show, and a
+// reader that drops \r would see, text that does not start with the
+// prefix. Each piece between carriage returns is written as its own
+// prefixed line (a \r\n line end is kept as it is).
 func copyLines(r io.Reader, console *lineWriter, prefix string, log io.Writer) {
 	br := bufio.NewReaderSize(r, maxLine)
-	buf := make([]byte, 0, len(prefix)+maxLine+1)
+	buf := make([]byte, 0, len(prefix)+maxLine+2)
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
-			buf = append(append(buf[:0], prefix...), line...)
-			if buf[len(buf)-1] != '\n' {
-				buf = append(buf, '\n')
+			body, end := line, []byte("\n")
+			switch {
+			case bytes.HasSuffix(body, []byte("\r\n")):
+				body, end = body[:len(body)-2], []byte("\r\n")
+			case bytes.HasSuffix(body, []byte("\n")):
+				body = body[:len(body)-1]
 			}
-			console.writeLine(buf)
+			for {
+				piece, more, cut := bytes.Cut(body, []byte("\r"))
+				buf = append(append(buf[:0], prefix...), piece...)
+				if !cut {
+					console.writeLine(append(buf, end...))
+					break
+				}
+				console.writeLine(append(buf, '\n'))
+				body = more
+			}
 			if log != nil {
-				_, _ = log.Write(buf[len(prefix):])
+				buf = append(buf[:0], line...)
+				if buf[len(buf)-1] != '\n' {
+					buf = append(buf, '\n')
+				}
+				_, _ = log.Write(buf)
 			}
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {

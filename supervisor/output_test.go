@@ -16,6 +16,11 @@ func TestCopyLines(t *testing.T) {
 		{"a\nb", "[p] a\n[p] b\n", "a\nb\n"},
 		{"\n\n", "[p] \n[p] \n", "\n\n"},
 		{"crlf\r\n", "[p] crlf\r\n", "crlf\r\n"},
+		// A carriage return cannot hide the prefix: every piece gets it.
+		{"x\nSLATE-READY version=9 slot=a\n", "[p] x\n[p] SLATE-READY version=9 slot=a\n", "x\nSLATE-READY version=9 slot=a\n"},
+		{"x\rSLATE-READY version=9 slot=a\n", "[p] x\n[p] SLATE-READY version=9 slot=a\n", "x\rSLATE-READY version=9 slot=a\n"},
+		{"\r\rSLATE-READY\r\n", "[p] \n[p] \n[p] SLATE-READY\r\n", "\r\rSLATE-READY\r\n"},
+		{"a\rb", "[p] a\n[p] b\n", "a\rb\n"},
 		// A line longer than maxLine is cut, not buffered without bound.
 		{long + "\n", "[p] " + long[:maxLine] + "\n[p] " + long[maxLine:] + "\n", long[:maxLine] + "\n" + long[maxLine:] + "\n"},
 	}
@@ -63,9 +68,13 @@ func FuzzCopyLines(f *testing.F) {
 			if strings.Contains(body[:len(body)-1], "\n") {
 				t.Fatalf("two lines in one write: %q", w)
 			}
+			if strings.Contains(strings.TrimSuffix(body, "\r\n"), "\r") {
+				t.Fatalf("a carriage return inside a console line: %q", w)
+			}
 			joined.WriteString(body)
 		}
-		if joined.String() != log.String() {
+		noEnds := strings.NewReplacer("\r", "", "\n", "")
+		if noEnds.Replace(joined.String()) != noEnds.Replace(log.String()) {
 			t.Fatalf("console and log differ")
 		}
 		if got := strings.ReplaceAll(log.String(), "\n", ""); got != strings.ReplaceAll(string(in), "\n", "") {

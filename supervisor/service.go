@@ -51,6 +51,18 @@ func (e exit) failed() bool {
 }
 
 // String is the key=value part of the exited line.
+// kv is the end as a contract line's fields: err=, signal= or code=.
+func (e exit) kv() []any {
+	switch {
+	case e.startErr != nil:
+		return []any{"err", e.startErr.Error()}
+	case e.status.Signaled():
+		return []any{"signal", unix.SignalName(e.status.Signal())}
+	default:
+		return []any{"code", e.status.ExitStatus()}
+	}
+}
+
 func (e exit) String() string {
 	switch {
 	case e.startErr != nil:
@@ -292,24 +304,24 @@ func (s *supervisor) supervise(svc *service) {
 		if err != nil {
 			e.startErr = err
 			s.setStateReason(name, "failed", 0, err.Error())
-			s.printf("SLATE-SERVICE name=%s state=failed err=%q\n", name, err.Error())
+			s.event("SERVICE", "name", name, "state", "failed", "err", err.Error())
 		} else {
 			s.setState(name, "started", pid)
-			s.printf("SLATE-SERVICE name=%s state=started pid=%d\n", name, pid)
+			s.event("SERVICE", "name", name, "state", "started", "pid", pid)
 			if !everStarted {
 				everStarted = true
 				s.settle(svc, up)
 			}
 			e.status = <-svc.exitc
 			s.setState(name, "exited", 0)
-			s.printf("SLATE-SERVICE name=%s state=exited %s\n", name, e)
+			s.event("SERVICE", append([]any{"name", name, "state", "exited"}, e.kv()...)...)
 		}
 		if s.isStopping() {
 			return
 		}
 		if !shouldRestart(svc.spec.Restart, e) {
 			s.setState(name, "stopped", 0)
-			s.printf("SLATE-SERVICE name=%s state=stopped\n", name)
+			s.event("SERVICE", "name", name, "state", "stopped")
 			if e.failed() {
 				s.settle(svc, failed)
 			}
@@ -320,7 +332,7 @@ func (s *supervisor) supervise(svc *service) {
 			delay = svc.spec.RestartSec
 		}
 		s.setState(name, "restarting", 0)
-		s.printf("SLATE-SERVICE name=%s state=restarting in=%s\n", name, delay)
+		s.event("SERVICE", "name", name, "state", "restarting", "in", delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -343,7 +355,7 @@ func (s *supervisor) runOnce(svc *service) {
 	}
 	fail := func(err error) {
 		s.setStateReason(name, "failed", 0, err.Error())
-		s.printf("SLATE-SERVICE name=%s state=failed err=%q\n", name, err.Error())
+		s.event("SERVICE", "name", name, "state", "failed", "err", err.Error())
 		s.settle(svc, failed)
 	}
 	pid, err := s.startMain(svc)
@@ -355,7 +367,7 @@ func (s *supervisor) runOnce(svc *service) {
 		return
 	}
 	s.setState(name, "running", pid)
-	s.printf("SLATE-SERVICE name=%s state=running pid=%d\n", name, pid)
+	s.event("SERVICE", "name", name, "state", "running", "pid", pid)
 	var tc <-chan time.Time
 	if !deadline.IsZero() {
 		t := time.NewTimer(time.Until(deadline))
@@ -378,7 +390,7 @@ func (s *supervisor) runOnce(svc *service) {
 		e.status = <-svc.exitc
 	}
 	s.setState(name, "exited", 0)
-	s.printf("SLATE-SERVICE name=%s state=exited %s\n", name, e)
+	s.event("SERVICE", append([]any{"name", name, "state", "exited"}, e.kv()...)...)
 	if s.isStopping() {
 		return
 	}
@@ -388,7 +400,7 @@ func (s *supervisor) runOnce(svc *service) {
 	}
 	if e.failed() {
 		s.setStateReason(name, "failed", 0, e.String())
-		s.printf("SLATE-SERVICE name=%s state=failed %s\n", name, e)
+		s.event("SERVICE", append([]any{"name", name, "state", "failed"}, e.kv()...)...)
 		s.settle(svc, failed)
 		return
 	}
@@ -399,7 +411,7 @@ func (s *supervisor) runOnce(svc *service) {
 		return
 	}
 	s.setState(name, "done", 0)
-	s.printf("SLATE-SERVICE name=%s state=done\n", name)
+	s.event("SERVICE", "name", name, "state", "done")
 	s.settle(svc, up)
 }
 

@@ -72,6 +72,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/configs"
 )
 
@@ -305,7 +306,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if action == Halt {
 		action = Poweroff
 	}
-	s.printf("SLATE-SHUTDOWN action=%s\n", action)
+	s.event("SHUTDOWN", "action", action)
 	if !cfg.PID1 {
 		return nil
 	}
@@ -431,9 +432,10 @@ func newSupervisor(cfg Config) *supervisor {
 	}
 }
 
-// printf writes one SLATE- line to the console.
-func (s *supervisor) printf(format string, args ...any) {
-	s.console.writeLine(fmt.Appendf(nil, format, args...))
+// event writes one SLATE- line to the console, formatted by bootlog as
+// every contract line is: no name or error message can break it.
+func (s *supervisor) event(kind string, kv ...any) {
+	s.console.writeLine([]byte(bootlog.Format(kind, kv...) + "\n"))
 }
 
 // bringUp does what must happen before the services: hostname, loopback,
@@ -536,7 +538,7 @@ func (s *supervisor) maybeReadyLocked() {
 	}
 	s.ready = true
 	s.setReady()
-	s.printf("SLATE-READY version=%s slot=%s\n", s.cfg.Version, s.cfg.Slot)
+	s.event("READY", "version", s.cfg.Version, "slot", s.cfg.Slot)
 	logrus.WithFields(logrus.Fields{"version": s.cfg.Version, "slot": s.cfg.Slot}).Info("slate is ready")
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ignition"
 	"github.com/slateos/slate/kmod"
@@ -62,11 +63,15 @@ func LoadImageInfo(root string) (*builder.ImageInfo, error) {
 // Slot reads slate.slot= from the kernel command line; a machine whose
 // root is in RAM has none.
 func Slot() string {
-	b, _ := os.ReadFile("/proc/cmdline")
-	for _, f := range strings.Fields(string(b)) {
-		if v, ok := strings.CutPrefix(f, "slate.slot="); ok {
-			return v
-		}
+	c, _ := cmdline.Read()
+	return SlotFrom(c)
+}
+
+// SlotFrom is Slot for a parsed command line: the last slate.slot= wins,
+// as it does for init, which mounted that slot's root.
+func SlotFrom(c cmdline.Cmdline) string {
+	if v := c.Get(cmdline.Slot); v != "" {
+		return v
 	}
 	return "none"
 }
@@ -87,9 +92,10 @@ func run() error {
 	} else if len(mods) > 0 {
 		logrus.WithField("modules", strings.Join(mods, ",")).Info("device modules loaded")
 	}
-	cmdline, _ := os.ReadFile("/proc/cmdline")
+	rawCmdline, _ := os.ReadFile(cmdline.Path)
+	kc := cmdline.Parse(string(rawCmdline))
 	dhcp := info.Network.DHCP
-	if provision.URLFromCmdline(string(cmdline)) != "" {
+	if provision.URLFromCmdline(string(rawCmdline)) != "" {
 		dhcp = true // the config is fetched over the network
 	}
 	services := info.Services
@@ -114,7 +120,7 @@ func run() error {
 	}
 	return supervisor.Run(context.Background(), supervisor.Config{
 		Version:    info.Version,
-		Slot:       Slot(),
+		Slot:       SlotFrom(kc),
 		Hostname:   info.Hostname,
 		Services:   services,
 		DHCP:       dhcp,
@@ -124,7 +130,7 @@ func run() error {
 		Console:    os.Stdout,
 		PID1:       true,
 		Provision: func(ctx context.Context) ([]configs.Service, error) {
-			return provisionHook(ctx, string(cmdline), info.KernelVersion, services)
+			return provisionHook(ctx, string(rawCmdline), info.KernelVersion, services)
 		},
 	})
 }

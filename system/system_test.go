@@ -7,9 +7,24 @@ import (
 	"testing"
 
 	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/configs"
 )
 
+// PID 1 reads the slot as init does: the last slate.slot= wins.
+func TestSlotFrom(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"root=PARTUUID=x ro slate.slot=a", "a"},
+		{"slate.slot=a slate.slot=b", "b"},
+		{"slate.slots=a", "none"},
+		{"slate.root_sha256=00 slate.root_size=1", "none"},
+	}
+	for _, c := range cases {
+		if got := SlotFrom(cmdline.Parse(c.in)); got != c.want {
+			t.Errorf("SlotFrom(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
 func TestLoadImageInfo(t *testing.T) {
 	spec, err := configs.Parse([]byte("name: sys\nversion: 2.0.0\nservices:\n- {name: a, command: /usr/bin/slate, env: {K: v}}\nupdate:\n  channel: https://u.example.com/c\n  public_key: /host/keys/update.pub\n"), "s.yaml")
 	if err != nil {

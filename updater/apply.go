@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/updater/payload"
 )
@@ -328,17 +328,11 @@ func writeBootFile(staged io.Reader, f payload.File, t Target, name string) erro
 }
 
 // EntryOptions derives the new slot's kernel command line from the running
-// entry's: the same console and extra arguments, with root= and
-// slate.slot= pointing at the new slot.
+// entry's (or the new version's own arguments): the same console and extra
+// arguments, with root= and slate.slot= pointing at the new slot, in the
+// order the builder writes (cmdline.SlotOptions).
 func EntryOptions(running string, slot, partUUID string) string {
-	var out []string
-	for _, f := range strings.Fields(running) {
-		if strings.HasPrefix(f, "root=") || strings.HasPrefix(f, "slate.slot=") {
-			continue
-		}
-		out = append(out, f)
-	}
-	return strings.Join(append([]string{"root=PARTUUID=" + strings.ToLower(partUUID), "slate.slot=" + slot}, out...), " ")
+	return cmdline.SlotOptions(slot, partUUID, cmdline.Fields(running))
 }
 
 // jitter spreads checks of a fleet: up to 10% of d either way.

@@ -151,9 +151,11 @@ func TestApplyTooBigForSlot(t *testing.T) {
 
 func TestEntryOptions(t *testing.T) {
 	cases := []struct{ in, slot, id, want string }{
-		{"root=PARTUUID=aaa ro slate.slot=a console=ttyS0", "b", "BBB", "root=PARTUUID=bbb slate.slot=b ro console=ttyS0"},
-		{"ro", "a", "X", "root=PARTUUID=x slate.slot=a ro"},
-		{"", "b", "Y", "root=PARTUUID=y slate.slot=b"},
+		{"root=PARTUUID=aaa ro slate.slot=a console=ttyS0", "b", "BBB", "root=PARTUUID=bbb ro slate.slot=b console=ttyS0"},
+		{"ro", "a", "X", "root=PARTUUID=x ro slate.slot=a"},
+		{"", "b", "Y", "root=PARTUUID=y ro slate.slot=b"},
+		// a duplicated root= or slate.slot= goes too, not only the first
+		{"root=PARTUUID=aaa slate.slot=a x=1 root=/dev/sda2 slate.slot=b", "b", "BBB", "root=PARTUUID=bbb ro slate.slot=b x=1"},
 	}
 	for _, c := range cases {
 		if got := EntryOptions(c.in, c.slot, c.id); got != c.want {

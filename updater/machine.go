@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/partitions"
 )
 
@@ -41,17 +42,13 @@ type SlotTarget struct {
 // DetectMachine finds the booted disk from root=PARTUUID= on the kernel
 // command line.
 func DetectMachine(prepare func() error) (*Machine, error) {
-	b, err := os.ReadFile("/proc/cmdline")
+	b, err := os.ReadFile(cmdline.Path)
 	if err != nil {
 		return nil, fmt.Errorf("read kernel command line: %w", err)
 	}
-	cmdline := strings.TrimSpace(string(b))
-	var root string
-	for _, f := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(f, "root=PARTUUID="); ok {
-			root = v
-		}
-	}
+	line := strings.TrimSpace(string(b))
+	// The last root= counts, as it did for init, which mounted it.
+	root, _ := strings.CutPrefix(cmdline.Parse(line).Get(cmdline.Root), "PARTUUID=")
 	if root == "" {
 		return nil, fmt.Errorf("kernel command line has no root=PARTUUID=")
 	}
@@ -63,7 +60,7 @@ func DetectMachine(prepare func() error) (*Machine, error) {
 	if !ok {
 		return nil, fmt.Errorf("no disk holds the root partition %s", root)
 	}
-	m := &Machine{Cmdline: cmdline, Disk: disk, ESPMount: ESPMount, PrepareMount: prepare}
+	m := &Machine{Cmdline: line, Disk: disk, ESPMount: ESPMount, PrepareMount: prepare}
 	esp, ok := disk.Layout.ESP()
 	if !ok {
 		return nil, fmt.Errorf("disk %s has no EFI system partition", disk.Name)

@@ -23,8 +23,13 @@ func newInspectCmd() *cobra.Command {
 			if len(args) == 0 {
 				return inspectRunning(cmd.OutOrStdout(), asJSON)
 			}
+			if err := partitions.CheckSource(args[0]); err != nil {
+				return err
+			}
+			// Reads of a hung device must not outlast Ctrl-C.
+			ctx := cmd.Context()
 			if builder.IsRAMArtifact(args[0]) {
-				r, err := builder.InspectRAM(args[0])
+				r, err := partitions.WithContext(ctx, func() (*builder.RAMReport, error) { return builder.InspectRAM(args[0]) })
 				if err != nil {
 					return err
 				}
@@ -33,7 +38,7 @@ func newInspectCmd() *cobra.Command {
 				}
 				return r.WriteText(cmd.OutOrStdout())
 			}
-			r, err := partitions.Inspect(args[0])
+			r, err := partitions.WithContext(ctx, func() (*partitions.Report, error) { return partitions.Inspect(args[0]) })
 			if err != nil {
 				return err
 			}

@@ -168,7 +168,7 @@ func newServeCmd() *cobra.Command {
 				return fmt.Errorf("serve: %w", err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "serving %s on http://%s/\n", args[0], l.Addr())
-			srv := &http.Server{Handler: payload.Serve(args[0]), ReadHeaderTimeout: 10 * time.Second}
+			srv := payload.NewServer(args[0], payload.DefaultServeTimeouts)
 			go func() {
 				<-cmd.Context().Done()
 				srv.Close()

@@ -17,7 +17,7 @@ import (
 
 func newVMCmd() *cobra.Command {
 	vm := &cobra.Command{Use: "vm", Short: "Run images in QEMU"}
-	var serial, mem, accel, until, ign, pxeDir, pxeVia, iso string
+	var serial, mem, accel, until, ign, pxeDir, pxeVia, iso, netMode string
 	var timeout time.Duration
 	var forwards []string
 	run := &cobra.Command{
@@ -51,9 +51,11 @@ func newVMCmd() *cobra.Command {
 				Mem:        mem,
 				Accel:      accel,
 				Forwards:   fw,
-				Network:    len(fw) > 0,
 				Serial:     os.Stdout,
 				SerialFile: serial,
+			}
+			if err := qemu.ApplyNetMode(&opts, netMode, pxeDir != ""); err != nil {
+				return err
 			}
 			if ign != "" {
 				// where Ignition (and slate) look for a config on QEMU
@@ -94,6 +96,7 @@ func newVMCmd() *cobra.Command {
 	run.Flags().StringVar(&accel, "accel", "auto", "accelerator: auto (KVM only when a probe boot works), tcg, kvm")
 	run.Flags().StringVar(&ign, "ignition", "", "pass this Ignition config to the guest through QEMU's fw_cfg (opt/com.coreos/config)")
 	run.Flags().StringVar(&until, "until", "", "stop the VM (exit 0) once a console line matches this regular expression")
+	run.Flags().StringVar(&netMode, "net", "user", "the guest's network: user (a virtio NIC on QEMU's user network, the host is 10.0.2.2) or none (no NIC)")
 	run.Flags().StringSliceVar(&forwards, "forward", nil, "forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (HOSTPORT:GUESTPORT, repeatable)")
 	run.Flags().StringVar(&pxeDir, "pxe", "", "netboot the files of slate build --format pxe from this folder (SeaBIOS and iPXE, QEMU's TFTP, a loopback HTTP server for the root)")
 	run.Flags().StringVar(&pxeVia, "pxe-via", "tftp", "with --pxe: fetch boot.ipxe, kernel and initramfs by tftp or http (much faster under emulation)")

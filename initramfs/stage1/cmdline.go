@@ -7,8 +7,10 @@ package stage1
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/netroot"
 )
 
@@ -37,46 +39,46 @@ type Cmdline struct {
 // slate.root_sha256= and slate.root_size= instead (and slate.root_url=
 // when the root is fetched rather than carried in the initramfs).
 func ParseCmdline(s string) (Cmdline, error) {
-	c := Cmdline{RootWait: 30, Raw: map[string]string{}}
-	for _, f := range strings.Fields(s) {
-		k, v, _ := strings.Cut(f, "=")
-		c.Raw[k] = v
-		switch k {
-		case "root":
-			id, ok := strings.CutPrefix(v, "PARTUUID=")
-			if !ok || len(id) != 36 {
-				return c, fmt.Errorf("kernel command line: root=%q: want root=PARTUUID=<guid>", v)
-			}
-			c.Root = strings.ToUpper(id)
-		case "slate.slot":
-			if v != "a" && v != "b" {
-				return c, fmt.Errorf("kernel command line: slate.slot=%q: want a or b", v)
-			}
-			c.Slot = v
-		case "slate.break":
-			switch v {
-			case "modules", "root", "state", "etc", "switch_root":
-				c.Break = v
-			default:
-				return c, fmt.Errorf("kernel command line: slate.break=%q: want modules, root, state, etc or switch_root", v)
-			}
-		case "BOOTIF":
-			// pxelinux's form, which iPXE scripts copy: 01-<mac, hyphens>
-			// Only a hint of which interface to ask first: one that does
-			// not parse (a loader that left it empty) is ignored.
-			mac := strings.TrimPrefix(v, "01-")
-			if _, err := net.ParseMAC(strings.ReplaceAll(mac, "-", ":")); err == nil {
-				c.BootIf = strings.ToLower(strings.ReplaceAll(mac, "-", ":"))
-			}
-		case "slate.debug":
-			c.Debug = true
-		case "slate.rootwait":
-			var n int
-			if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 1 || n > 3600 {
-				return c, fmt.Errorf("kernel command line: slate.rootwait=%q: want seconds 1..3600", v)
-			}
-			c.RootWait = n
+	kc := cmdline.Parse(s)
+	c := Cmdline{RootWait: 30, Raw: kc.Map()}
+	// Each key's last value counts, as for the kernel and PID 1.
+	if v, ok := kc.Lookup(cmdline.Root); ok {
+		id, ok := strings.CutPrefix(v, "PARTUUID=")
+		if !ok || len(id) != 36 {
+			return c, fmt.Errorf("kernel command line: root=%q: want root=PARTUUID=<guid>", v)
 		}
+		c.Root = strings.ToUpper(id)
+	}
+	if v, ok := kc.Lookup(cmdline.Slot); ok {
+		if v != "a" && v != "b" {
+			return c, fmt.Errorf("kernel command line: slate.slot=%q: want a or b", v)
+		}
+		c.Slot = v
+	}
+	if v, ok := kc.Lookup(cmdline.Break); ok {
+		switch v {
+		case "modules", "root", "state", "etc", "switch_root":
+			c.Break = v
+		default:
+			return c, fmt.Errorf("kernel command line: slate.break=%q: want modules, root, state, etc or switch_root", v)
+		}
+	}
+	if v, ok := kc.Lookup(cmdline.BootIf); ok {
+		// pxelinux's form, which iPXE scripts copy: 01-<mac, hyphens>
+		// Only a hint of which interface to ask first: one that does
+		// not parse (a loader that left it empty) is ignored.
+		mac := strings.TrimPrefix(v, "01-")
+		if _, err := net.ParseMAC(strings.ReplaceAll(mac, "-", ":")); err == nil {
+			c.BootIf = strings.ToLower(strings.ReplaceAll(mac, "-", ":"))
+		}
+	}
+	c.Debug = kc.Flag(cmdline.Debug)
+	if v, ok := kc.Lookup(cmdline.RootWait); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 3600 {
+			return c, fmt.Errorf("kernel command line: slate.rootwait=%q: want seconds 1..3600", v)
+		}
+		c.RootWait = n
 	}
 	src, ram, err := netroot.ParseArgs(c.Raw)
 	if err != nil {

@@ -18,6 +18,14 @@ func TestParseCmdline(t *testing.T) {
 		{in: "root=PARTUUID=" + id + " ro slate.slot=a panic=10", want: Cmdline{Root: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Slot: "a", RootWait: 30}},
 		{in: "slate.slot=b root=PARTUUID=" + id + " slate.debug slate.rootwait=5\n", want: Cmdline{Root: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Slot: "b", Debug: true, RootWait: 5}},
 		{in: "root=/dev/vda2 slate.slot=a", bad: true},
+		// the last of a duplicated key wins, as for PID 1 and the kernel
+		{in: "slate.slot=a root=PARTUUID=" + id + " slate.slot=b", want: Cmdline{Root: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Slot: "b", RootWait: 30}},
+		{in: "root=/dev/vda2 root=PARTUUID=" + id + " slate.slot=a", want: Cmdline{Root: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Slot: "a", RootWait: 30}},
+		// exact keys: slate.debugger is not slate.debug
+		{in: "root=PARTUUID=" + id + " slate.slot=a slate.debugger=1", want: Cmdline{Root: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Slot: "a", RootWait: 30}},
+		{in: "root=PARTUUID=" + id + " slate.slot=a slate.debug=1", want: Cmdline{Root: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Slot: "a", Debug: true, RootWait: 30}},
+		{in: "root=PARTUUID=" + id + " slate.slot=a slate.debug=0", want: Cmdline{Root: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Slot: "a", RootWait: 30}},
+		{in: "root=PARTUUID=" + id + " slate.slot=a slate.rootwait=5x", bad: true},
 		{in: "root=PARTUUID=short slate.slot=a", bad: true},
 		{in: "root=PARTUUID=" + id, bad: true},
 		{in: "root=PARTUUID=" + id + " slate.slot=c", bad: true},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/bootlog"
+	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/ext4fs"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/partitions"
@@ -65,11 +66,8 @@ func Main() {
 		err = se.err
 	}
 	bootlog.Event("FAILED", "stage", stage, "err", err.Error())
-	debug := false
-	if b, rerr := os.ReadFile("/proc/cmdline"); rerr == nil {
-		debug = bytes.Contains(b, []byte("slate.debug"))
-	}
-	if debug {
+	// The same reader as ParseCmdline: slate.debugger=1 is not slate.debug.
+	if kc, rerr := cmdline.Read(); rerr == nil && kc.Flag(cmdline.Debug) {
 		logrus.Error("slate.debug is set: waiting instead of rebooting")
 		for {
 			time.Sleep(time.Hour)
@@ -92,7 +90,7 @@ func run(start time.Time) error {
 	// u-root's switch_root logs through the standard logger.
 	log.SetOutput(io.Discard)
 
-	raw, err := os.ReadFile("/proc/cmdline")
+	raw, err := os.ReadFile(cmdline.Path)
 	if err != nil {
 		return fail("cmdline", err)
 	}

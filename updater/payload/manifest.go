@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/slateos/slate/cmdline"
 )
 
 // FormatVersion is the manifest (and envelope) format this package reads and
@@ -581,13 +583,8 @@ func parseVersion(s string) (*semver.Version, error) {
 // MaxKernelArgs bounds the kernel command line a manifest may carry.
 const MaxKernelArgs = 128
 
-// ReservedKernelArgs are the kernel arguments slate sets itself in every
-// boot entry (the same list the spec refuses in kernel.args): root= and
-// slate.slot= name the slot being written, init= would replace slate's init.
-var ReservedKernelArgs = []string{"root", "init", "slate.slot"}
-
 // kernelArgsField reads the optional kernel_args: strings without
-// whitespace or control characters, never one of ReservedKernelArgs.
+// whitespace or control characters, never one slate sets itself (cmdline.ReservedKey).
 func kernelArgsField(obj map[string]json.RawMessage) ([]string, error) {
 	raw, ok := obj["kernel_args"]
 	if !ok {
@@ -615,10 +612,8 @@ func kernelArgsField(obj map[string]json.RawMessage) ([]string, error) {
 		if a == "" || strings.IndexFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 			return nil, fieldErr(p, "%q: empty, or has whitespace or control characters", a)
 		}
-		for _, r := range ReservedKernelArgs {
-			if a == r || strings.HasPrefix(a, r+"=") {
-				return nil, fieldErr(p, "%q: %s= is reserved: slate sets root=, init= and slate.slot= itself", a, r)
-			}
+		if k, ok := cmdline.ReservedKey(a); ok {
+			return nil, fieldErr(p, "%q: %s= is set by slate itself (reserved: %s)", a, k, cmdline.ReservedList())
 		}
 		total += len(a) + 1
 		if total > 4096 {
