@@ -19,16 +19,12 @@ import (
 	"github.com/slateos/slate/ext4fs"
 	"github.com/slateos/slate/fatfs"
 	"github.com/slateos/slate/ignition"
+	"github.com/slateos/slate/imageinfo"
 	"github.com/slateos/slate/initramfs"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/netroot"
 	"github.com/slateos/slate/partitions"
 )
-
-// ImageInfoPath is where the resolved spec lives in every root: the booted
-// system reads its version, services and network from it. It is under
-// /usr so the writable /etc cannot shadow it.
-const ImageInfoPath = "/usr/lib/slate/image.json"
 
 func openFile(p string) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) { return os.Open(p) }
@@ -170,12 +166,12 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 	if err := addCABundle(fsys, spec, in); err != nil {
 		return nil, err
 	}
-	info, err := MarshalImageInfo(spec, in.KernelVersion)
+	info, err := imageinfo.Marshal(spec, in.KernelVersion)
 	if err != nil {
 		return nil, err
 	}
-	if err := fsys.AddFile(ImageInfoPath, 0o644, 0, 0, int64(len(info)), staticBytes(info)); err != nil {
-		return nil, fmt.Errorf("root: %s: %w", ImageInfoPath, err)
+	if err := fsys.AddFile(imageinfo.Path, 0o644, 0, 0, int64(len(info)), staticBytes(info)); err != nil {
+		return nil, fmt.Errorf("root: %s: %w", imageinfo.Path, err)
 	}
 	if err := ix.WriteTree(ext4Writer{fsys}, mods); err != nil {
 		return nil, fmt.Errorf("root modules: %w", err)

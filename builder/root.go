@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,60 +15,6 @@ import (
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
 )
-
-// ImageInfo is ImageInfoPath's content: what the booted system reads to
-// know itself (PID 1, the updater, slate inspect), and nothing else. The
-// root is public (it is in every channel), so the spec's host paths, disk
-// sizes, kernel set-up and files have no place in it.
-type ImageInfo struct {
-	Name          string            `json:"name"`
-	Version       string            `json:"version"`
-	Hostname      string            `json:"hostname"`
-	KernelVersion string            `json:"kernel_version"`
-	Services      []configs.Service `json:"services,omitempty"`
-	Network       configs.Network   `json:"network"`
-	// Update is the spec's update section without public_key (a host
-	// path; the key itself is at updater.PublicKeyPath).
-	Update *configs.Update `json:"update,omitempty"`
-}
-
-// MarshalImageInfo renders the image description of spec.
-func MarshalImageInfo(spec *configs.Spec, kernelVersion string) ([]byte, error) {
-	info := ImageInfo{
-		Name: spec.Name, Version: spec.Version, Hostname: spec.Hostname,
-		KernelVersion: kernelVersion, Services: spec.Services, Network: spec.Network,
-	}
-	b, err := json.Marshal(info)
-	if err != nil {
-		return nil, fmt.Errorf("image description: %w", err)
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("image description: %w", err)
-	}
-	if spec.Update != nil {
-		// Through a map, so that fields the update section gains later
-		// reach the machine without a change here; only the host path
-		// is taken out.
-		ub, err := json.Marshal(spec.Update)
-		if err != nil {
-			return nil, fmt.Errorf("image description: update: %w", err)
-		}
-		var um map[string]json.RawMessage
-		if err := json.Unmarshal(ub, &um); err != nil {
-			return nil, fmt.Errorf("image description: update: %w", err)
-		}
-		delete(um, "public_key")
-		if m["update"], err = json.Marshal(um); err != nil {
-			return nil, fmt.Errorf("image description: update: %w", err)
-		}
-	}
-	out, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("image description: %w", err)
-	}
-	return append(out, '\n'), nil
-}
 
 // addContent copies a host file or folder into the root. A symbolic link
 // named as src is followed (the spec names what it points at, and

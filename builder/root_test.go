@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,74 +156,6 @@ func TestAddContentLinks(t *testing.T) {
 		if e.Mode&fs.ModeSymlink == 0 || e.Target != links["real/"+l] {
 			t.Errorf("/opt/real/%s: mode %v target %q, want a link to %q", l, e.Mode, e.Target, links["real/"+l])
 		}
-	}
-}
-
-func TestImageInfoHoldsOnlyWhatTheMachineReads(t *testing.T) {
-	dir := t.TempDir()
-	spec, err := configs.Parse([]byte(`name: info
-version: 1.2.3
-hostname: info-1
-kernel:
-  vmlinuz: /host/kernels/bzImage
-  modules_dir: /host/kernels/modules
-  args: [quiet]
-disk:
-  size: 4GiB
-root:
-  ca_bundle: /host/secret/ca.pem
-  files:
-    - {src: /host/secret/files/app, dst: /usr/local/bin/app, mode: "0755"}
-services:
-  - name: app
-    command: /usr/local/bin/app
-    env: {GREETING: hello}
-network:
-  dhcp: true
-users:
-  - {name: app, uid: 1000}
-ignition: /host/secret/config.ign
-update:
-  channel: https://updates.example.com/c
-  public_key: /host/secret/keys/update.pub
-`), filepath.Join(dir, "spec.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.Dir = dir
-	b, err := MarshalImageInfo(spec, "6.1.0-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, leak := range []string{"/host/", dir, "vmlinuz", "public_key", "ca_bundle", "disk", "console", "ignition", "kernel\""} {
-		if strings.Contains(string(b), leak) {
-			t.Errorf("image.json holds %q:\n%s", leak, b)
-		}
-	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(b, &top); err != nil {
-		t.Fatal(err)
-	}
-	keys := slices.Sorted(func(yield func(string) bool) {
-		for k := range top {
-			if !yield(k) {
-				return
-			}
-		}
-	})
-	if want := []string{"hostname", "kernel_version", "name", "network", "services", "update", "version"}; !slices.Equal(keys, want) {
-		t.Errorf("image.json fields %q, want only what the machine reads %q", keys, want)
-	}
-	// What the machine reads survives.
-	var info ImageInfo
-	if err := json.Unmarshal(b, &info); err != nil {
-		t.Fatal(err)
-	}
-	if info.Name != "info" || info.Version != "1.2.3" || info.Hostname != "info-1" || info.KernelVersion != "6.1.0-test" ||
-		!info.Network.DHCP || len(info.Services) != 1 || info.Services[0].Env["GREETING"] != "hello" ||
-		info.Update == nil || info.Update.Channel != "https://updates.example.com/c" || info.Update.CheckInterval != configs.DefaultCheckInterval ||
-		info.Update.PublicKey != "" {
-		t.Errorf("image.json reads back as %+v (update %+v)", info, info.Update)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/imageinfo"
 	"github.com/slateos/slate/partitions"
 )
 
@@ -112,7 +113,7 @@ func TestLayoutCheckedByIndependentTools(t *testing.T) {
 	}
 	// The root holds slate, the image description and the os-release.
 	if debugfs, err := exec.LookPath("debugfs"); err == nil {
-		for _, p := range []string{"/usr/bin/slate", "/sbin/init", builder.ImageInfoPath, "/etc/os-release"} {
+		for _, p := range []string{"/usr/bin/slate", "/sbin/init", imageinfo.Path, "/etc/os-release"} {
 			b, err := exec.Command(debugfs, "-R", "stat "+p, root).CombinedOutput()
 			if err != nil || strings.Contains(string(b), "File not found") {
 				t.Errorf("ROOT-A has no %s: %v\n%s", p, err, b)

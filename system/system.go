@@ -6,7 +6,6 @@ package system
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,10 +20,10 @@ import (
 
 	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/bootlog"
-	"github.com/slateos/slate/builder"
 	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ignition"
+	"github.com/slateos/slate/imageinfo"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/provision"
@@ -44,22 +43,6 @@ func Main() {
 	select {}
 }
 
-// LoadImageInfo reads the image description baked into the root.
-func LoadImageInfo(root string) (*builder.ImageInfo, error) {
-	b, err := os.ReadFile(filepath.Join(root, builder.ImageInfoPath))
-	if err != nil {
-		return nil, fmt.Errorf("read image description: %w", err)
-	}
-	var info builder.ImageInfo
-	if err := json.Unmarshal(b, &info); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", builder.ImageInfoPath, err)
-	}
-	if info.Name == "" || info.Version == "" {
-		return nil, fmt.Errorf("%s names no image (name and version are empty)", builder.ImageInfoPath)
-	}
-	return &info, nil
-}
-
 // Slot reads slate.slot= from the kernel command line; a machine whose
 // root is in RAM has none.
 func Slot() string {
@@ -77,7 +60,7 @@ func SlotFrom(c cmdline.Cmdline) string {
 }
 
 func run() error {
-	info, err := LoadImageInfo("/")
+	info, err := imageinfo.Load("/")
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/imageinfo"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/supervisor"
 	"github.com/slateos/slate/updater"
@@ -38,7 +39,7 @@ func RunUpdater() error {
 	}
 	bootlog.Setup(os.Stdout, "slate-updated")
 	bootlog.SetEvents(console)
-	info, err := LoadImageInfo("/")
+	info, err := imageinfo.Load("/")
 	if err != nil {
 		return err
 	}

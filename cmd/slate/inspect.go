@@ -9,8 +9,8 @@ import (
 
 	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/builder"
+	"github.com/slateos/slate/imageinfo"
 	"github.com/slateos/slate/partitions"
-	"github.com/slateos/slate/system"
 )
 
 func newInspectCmd() *cobra.Command {
@@ -66,7 +66,7 @@ func inspectRunning(w io.Writer, asJSON bool) error {
 	if err != nil {
 		return fmt.Errorf("not a running slate system, or one booted by an older init (%w): name an image or device to inspect", err)
 	}
-	info, err := system.LoadImageInfo("/")
+	info, err := imageinfo.Load("/")
 	if err != nil {
 		return err
 	}
