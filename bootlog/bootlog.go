@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/slateos/slate/redact"
 )
 
 var (
@@ -129,7 +131,9 @@ func Format(kind string, kv ...any) string {
 		b.WriteByte('=')
 		v := ""
 		if i+1 < len(kv) {
-			v = fmt.Sprint(kv[i+1])
+			// A URL's credentials and tokens never reach the console,
+			// whichever package prints it.
+			v = redact.Message(fmt.Sprint(kv[i+1]))
 		}
 		b.WriteString(quote(v))
 	}

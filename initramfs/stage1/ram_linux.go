@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -22,6 +21,7 @@ import (
 	"github.com/slateos/slate/netconf"
 	"github.com/slateos/slate/netroot"
 	"github.com/slateos/slate/partitions"
+	"github.com/slateos/slate/redact"
 )
 
 // Where a root held in RAM lives. A fetched image goes to /run, which
@@ -51,7 +51,7 @@ const memReserve = 48 << 20
 // a read-only loop device. Nothing is mounted unless the check passed.
 func ramRoot(ctx context.Context, cl Cmdline) (dev string, info bootinfo.Info, err error) {
 	src := cl.Net
-	info = bootinfo.Info{Mode: bootinfo.ModeRAM, RootURL: redact(src.URL), RootSHA256: src.SHA256, RootSize: src.Size}
+	info = bootinfo.Info{Mode: bootinfo.ModeRAM, RootURL: redact.URL(src.URL), RootSHA256: src.SHA256, RootSize: src.Size}
 	t := time.Now()
 	path := netroot.EmbeddedPath
 	if src.URL == "" {
@@ -115,7 +115,7 @@ func fetchRoot(ctx context.Context, src netroot.Source, path string) error {
 	// back once the root is in.
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
 	defer debug.FreeOSMemory()
-	bootlog.Event("NETROOT", "state", "fetching", "url", redact(src.URL), "size", src.Size)
+	bootlog.Event("NETROOT", "state", "fetching", "url", redact.URL(src.URL), "size", src.Size)
 	next, noted := int64(25), int64(0)
 	res, err := netroot.Fetch(ctx, src, f, netroot.Options{Progress: func(n int64) {
 		if n-noted >= 4<<20 {
@@ -278,15 +278,6 @@ func ramState(probed time.Time) (string, error) {
 	}
 	bootlog.Event("STATE", "action", "tmpfs", "reason", "no partition labelled "+partitions.LabelState+" of type "+partitions.TypeState)
 	return "tmpfs", nil
-}
-
-// redact hides a password in a URL before it is printed.
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return s
-	}
-	return u.Redacted()
 }
 
 // peakMem is the most memory in use seen while the root came into RAM.

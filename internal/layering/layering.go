@@ -22,7 +22,8 @@ var Any = []string{"*"}
 var Allowed = map[string][]string{
 	// Contracts and leaves: formats, the console, the command line.
 	"bootinfo":        nil,
-	"bootlog":         nil,
+	"bootlog":         {"redact"},
+	"redact":          nil,
 	"cmdline":         nil,
 	"version":         nil,
 	"ext4fs":          nil,
@@ -41,11 +42,11 @@ var Allowed = map[string][]string{
 		"kmod", "netroot", "partitions", "updater/payload", "version"},
 	// Boot.
 	"netroot":          {"cmdline", "ignition", "updater/payload"},
-	"initramfs/stage1": {"bootinfo", "bootlog", "cmdline", "ext4fs", "kmod", "netconf", "netroot", "partitions"},
+	"initramfs/stage1": {"bootinfo", "bootlog", "cmdline", "ext4fs", "kmod", "netconf", "netroot", "partitions", "redact"},
 	// Run.
 	"supervisor": {"bootlog", "configs", "netconf"},
 	"provision":  {"cmdline", "configs", "ignition", "supervisor"},
-	"updater":    {"bootlog", "cmdline", "configs", "partitions", "supervisor", "updater/payload"},
+	"updater":    {"bootlog", "cmdline", "configs", "partitions", "redact", "supervisor", "updater/payload"},
 	"system": {"bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "kmod", "partitions",
 		"provision", "supervisor", "updater", "updater/payload"},
 	// Harness and front ends.
