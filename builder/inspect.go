@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/netroot"
 	"github.com/slateos/slate/partitions"
@@ -119,7 +120,7 @@ func inspectISO(p string) (*RAMReport, error) {
 	if !ok {
 		return nil, fmt.Errorf("inspect %s: no EFI system partition: not a slate live ISO", p)
 	}
-	e, err := partitions.OpenESP(f, esp)
+	e, err := bootentry.OpenESP(f, esp)
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", p, err)
 	}
@@ -127,7 +128,7 @@ func inspectISO(p string) (*RAMReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: not a slate live ISO: %w", p, err)
 	}
-	keys := partitions.ParseEntryFile(ent)
+	keys := bootentry.ParseKeys(ent)
 	r := &RAMReport{Kind: "iso", Path: p, Title: keys["title"], Embedded: true, KernelArgs: keys["options"],
 		Files: map[string]int64{filepath.Base(p): size}}
 	if err := r.rootFromArgs(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
@@ -232,7 +233,7 @@ func SlotArgs(spec *configs.Spec) []string {
 }
 
 // EntryFor renders slot's boot entry.
-func EntryFor(spec *configs.Spec, slot string, rootGUID string) partitions.EntryConfig {
+func EntryFor(spec *configs.Spec, slot string, rootGUID string) bootentry.Config {
 	// loglevel=4 keeps the kernel's informational chatter (and slate's own
 	// kernel-log copies of its console lines) off the console: serial
 	// output is slow under emulation and the SLATE- lines stay readable.
@@ -241,8 +242,8 @@ func EntryFor(spec *configs.Spec, slot string, rootGUID string) partitions.Entry
 		args = append(args, "console="+c)
 	}
 	args = append(args, spec.Kernel.Args...)
-	dir := partitions.SlotDir(slot)
-	return partitions.EntryConfig{
+	dir := bootentry.SlotDir(slot)
+	return bootentry.Config{
 		Title:   fmt.Sprintf("slate %s %s (slot %s)", spec.Name, spec.Version, slot),
 		Version: spec.Version,
 		Slot:    slot,
@@ -273,7 +274,7 @@ func buildESP(disk *os.File, l partitions.Layout, spec *configs.Spec, in Inputs,
 		return fmt.Errorf("systemd-boot: %w", err)
 	}
 	ent := EntryFor(spec, "a", l.Part(partitions.NumRootA).GUID)
-	name := partitions.Entry{Version: spec.Version, Slot: "a"}.Name()
+	name := bootentry.Entry{Version: spec.Version, Slot: "a"}.Name()
 	files := []struct {
 		path string
 		size int64
@@ -283,7 +284,7 @@ func buildESP(disk *os.File, l partitions.Layout, spec *configs.Spec, in Inputs,
 		{"/loader/loader.conf", int64(len(LoaderConf)), staticBytes([]byte(LoaderConf))},
 		{ent.Linux, kst.Size(), openFile(in.Vmlinuz)},
 		{ent.Initrd, int64(len(initrd)), staticBytes(initrd)},
-		{path.Join(partitions.EntriesDir, name), int64(len(ent.Render())), staticBytes(ent.Render())},
+		{path.Join(bootentry.EntriesDir, name), int64(len(ent.Render())), staticBytes(ent.Render())},
 	}
 	total := int64(0)
 	for _, f := range files {

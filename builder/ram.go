@@ -12,12 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/fatfs"
 	"github.com/slateos/slate/isoimage"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/netroot"
-	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/updater/payload"
 )
 
@@ -232,7 +232,7 @@ const (
 // ISO 9660 image that boots as a CD (El Torito) and as a disk (GPT).
 // initrd is the initramfs that carries the root.
 func writeISO(tmp string, spec *configs.Spec, in Inputs, root ramRoot, initrd string, epoch time.Time) error {
-	ent := partitions.EntryConfig{
+	ent := bootentry.Config{
 		Title:   fmt.Sprintf("slate %s %s (live)", spec.Name, spec.Version),
 		Version: spec.Version,
 		Linux:   liveDir + "/vmlinuz",

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/builder"
 	"github.com/slateos/slate/imageinfo"
 	"github.com/slateos/slate/partitions"
@@ -130,7 +131,7 @@ func TestLayoutCheckedByIndependentTools(t *testing.T) {
 	if err != nil {
 		t.Fatalf("slate inspect: %v\n%s", err, o)
 	}
-	var rep partitions.Report
+	var rep bootentry.Report
 	if err := json.Unmarshal([]byte(o), &rep); err != nil {
 		t.Fatalf("inspect --json: %v\n%s", err, o)
 	}

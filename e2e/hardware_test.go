@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/qemu"
 )
@@ -38,7 +39,7 @@ func slotBoot(t testing.TB, image string) (kernel, initrd, options string) {
 	if !ok {
 		t.Fatalf("%s: no ESP", image)
 	}
-	esp, err := partitions.OpenESP(f, p)
+	esp, err := bootentry.OpenESP(f, p)
 	if err != nil {
 		t.Fatal(err)
 	}

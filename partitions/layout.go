@@ -1,7 +1,7 @@
 // Package partitions is the one place that knows slate's disk layout: the
-// GPT definition (labels, type GUIDs, sizes, GUIDs derived from the spec),
-// and the boot entries of the A/B slots (naming, boot counting, which slot
-// boots next).
+// GPT (labels, type GUIDs, sizes, GUIDs derived from the spec, the A/B
+// slots' partitions), reading and checking a disk's table, and scanning
+// the machine's disks. The boot entries that pick a slot are bootentry's.
 package partitions
 
 import (

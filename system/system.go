@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/slateos/slate/bootdisk"
 	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/cmdline"
@@ -25,10 +26,8 @@ import (
 	"github.com/slateos/slate/ignition"
 	"github.com/slateos/slate/imageinfo"
 	"github.com/slateos/slate/kmod"
-	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/provision"
 	"github.com/slateos/slate/supervisor"
-	"github.com/slateos/slate/updater"
 )
 
 // Main runs PID 1. It returns only if the supervisor cannot run at all;
@@ -145,15 +144,15 @@ func provisionHook(ctx context.Context, cmdline, kver string, image []configs.Se
 // readESPConfig reads /slate/config.ign from the ESP of the boot disk.
 func readESPConfig(kver string) ([]byte, error) {
 	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", kver), SysModule: "/sys/module"}
-	m, err := updater.DetectMachine(func() error { return ld.Probe("vfat", "nls_cp437", "nls_ascii") })
+	m, err := bootdisk.Detect(func() error { return ld.Probe("vfat", "nls_cp437", "nls_ascii") })
 	if err != nil {
 		// no boot disk with an ESP: no config there either
 		return nil, fmt.Errorf("%w (%v)", os.ErrNotExist, err)
 	}
 	var data []byte
-	err = m.WithESP(func(b partitions.BootDir) error {
+	err = m.WithESP(func(dir string) error {
 		var err error
-		data, err = os.ReadFile(filepath.Join(b.Dir, provision.ESPPath))
+		data, err = os.ReadFile(filepath.Join(dir, provision.ESPPath))
 		return err
 	})
 	return data, err

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/slateos/slate/bootdisk"
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/imageinfo"
@@ -51,7 +52,7 @@ func RunUpdater() error {
 		return err
 	}
 	ld := &kmod.Loader{Dir: filepath.Join("/lib/modules", info.KernelVersion), SysModule: "/sys/module"}
-	m, err := updater.DetectMachine(func() error { return ld.Probe("vfat", "nls_cp437", "nls_ascii") })
+	disk, err := bootdisk.Detect(func() error { return ld.Probe("vfat", "nls_cp437", "nls_ascii") })
 	if err != nil {
 		return err
 	}
@@ -61,7 +62,7 @@ func RunUpdater() error {
 		Slot:       Slot(),
 		Config:     *info.Update,
 		PublicKeys: pubs,
-		Machine:    m,
+		Disk:       disk,
 		StateFile:  updater.DefaultStateFile,
 		StatusFile: supervisor.DefaultStatusFile,
 		Reboot:     func() error { return supervisor.RequestShutdown(supervisor.Reboot) },

@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/cmdline"
-	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/updater/payload"
 )
 
@@ -38,7 +38,7 @@ type Target struct {
 	Slot     string // "a" or "b"
 	RootDev  string // the slot's root partition (a block device, or a file in tests)
 	RootSize int64  // its size in bytes
-	Boot     partitions.BootDir
+	Boot     bootentry.Dir
 	Options  string // kernel command line of the new entry
 	Tries    int    // boot tries of the new entry
 	// Staging is a folder (on STATE) that holds the fetched kernel and
@@ -47,7 +47,7 @@ type Target struct {
 	Staging string
 	// BeforeWrite gives up the slot's old content right before the first
 	// byte is written to RootDev; nil removes the slot's entry.
-	BeforeWrite func(partitions.BootDir) error
+	BeforeWrite func(bootentry.Dir) error
 	// Flip runs the write of the new entry (the daemon holds its lock
 	// around it); nil runs it as is.
 	Flip func(flip func() error) error
@@ -119,7 +119,7 @@ func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, repor
 	}
 	first = first[:n]
 	if t.BeforeWrite == nil {
-		t.BeforeWrite = func(b partitions.BootDir) error {
+		t.BeforeWrite = func(b bootentry.Dir) error {
 			if err := b.RemoveSlot(t.Slot); err != nil {
 				return fmt.Errorf("remove slot %s's entry: %w", t.Slot, err)
 			}
@@ -146,11 +146,11 @@ func Apply(ctx context.Context, src Source, m *payload.Manifest, t Target, repor
 		}
 	}
 	report("flipping", "version", m.Version, "slot", t.Slot)
-	dir := partitions.SlotDir(t.Slot)
+	dir := bootentry.SlotDir(t.Slot)
 	var name string
 	flip := func() error {
 		var err error
-		name, err = t.Boot.InstallEntry(partitions.EntryConfig{
+		name, err = t.Boot.InstallEntry(bootentry.Config{
 			Title:   fmt.Sprintf("slate %s %s (slot %s)", m.Name, m.Version, t.Slot),
 			Version: m.Version,
 			Slot:    t.Slot,

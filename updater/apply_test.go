@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/partitions"
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/updater/payload"
 )
 
@@ -59,9 +59,9 @@ func target(t *testing.T) Target {
 	if err := os.WriteFile(dev, bytes.Repeat([]byte{0xee}, 16<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	esp := partitions.BootDir{Dir: filepath.Join(dir, "esp")}
+	esp := bootentry.Dir{Path: filepath.Join(dir, "esp")}
 	// the idle slot's old, blessed entry
-	if _, err := esp.InstallEntry(partitions.EntryConfig{Version: "0.9.0", Slot: "b", Options: "x"}, 0); err != nil {
+	if _, err := esp.InstallEntry(bootentry.Config{Version: "0.9.0", Slot: "b", Options: "x"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	return Target{Slot: "b", RootDev: dev, RootSize: 16 << 20, Boot: esp, Options: "root=PARTUUID=x slate.slot=b ro", Tries: 3}
@@ -90,7 +90,7 @@ func TestApply(t *testing.T) {
 		t.Error("root image not written")
 	}
 	for name, want := range map[string][]byte{"vmlinuz": f.kernel, "initrd.img": f.initrd} {
-		b, _ := os.ReadFile(filepath.Join(tg.Boot.Dir, "slate", "b", name))
+		b, _ := os.ReadFile(filepath.Join(tg.Boot.Path, "slate", "b", name))
 		if !bytes.Equal(b, want) {
 			t.Errorf("%s not written", name)
 		}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/partitions"
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/updater/payload"
 )
 
@@ -84,7 +84,7 @@ func BenchmarkApplyVsDD(b *testing.B) {
 		dev := filepath.Join(dir, "slot")
 		os.WriteFile(dev, nil, 0o644)
 		os.Truncate(dev, size)
-		tg := Target{Slot: "b", RootDev: dev, RootSize: size, Boot: partitions.BootDir{Dir: filepath.Join(dir, "esp")}, Options: "ro", Tries: 3}
+		tg := Target{Slot: "b", RootDev: dev, RootSize: size, Boot: bootentry.Dir{Path: filepath.Join(dir, "esp")}, Options: "ro", Tries: 3}
 		t0 := time.Now()
 		if err := Apply(context.Background(), src, m, tg, nil); err != nil {
 			b.Fatal(err)
@@ -172,7 +172,7 @@ func TestApplyMemoryChild(t *testing.T) {
 	dev := filepath.Join(dir, "slot")
 	os.WriteFile(dev, nil, 0o644)
 	os.Truncate(dev, 1<<30)
-	tg := Target{Slot: "b", RootDev: dev, RootSize: 1 << 30, Boot: partitions.BootDir{Dir: filepath.Join(dir, "esp")}, Options: "ro", Tries: 3}
+	tg := Target{Slot: "b", RootDev: dev, RootSize: 1 << 30, Boot: bootentry.Dir{Path: filepath.Join(dir, "esp")}, Options: "ro", Tries: 3}
 	if err := Apply(context.Background(), src, m, tg, nil); err != nil {
 		t.Fatal(err)
 	}

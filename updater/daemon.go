@@ -15,6 +15,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slateos/slate/bootdisk"
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/partitions"
@@ -26,7 +28,6 @@ import (
 const (
 	PublicKeyPath = "/usr/lib/slate/update.pub"
 	SocketPath    = "/run/slate/update.sock"
-	ESPMount      = "/run/slate/esp"
 )
 
 // Daemon is `slate updated`.
@@ -46,7 +47,7 @@ type Daemon struct {
 	// a version is trusted only if one of them signed it, so a newer
 	// image that drops a key revokes it.
 	PublicKeys []ed25519.PublicKey
-	Machine    *Machine
+	Disk       *bootdisk.Disk
 	StateFile  string
 	// StatusFile is the supervisor's status (health checks).
 	StatusFile string
@@ -204,7 +205,7 @@ func (d *Daemon) Status() Status {
 	}
 	st.Current = SlotInfo{Slot: d.Slot, State: "empty"}
 	st.Other = SlotInfo{Slot: partitions.Other(d.Slot), State: "empty"}
-	_ = d.withESP(func(b partitions.BootDir) error {
+	_ = d.withESP(func(b bootentry.Dir) error {
 		for _, si := range []*SlotInfo{&st.Current, &st.Other} {
 			if e, ok, err := b.SlotEntry(si.Slot); err == nil && ok {
 				si.Version, si.State, si.Entry = e.Version, e.State(), e.File
@@ -226,8 +227,8 @@ func (d *Daemon) Status() Status {
 	return st
 }
 
-func (d *Daemon) withESP(fn func(partitions.BootDir) error) error {
-	return d.Machine.WithESP(fn)
+func (d *Daemon) withESP(fn func(bootentry.Dir) error) error {
+	return d.Disk.WithESP(func(dir string) error { return fn(bootentry.Dir{Path: dir}) })
 }
 
 // loadState reads the state; call it with mu held when the state is
@@ -307,11 +308,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 // without mu: a rollback by hand may come meanwhile, and wins.
 func (d *Daemon) settle(ctx context.Context) {
 	other := partitions.Other(d.Slot)
-	var mine, theirs partitions.EntryFile
+	var mine, theirs bootentry.File
 	var haveMine, haveTheirs bool
 	d.mu.Lock()
 	st := d.loadState()
-	err := d.withESP(func(b partitions.BootDir) error {
+	err := d.withESP(func(b bootentry.Dir) error {
 		var err error
 		if mine, haveMine, err = b.SlotEntry(d.Slot); err != nil {
 			return err
@@ -380,7 +381,7 @@ func (d *Daemon) settle(ctx context.Context) {
 		if haveTheirs && !theirs.Bad() {
 			// Give up on this version now rather than after every try.
 			d.mu.Lock()
-			merr := d.withESP(func(b partitions.BootDir) error { _, err := b.MarkBad(d.Slot); return err })
+			merr := d.withESP(func(b bootentry.Dir) error { _, err := b.MarkBad(d.Slot); return err })
 			d.mu.Unlock()
 			if merr != nil {
 				// Not a rollback: the entry keeps its tries, and
@@ -406,7 +407,7 @@ func (d *Daemon) bless() {
 	defer d.mu.Unlock()
 	var blessed string
 	rolledBack := false
-	err := d.withESP(func(b partitions.BootDir) error {
+	err := d.withESP(func(b bootentry.Dir) error {
 		e, ok, err := b.SlotEntry(d.Slot)
 		if err != nil {
 			return err
@@ -577,7 +578,7 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 		d.report("staged", "version", m.Version)
 		return d.rebootPerPolicy()
 	}
-	t, err := d.Machine.Target(d.Slot)
+	t, err := idleTarget(d.Disk, d.Slot)
 	if err != nil {
 		return fail(err)
 	}
@@ -585,7 +586,7 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 	// Right before the first byte reaches the idle root partition:
 	// under mu, and only if nothing (a rollback) came in between, the
 	// slot's entry goes and the state says the slot is being written.
-	t.BeforeWrite = func(b partitions.BootDir) error {
+	t.BeforeWrite = func(b bootentry.Dir) error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if err := ctx.Err(); err != nil {
@@ -612,7 +613,7 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 		}
 		return flip()
 	}
-	err = d.withESP(func(b partitions.BootDir) error {
+	err = d.withESP(func(b bootentry.Dir) error {
 		t.Boot = b
 		running, ok, err := b.SlotEntry(d.Slot)
 		if err != nil {
@@ -624,7 +625,7 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 		case ok:
 			t.Options = EntryOptions(running.Options, t.Slot, t.PartUUID)
 		default:
-			t.Options = EntryOptions(d.Machine.Cmdline, t.Slot, t.PartUUID)
+			t.Options = EntryOptions(d.Disk.Cmdline, t.Slot, t.PartUUID)
 		}
 		return Apply(ctx, src, m, t.Target, d.report)
 	})
@@ -712,7 +713,7 @@ func (d *Daemon) Rollback() error {
 	defer d.mu.Unlock()
 	other := partitions.Other(d.Slot)
 	var to string
-	err := d.withESP(func(b partitions.BootDir) error {
+	err := d.withESP(func(b bootentry.Dir) error {
 		e, ok, err := b.SlotEntry(other)
 		if err != nil {
 			return err

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slateos/slate/bootdisk"
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/updater/payload"
@@ -30,15 +32,15 @@ func testDaemon(t *testing.T, channel string, pub []byte) *Daemon {
 	if err := os.WriteFile(rootb, make([]byte, 16<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	esp := partitions.BootDir{Dir: filepath.Join(dir, "esp")}
-	for _, e := range []partitions.EntryConfig{{Version: "0.9.0", Slot: "b", Options: "x"}, {Version: "1.0.0", Slot: "a", Options: "root=PARTUUID=aaa slate.slot=a ro"}} {
+	esp := bootentry.Dir{Path: filepath.Join(dir, "esp")}
+	for _, e := range []bootentry.Config{{Version: "0.9.0", Slot: "b", Options: "x"}, {Version: "1.0.0", Slot: "a", Options: "root=PARTUUID=aaa slate.slot=a ro"}} {
 		if _, err := esp.InstallEntry(e, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	m := &Machine{
+	m := &bootdisk.Disk{
 		Cmdline:  "root=PARTUUID=aaa slate.slot=a ro",
-		ESPMount: esp.Dir,
+		ESPMount: esp.Path,
 		Disk: partitions.Disk{
 			Name:   "test",
 			Layout: partitions.Layout{Parts: []partitions.Part{{Num: partitions.NumRootB, Label: partitions.LabelRootB, GUID: "BBB", Size: 16 << 20}}},
@@ -50,7 +52,7 @@ func testDaemon(t *testing.T, channel string, pub []byte) *Daemon {
 		Name: "demo", Version: "1.0.0", Slot: "a",
 		Config:     configs.Update{Channel: channel, Reboot: configs.RebootOff, CheckInterval: configs.Duration(time.Hour)},
 		PublicKeys: []ed25519.PublicKey{pub},
-		Machine:    m,
+		Disk:       m,
 		StateFile:  filepath.Join(dir, "var", "state.json"),
 	}
 }
@@ -314,7 +316,7 @@ func TestUpdateClearsLostAndStateMode(t *testing.T) {
 // entry for the slot, and records the slot as lost.
 func TestSettleTurnsInterruptedWriteIntoLost(t *testing.T) {
 	d := testDaemon(t, "http://127.0.0.1:1/", nil)
-	_ = d.Machine.WithESP(func(b partitions.BootDir) error { return b.RemoveSlot("b") })
+	_ = d.withESP(func(b bootentry.Dir) error { return b.RemoveSlot("b") })
 	d.editState(func(s *State) { s.Writing = &SlotWrite{Slot: "b", Version: "1.1.0", At: time.Now()} })
 	d.settle(context.Background())
 	st := d.Status()
@@ -329,7 +331,7 @@ func TestRollbackReportsMarkBadFailure(t *testing.T) {
 	d := testDaemon(t, "http://127.0.0.1:1/", nil)
 	// a folder in the way of the rename to the bad name (root ignores
 	// folder modes, so that is how a rename is made to fail)
-	block := filepath.Join(d.Machine.ESPMount, "loader", "entries", "slate-1.0.0-a+0-3.conf")
+	block := filepath.Join(d.Disk.ESPMount, "loader", "entries", "slate-1.0.0-a+0-3.conf")
 	if err := os.MkdirAll(filepath.Join(block, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -347,11 +349,11 @@ func TestRollbackReportsMarkBadFailure(t *testing.T) {
 // status that says the system is up.
 func onTrial(t *testing.T, d *Daemon) {
 	t.Helper()
-	err := d.Machine.WithESP(func(b partitions.BootDir) error {
+	err := d.withESP(func(b bootentry.Dir) error {
 		if err := b.RemoveSlot("a"); err != nil {
 			return err
 		}
-		_, err := b.InstallEntry(partitions.EntryConfig{Version: "1.0.0", Slot: "a", Options: "x"}, 3)
+		_, err := b.InstallEntry(bootentry.Config{Version: "1.0.0", Slot: "a", Options: "x"}, 3)
 		return err
 	})
 	if err != nil {
@@ -396,7 +398,7 @@ func TestUnhealthyMarkBadFailure(t *testing.T) {
 	d.Config.Health.Services = []string{"web"} // not known: unhealthy
 	rebooted := false
 	d.Reboot = func() error { rebooted = true; return nil }
-	block := filepath.Join(d.Machine.ESPMount, "loader", "entries", "slate-1.0.0-a+0-3.conf")
+	block := filepath.Join(d.Disk.ESPMount, "loader", "entries", "slate-1.0.0-a+0-3.conf")
 	if err := os.MkdirAll(filepath.Join(block, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}

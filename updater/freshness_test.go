@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slateos/slate/bootdisk"
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/updater/payload"
@@ -65,7 +66,7 @@ func (c *trustChannel) publish(version string, at time.Time, ttl time.Duration, 
 // on the console (reason=) and in the status, and must not stage anything;
 // the running image's keys decide what is trusted. The checks stop before
 // writing a slot, so no machine is needed: a version newer than the
-// running one that gets past them fails at Machine.Target (an empty Machine here)
+// running one that gets past them fails at idleTarget (an empty boot disk here)
 // ("no ROOT-B partition"), which is how the test tells "accepted" from
 // "refused".
 func TestDaemonChannelTrust(t *testing.T) {
@@ -79,7 +80,7 @@ func TestDaemonChannelTrust(t *testing.T) {
 	c := newTrustChannel(t)
 	state := filepath.Join(t.TempDir(), "state.json")
 	d := &Daemon{Name: "demo", Version: "1.0.0", Slot: "a", Config: configs.Update{Channel: c.dir},
-		PublicKeys: []ed25519.PublicKey{pub1, pub2}, StateFile: state, Machine: &Machine{}}
+		PublicKeys: []ed25519.PublicKey{pub1, pub2}, StateFile: state, Disk: &bootdisk.Disk{}}
 	now := time.Now()
 	week := 7 * 24 * time.Hour
 	var old []byte // a top manifest an attacker saved

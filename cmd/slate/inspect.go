@@ -7,10 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/builder"
 	"github.com/slateos/slate/imageinfo"
-	"github.com/slateos/slate/partitions"
 )
 
 func newInspectCmd() *cobra.Command {
@@ -23,13 +23,13 @@ func newInspectCmd() *cobra.Command {
 			if len(args) == 0 {
 				return inspectRunning(cmd.OutOrStdout(), asJSON)
 			}
-			if err := partitions.CheckSource(args[0]); err != nil {
+			if err := bootentry.CheckSource(args[0]); err != nil {
 				return err
 			}
 			// Reads of a hung device must not outlast Ctrl-C.
 			ctx := cmd.Context()
 			if builder.IsRAMArtifact(args[0]) {
-				r, err := partitions.WithContext(ctx, func() (*builder.RAMReport, error) { return builder.InspectRAM(args[0]) })
+				r, err := bootentry.WithContext(ctx, func() (*builder.RAMReport, error) { return builder.InspectRAM(args[0]) })
 				if err != nil {
 					return err
 				}
@@ -38,7 +38,7 @@ func newInspectCmd() *cobra.Command {
 				}
 				return r.WriteText(cmd.OutOrStdout())
 			}
-			r, err := partitions.WithContext(ctx, func() (*partitions.Report, error) { return partitions.Inspect(args[0]) })
+			r, err := bootentry.WithContext(ctx, func() (*bootentry.Report, error) { return bootentry.Inspect(args[0]) })
 			if err != nil {
 				return err
 			}

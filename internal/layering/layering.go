@@ -32,22 +32,24 @@ var Allowed = map[string][]string{
 	"netconf":         nil,
 	"initramfs":       nil,
 	"isoimage":        {"partitions"},
-	"partitions":      {"fatfs"},
+	"partitions":      nil,
+	"bootentry":       {"fatfs", "partitions"},
 	"configs":         {"cmdline"},
 	"imageinfo":       {"configs"},
 	"ignition":        {"configs"},
 	"updater/payload": {"cmdline"},
 	// Build.
-	"builder": {"cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "isoimage",
+	"builder": {"bootentry", "cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "isoimage",
 		"kmod", "netroot", "partitions", "updater/payload", "version"},
 	// Boot.
 	"netroot":          {"cmdline", "ignition", "updater/payload"},
 	"initramfs/stage1": {"bootinfo", "bootlog", "cmdline", "ext4fs", "kmod", "netconf", "netroot", "partitions", "redact"},
 	// Run.
+	"bootdisk":   {"cmdline", "partitions"},
 	"supervisor": {"bootlog", "configs", "netconf"},
-	"provision":  {"cmdline", "configs", "ignition", "supervisor"},
-	"updater":    {"bootlog", "cmdline", "configs", "partitions", "redact", "supervisor", "updater/payload"},
-	"system": {"bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "kmod", "partitions",
+	"provision":  {"bootdisk", "cmdline", "configs", "ignition", "supervisor"},
+	"updater":    {"bootdisk", "bootentry", "bootlog", "cmdline", "configs", "partitions", "redact", "supervisor", "updater/payload"},
+	"system": {"bootdisk", "bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "kmod",
 		"provision", "supervisor", "updater", "updater/payload"},
 	// Harness and front ends.
 	"qemu":              nil,
@@ -58,10 +60,10 @@ var Allowed = map[string][]string{
 
 // MachineSide are the packages that run on a machine (init, PID 1, the
 // updater), and BuildOnly the ones that must never be linked into them:
-// the machine reads contracts (imageinfo, partitions, updater/payload),
-// never build code.
+// the machine reads contracts (imageinfo, partitions, bootentry,
+// updater/payload), never build code.
 var (
-	MachineSide = []string{"initramfs/stage1", "netroot", "supervisor", "provision", "updater", "system"}
+	MachineSide = []string{"initramfs/stage1", "netroot", "bootdisk", "supervisor", "provision", "updater", "system"}
 	BuildOnly   = []string{"builder", "isoimage", "initramfs", "qemu", "cmd/slate", "e2e"}
 )
 

@@ -78,6 +78,12 @@ func TestCheckCatchesBreaks(t *testing.T) {
 			"system depends on builder: build code must not run on a machine"},
 		{"a leaf grows an import", []Package{{Path: "bootlog", Imports: []string{"configs"}}},
 			"bootlog imports configs: not allowed (may import: redact)"},
+		{"provisioning imports the updater", []Package{{Path: "provision", Imports: []string{"updater"}, Deps: []string{"updater"}}},
+			"provision imports updater: not allowed"},
+		{"the GPT code reaches into boot entries", []Package{{Path: "partitions", Imports: []string{"bootentry"}}},
+			"partitions imports bootentry: not allowed (may import: nothing of the module)"},
+		{"the boot disk finder links the builder", []Package{{Path: "bootdisk", Imports: []string{"partitions"}, Deps: []string{"partitions", "builder"}}},
+			"bootdisk depends on builder: build code must not run on a machine"},
 		{"a package not in the table", []Package{{Path: "newthing"}}, "newthing: not in the layering table"},
 		{"the front end may import anything", []Package{{Path: "cmd/slate", Imports: []string{"builder", "qemu", "system"}}}, ""},
 	}

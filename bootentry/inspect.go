@@ -1,4 +1,4 @@
-package partitions
+package bootentry
 
 import (
 	"encoding/json"
@@ -6,18 +6,20 @@ import (
 	"io"
 	"os"
 	"text/tabwriter"
+
+	"github.com/slateos/slate/partitions"
 )
 
 // Report is what `slate inspect` tells about an image or a device.
 type Report struct {
-	Path       string       `json:"path"`
-	Size       int64        `json:"size"`
-	DiskGUID   string       `json:"disk_guid"`
-	Partitions []Part       `json:"partitions"`
-	Slots      []SlotReport `json:"slots"`
-	Next       string       `json:"next_slot,omitempty"`
-	NextEntry  string       `json:"next_entry,omitempty"`
-	Problems   []string     `json:"problems,omitempty"`
+	Path       string            `json:"path"`
+	Size       int64             `json:"size"`
+	DiskGUID   string            `json:"disk_guid"`
+	Partitions []partitions.Part `json:"partitions"`
+	Slots      []SlotReport      `json:"slots"`
+	Next       string            `json:"next_slot,omitempty"`
+	NextEntry  string            `json:"next_entry,omitempty"`
+	Problems   []string          `json:"problems,omitempty"`
 	// UsedBackupGPT: the primary GPT is damaged and the backup was read
 	// (Problems says why).
 	UsedBackupGPT bool `json:"used_backup_gpt,omitempty"`
@@ -46,7 +48,7 @@ func Inspect(p string) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: size: %w", p, err)
 	}
-	l, check, err := ReadGPTChecked(f, size)
+	l, check, err := partitions.ReadGPTChecked(f, size)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +61,7 @@ func Inspect(p string) (*Report, error) {
 	}
 	esp, ok := l.ESP()
 	if !ok {
-		return nil, fmt.Errorf("inspect %s: no EFI system partition (type %s): not a slate disk", p, TypeESP)
+		return nil, fmt.Errorf("inspect %s: no EFI system partition (type %s): not a slate disk", p, partitions.TypeESP)
 	}
 	e, err := OpenESP(f, esp)
 	if err != nil {
@@ -71,7 +73,7 @@ func Inspect(p string) (*Report, error) {
 	}
 	var plain []Entry
 	for _, slot := range []string{"a", "b"} {
-		sr := SlotReport{Slot: slot, Partition: SlotLabel(slot), State: "empty"}
+		sr := SlotReport{Slot: slot, Partition: partitions.SlotLabel(slot), State: "empty"}
 		for _, en := range ents {
 			if en.Slot != slot {
 				continue

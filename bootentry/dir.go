@@ -1,4 +1,4 @@
-package partitions
+package bootentry
 
 import (
 	"encoding/binary"
@@ -11,19 +11,19 @@ import (
 	"unicode/utf16"
 )
 
-// BootDir manages the slots' boot files on a mounted ESP (the running
+// Dir manages the slots' boot files on a mounted ESP (the running
 // system mounts it with the kernel's vfat driver). Every change is written
 // to a temporary name, synced and renamed, so a power cut leaves either the
 // old or the new file, and the boot entry of a slot is always written last
 // and removed first: an entry never points at a half-written slot.
-type BootDir struct {
-	Dir string // ESP mount point
+type Dir struct {
+	Path string // ESP mount point
 }
 
-func (b BootDir) entries() string { return filepath.Join(b.Dir, "loader", "entries") }
+func (b Dir) entries() string { return filepath.Join(b.Path, "loader", "entries") }
 
 // Entries lists slate's entries, sorted by file name.
-func (b BootDir) Entries() ([]EntryFile, error) {
+func (b Dir) Entries() ([]File, error) {
 	ents, err := os.ReadDir(b.entries())
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -47,22 +47,22 @@ func (b BootDir) Entries() ([]EntryFile, error) {
 }
 
 // SlotEntry returns the entry of a slot, if it has one.
-func (b BootDir) SlotEntry(slot string) (EntryFile, bool, error) {
+func (b Dir) SlotEntry(slot string) (File, bool, error) {
 	es, err := b.Entries()
 	if err != nil {
-		return EntryFile{}, false, err
+		return File{}, false, err
 	}
 	for _, e := range es {
 		if e.Slot == slot {
 			return e, true, nil
 		}
 	}
-	return EntryFile{}, false, nil
+	return File{}, false, nil
 }
 
 // RemoveSlot removes every entry of a slot, so it cannot boot while its
 // files are being replaced.
-func (b BootDir) RemoveSlot(slot string) error {
+func (b Dir) RemoveSlot(slot string) error {
 	es, err := b.Entries()
 	if err != nil {
 		return err
@@ -85,8 +85,8 @@ func (b BootDir) RemoveSlot(slot string) error {
 
 // WriteSlotFile writes a slot's kernel or initramfs (name "vmlinuz" or
 // "initrd.img") from r, synced, under /slate/<slot>/.
-func (b BootDir) WriteSlotFile(slot, name string, r io.Reader) (int64, error) {
-	dir := filepath.Join(b.Dir, "slate", slot)
+func (b Dir) WriteSlotFile(slot, name string, r io.Reader) (int64, error) {
+	dir := filepath.Join(b.Path, "slate", slot)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, fmt.Errorf("create %s: %w", dir, err)
 	}
@@ -96,7 +96,7 @@ func (b BootDir) WriteSlotFile(slot, name string, r io.Reader) (int64, error) {
 // InstallEntry writes a slot's entry with boot counting (tries tries),
 // which makes the slot the next to boot when its version is the highest.
 // This rename is the flip.
-func (b BootDir) InstallEntry(cfg EntryConfig, tries int) (string, error) {
+func (b Dir) InstallEntry(cfg Config, tries int) (string, error) {
 	e := Entry{Version: cfg.Version, Slot: cfg.Slot, Counted: tries > 0, Left: tries}
 	if err := os.MkdirAll(b.entries(), 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", b.entries(), err)
@@ -108,7 +108,7 @@ func (b BootDir) InstallEntry(cfg EntryConfig, tries int) (string, error) {
 }
 
 // Bless removes the boot counter of a slot's entry: the slot is good.
-func (b BootDir) Bless(slot string) (string, error) {
+func (b Dir) Bless(slot string) (string, error) {
 	e, ok, err := b.SlotEntry(slot)
 	if err != nil {
 		return "", err
@@ -125,7 +125,7 @@ func (b BootDir) Bless(slot string) (string, error) {
 
 // MarkBad sets a slot's tries to zero: systemd-boot will not pick it while
 // another entry is good.
-func (b BootDir) MarkBad(slot string) (string, error) {
+func (b Dir) MarkBad(slot string) (string, error) {
 	e, ok, err := b.SlotEntry(slot)
 	if err != nil {
 		return "", err
@@ -140,7 +140,7 @@ func (b BootDir) MarkBad(slot string) (string, error) {
 	return bad.Name(), b.rename(e.File, bad.Name())
 }
 
-func (b BootDir) rename(from, to string) error {
+func (b Dir) rename(from, to string) error {
 	if err := os.Rename(filepath.Join(b.entries(), from), filepath.Join(b.entries(), to)); err != nil {
 		return fmt.Errorf("rename boot entry %s to %s: %w", from, to, err)
 	}
@@ -189,11 +189,11 @@ func syncDir(dir string) error {
 // Loader Interface.
 const loaderVendor = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 
-// SelectedEntry reads which entry systemd-boot booted (the
+// Selected reads which entry systemd-boot booted (the
 // LoaderEntrySelected EFI variable) from efivarfs, normally
 // /sys/firmware/efi/efivars. It is the name without ".conf" and without
 // the boot counter as systemd-boot saw it when it booted.
-func SelectedEntry(efivars string) (string, error) {
+func Selected(efivars string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(efivars, "LoaderEntrySelected-"+loaderVendor))
 	if err != nil {
 		return "", fmt.Errorf("read LoaderEntrySelected: %w", err)

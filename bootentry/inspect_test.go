@@ -1,4 +1,4 @@
-package partitions
+package bootentry
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/slateos/slate/fatfs"
+	"github.com/slateos/slate/partitions"
 )
 
 // inspectImage writes a small slate-like disk: a GPT and an ESP with slot
@@ -17,9 +18,9 @@ import (
 func inspectImage(t *testing.T) string {
 	t.Helper()
 	const size = 48 << 20
-	l := Layout{Size: size, GUID: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Parts: []Part{
-		{Num: NumESP, Label: LabelESP, Type: TypeESP, GUID: "11111111-2222-3333-4444-555555555555", Start: Align, Size: 40 << 20},
-		{Num: NumRootA, Label: LabelRootA, Type: TypeRoot, GUID: "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE", Start: 41 << 20, Size: 6 << 20},
+	l := partitions.Layout{Size: size, GUID: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Parts: []partitions.Part{
+		{Num: partitions.NumESP, Label: partitions.LabelESP, Type: partitions.TypeESP, GUID: "11111111-2222-3333-4444-555555555555", Start: partitions.Align, Size: 40 << 20},
+		{Num: partitions.NumRootA, Label: partitions.LabelRootA, Type: partitions.TypeRoot, GUID: "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE", Start: 41 << 20, Size: 6 << 20},
 	}}
 	p := filepath.Join(t.TempDir(), "disk.img")
 	f, err := os.Create(p)
@@ -30,14 +31,14 @@ func inspectImage(t *testing.T) string {
 	if err := f.Truncate(size); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteGPT(f, l); err != nil {
+	if err := partitions.WriteGPT(f, l); err != nil {
 		t.Fatal(err)
 	}
 	esp, err := fatfs.New(fatfs.Options{Size: l.Parts[0].Size, Label: "ESP", VolumeID: 1, Time: time.Unix(0, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ent := EntryConfig{Title: "slate t 1.0.0 (slot a)", Version: "1.0.0", Slot: "a", Linux: "/slate/a/vmlinuz", Initrd: "/slate/a/initrd.img", Options: "root=PARTUUID=x ro slate.slot=a"}.Render()
+	ent := Config{Title: "slate t 1.0.0 (slot a)", Version: "1.0.0", Slot: "a", Linux: "/slate/a/vmlinuz", Initrd: "/slate/a/initrd.img", Options: "root=PARTUUID=x ro slate.slot=a"}.Render()
 	if err := esp.AddFile(EntriesDir+"/"+(Entry{Version: "1.0.0", Slot: "a"}).Name(), int64(len(ent)), func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(ent)), nil
 	}); err != nil {
@@ -59,10 +60,10 @@ func TestInspectReportsGPTDamage(t *testing.T) {
 	}{
 		{name: "good", damage: func(*testing.T, string) {}},
 		{name: "primary header", backup: true, want: []string{"GPT: the primary GPT is damaged (header CRC"}, damage: func(t *testing.T, p string) {
-			patch(t, p, SectorSize+60)
+			patch(t, p, partitions.SectorSize+60)
 		}},
 		{name: "backup header", want: []string{"GPT: the backup GPT is damaged"}, damage: func(t *testing.T, p string) {
-			patch(t, p, (48<<20)-SectorSize+60)
+			patch(t, p, (48<<20)-partitions.SectorSize+60)
 		}},
 		{name: "grown", want: []string{"the disk is larger than its table says"}, damage: func(t *testing.T, p string) {
 			if err := os.Truncate(p, 64<<20); err != nil {

@@ -1,4 +1,4 @@
-package partitions
+package bootentry
 
 import (
 	"os"
@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-func TestBootDirLifecycle(t *testing.T) {
-	b := BootDir{Dir: t.TempDir()}
-	cfg := func(v, slot string) EntryConfig {
-		return EntryConfig{Title: "t", Version: v, Slot: slot, Linux: "/slate/" + slot + "/vmlinuz", Initrd: "/slate/" + slot + "/initrd.img", Options: "ro"}
+func TestDirLifecycle(t *testing.T) {
+	b := Dir{Path: t.TempDir()}
+	cfg := func(v, slot string) Config {
+		return Config{Title: "t", Version: v, Slot: slot, Linux: "/slate/" + slot + "/vmlinuz", Initrd: "/slate/" + slot + "/initrd.img", Options: "ro"}
 	}
 	if _, err := b.InstallEntry(cfg("1.0.0", "a"), 0); err != nil {
 		t.Fatal(err)
@@ -34,7 +34,7 @@ func TestBootDirLifecycle(t *testing.T) {
 		t.Fatalf("next boot %+v, want b", n)
 	}
 	// systemd-boot counts a try
-	os.Rename(filepath.Join(b.Dir, "loader/entries/slate-2.0.0-b+3.conf"), filepath.Join(b.Dir, "loader/entries/slate-2.0.0-b+2-1.conf"))
+	os.Rename(filepath.Join(b.Path, "loader/entries/slate-2.0.0-b+3.conf"), filepath.Join(b.Path, "loader/entries/slate-2.0.0-b+2-1.conf"))
 	if name, err := b.Bless("b"); err != nil || name != "slate-2.0.0-b.conf" {
 		t.Fatalf("bless: %q %v", name, err)
 	}
@@ -51,10 +51,10 @@ func TestBootDirLifecycle(t *testing.T) {
 	if _, ok, _ := b.SlotEntry("b"); ok {
 		t.Fatal("slot b still has an entry")
 	}
-	if got, _ := os.ReadFile(filepath.Join(b.Dir, "slate/b/vmlinuz")); string(got) != "kernel" {
+	if got, _ := os.ReadFile(filepath.Join(b.Path, "slate/b/vmlinuz")); string(got) != "kernel" {
 		t.Fatalf("kernel file %q", got)
 	}
-	left, _ := filepath.Glob(filepath.Join(b.Dir, "*/*.tmp"))
+	left, _ := filepath.Glob(filepath.Join(b.Path, "*/*.tmp"))
 	if len(left) > 0 {
 		t.Fatalf("temporary files left: %v", left)
 	}

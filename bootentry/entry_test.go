@@ -1,10 +1,10 @@
-package partitions
+package bootentry
 
 import (
 	"testing"
 )
 
-func TestParseEntryName(t *testing.T) {
+func TestParseName(t *testing.T) {
 	cases := []struct {
 		name string
 		want Entry
@@ -23,7 +23,7 @@ func TestParseEntryName(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := ParseEntryName(c.name)
+			got, err := ParseName(c.name)
 			if c.bad {
 				if err == nil {
 					t.Fatalf("accepted %q as %+v", c.name, got)
@@ -45,7 +45,7 @@ func TestParseEntryName(t *testing.T) {
 
 func TestNextBoot(t *testing.T) {
 	e := func(n string) Entry {
-		x, err := ParseEntryName(n)
+		x, err := ParseName(n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,35 +106,12 @@ func TestCompareVersions(t *testing.T) {
 	}
 }
 
-func TestPlan(t *testing.T) {
-	l, err := Plan(3<<30, 256<<20, 1<<30, "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(l.Parts) != 4 || l.Part(NumState).End() != 3<<30-Align {
-		t.Fatalf("layout %+v", l)
-	}
-	for _, p := range l.Parts {
-		if p.Start%Align != 0 || p.Size%Align != 0 {
-			t.Errorf("%s not aligned: %+v", p.Label, p)
-		}
-	}
-	l2, _ := Plan(3<<30, 256<<20, 1<<30, "x")
-	l3, _ := Plan(3<<30, 256<<20, 1<<30, "y")
-	if l.GUID != l2.GUID || l.GUID == l3.GUID || l.Parts[1].GUID == l.Parts[2].GUID {
-		t.Errorf("GUIDs not derived from the seed: %s %s %s", l.GUID, l2.GUID, l3.GUID)
-	}
-	if _, err := Plan(2<<30, 256<<20, 1<<30, "x"); err == nil {
-		t.Error("accepted a disk with no room for STATE")
-	}
-}
-
-func FuzzParseEntryName(f *testing.F) {
+func FuzzParseName(f *testing.F) {
 	for _, s := range []string{"slate-1.0.0-a.conf", "slate-2.0.0-rc1-b+2-1.conf", "slate-x-a+0-3.conf", "loader.conf"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		e, err := ParseEntryName(s)
+		e, err := ParseName(s)
 		if err != nil {
 			return
 		}
@@ -142,18 +119,18 @@ func FuzzParseEntryName(f *testing.F) {
 			t.Fatalf("slot %q", e.Slot)
 		}
 		// a parsed name renders back to a name that parses the same
-		again, err := ParseEntryName(e.Name())
+		again, err := ParseName(e.Name())
 		if err != nil || again != e {
 			t.Fatalf("%q -> %+v -> %q -> %+v, %v", s, e, e.Name(), again, err)
 		}
 	})
 }
 
-func FuzzParseEntryFile(f *testing.F) {
+func FuzzParseKeys(f *testing.F) {
 	f.Add([]byte("title x\nversion 1.0.0\noptions root=PARTUUID=abc ro\n"))
 	f.Add([]byte("# comment\n\n  linux /slate/a/vmlinuz  \n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		keys := ParseEntryFile(b)
+		keys := ParseKeys(b)
 		for k := range keys {
 			if k == "" && len(keys[k]) > 0 && keys[k][0] == ' ' {
 				t.Fatalf("untrimmed value %q", keys[k])

@@ -1,4 +1,4 @@
-package partitions
+package bootentry
 
 import (
 	"errors"
@@ -10,17 +10,18 @@ import (
 	"strings"
 
 	"github.com/slateos/slate/fatfs"
+	"github.com/slateos/slate/partitions"
 )
 
 // ESP is the FAT32 EFI system partition of an image file or of a device
 // that is not mounted. (A running system goes through the kernel's vfat
-// mount instead, see BootDir.)
+// mount instead, see Dir.)
 type ESP struct {
 	fs *fatfs.FS
 }
 
 // OpenESP opens partition p of f as FAT32.
-func OpenESP(f *os.File, p Part) (*ESP, error) {
+func OpenESP(f *os.File, p partitions.Part) (*ESP, error) {
 	fsys, err := fatfs.Open(f, p.Start, p.Size)
 	if err != nil {
 		return nil, fmt.Errorf("read FAT32 of partition %d (%s): %w", p.Num, p.Label, err)
@@ -45,8 +46,8 @@ func (e *ESP) ReadFile(p string) ([]byte, error) {
 	return b, nil
 }
 
-// EntryFile is an entry with what its file says.
-type EntryFile struct {
+// File is an entry with what its file says.
+type File struct {
 	Entry
 	File    string            // name in /loader/entries
 	Options string            // kernel command line
@@ -55,7 +56,7 @@ type EntryFile struct {
 
 // Entries lists slate's boot entries. Files that are not slate entries
 // are skipped; a slate-looking name that does not parse is an error.
-func (e *ESP) Entries() ([]EntryFile, error) {
+func (e *ESP) Entries() ([]File, error) {
 	ents, err := e.fs.ReadDir(rel(EntriesDir))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -75,14 +76,14 @@ func (e *ESP) Entries() ([]EntryFile, error) {
 // readEntries parses the slate entries among the file names of an entries
 // folder: files that are not slate entries are skipped; a slate-looking
 // name that does not parse is an error.
-func readEntries(names []string, read func(name string) ([]byte, error)) ([]EntryFile, error) {
-	var out []EntryFile
+func readEntries(names []string, read func(name string) ([]byte, error)) ([]File, error) {
+	var out []File
 	for _, name := range names {
 		low := strings.ToLower(name)
 		if !strings.HasPrefix(low, "slate-") || !strings.HasSuffix(low, ".conf") {
 			continue
 		}
-		en, err := ParseEntryName(name)
+		en, err := ParseName(name)
 		if err != nil {
 			return nil, err
 		}
@@ -90,16 +91,16 @@ func readEntries(names []string, read func(name string) ([]byte, error)) ([]Entr
 		if err != nil {
 			return nil, err
 		}
-		keys := ParseEntryFile(b)
-		out = append(out, EntryFile{Entry: en, File: name, Options: keys["options"], Keys: keys})
+		keys := ParseKeys(b)
+		out = append(out, File{Entry: en, File: name, Options: keys["options"], Keys: keys})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
 	return out, nil
 }
 
-// ParseEntryFile reads "key value" lines of a Boot Loader Specification
+// ParseKeys reads "key value" lines of a Boot Loader Specification
 // entry; later keys win, comments and blank lines are skipped.
-func ParseEntryFile(b []byte) map[string]string {
+func ParseKeys(b []byte) map[string]string {
 	keys := map[string]string{}
 	for _, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimSpace(line)

@@ -1,4 +1,9 @@
-package partitions
+// Package bootentry owns the Boot Loader Specification entries that decide
+// which slot boots: their names (slate-<version>-<slot>[+L[-D]].conf),
+// boot counting, bless and mark bad, which entry systemd-boot boots next,
+// and reading and writing them on an ESP (mounted, or inside an image for
+// `slate inspect`), every write atomic.
+package bootentry
 
 import (
 	"fmt"
@@ -28,8 +33,8 @@ type Entry struct {
 
 var entryRE = regexp.MustCompile(`^slate-([0-9A-Za-z.-]+)-([ab])(?:\+([0-9]+)(?:-([0-9]+))?)?\.conf$`)
 
-// ParseEntryName parses "slate-<version>-<slot>[+L[-D]].conf".
-func ParseEntryName(name string) (Entry, error) {
+// ParseName parses "slate-<version>-<slot>[+L[-D]].conf".
+func ParseName(name string) (Entry, error) {
 	m := entryRE.FindStringSubmatch(name)
 	if m == nil {
 		return Entry{}, fmt.Errorf("boot entry %q: not slate-<version>-<a|b>[+tries].conf", name)
@@ -80,8 +85,8 @@ func (e Entry) State() string {
 	}
 }
 
-// EntryConfig is what goes into an entry file.
-type EntryConfig struct {
+// Config is what goes into an entry file.
+type Config struct {
 	Title   string
 	Version string
 	Slot    string
@@ -91,7 +96,7 @@ type EntryConfig struct {
 }
 
 // Render writes the entry file in the Boot Loader Specification format.
-func (c EntryConfig) Render() []byte {
+func (c Config) Render() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "title %s\n", c.Title)
 	fmt.Fprintf(&b, "version %s\n", c.Version)
@@ -115,15 +120,15 @@ func SlotDir(slot string) string { return "/slate/" + slot }
 // entry is bad or there is none.
 func NextBoot(entries []Entry) (Entry, bool) {
 	es := append([]Entry(nil), entries...)
-	SortEntries(es)
+	Sort(es)
 	if len(es) == 0 || es[0].Bad() {
 		return Entry{}, false
 	}
 	return es[0], true
 }
 
-// SortEntries orders entries as systemd-boot's menu does.
-func SortEntries(es []Entry) {
+// Sort orders entries as systemd-boot's menu does.
+func Sort(es []Entry) {
 	sort.SliceStable(es, func(i, j int) bool {
 		if es[i].Bad() != es[j].Bad() {
 			return !es[i].Bad()
