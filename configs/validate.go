@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/slateos/slate/cmdline"
+	"github.com/slateos/slate/version"
 )
 
 // MinState is the smallest STATE partition: room for /var, the writable
@@ -44,14 +45,10 @@ var (
 	moduleSegRe   = regexp.MustCompile(`^[A-Za-z0-9_.+-]+$`)
 	envKeyRe      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	labelRe       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
-	// Semantic versioning 2.0.0 without build metadata.
-	versionRe = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)` +
-		`(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?$`)
 )
 
 const (
 	maxName     = 63
-	maxVersion  = 64
 	maxHostname = 64 // HOST_NAME_MAX on Linux: sethostname refuses more
 )
 
@@ -120,12 +117,10 @@ func (s *Spec) validateIdentity(c *collector) {
 	switch {
 	case s.Version == "":
 		c.add("$.version", "required: a semantic version MAJOR.MINOR.PATCH[-prerelease], like 1.0.0")
-	case len(s.Version) > maxVersion:
-		c.add("$.version", "%d characters; at most %d are allowed", len(s.Version), maxVersion)
-	case strings.Contains(s.Version, "+"):
-		c.add("$.version", "%q has build metadata; '+' is not allowed because boot entries are named slate-<version>-<slot>+<tries>.conf", s.Version)
-	case !versionRe.MatchString(s.Version):
-		c.add("$.version", "%q is not a semantic version MAJOR.MINOR.PATCH[-prerelease] (like 1.2.3 or 2.0.0-rc.1)", s.Version)
+	default:
+		if err := version.Check(s.Version); err != nil {
+			c.add("$.version", "%v", err)
+		}
 	}
 
 	if msg := checkHostname(s.Hostname); msg != "" {

@@ -33,10 +33,10 @@ var Allowed = map[string][]string{
 	"initramfs":       nil,
 	"isoimage":        {"partitions"},
 	"partitions":      {"fatfs"},
-	"configs":         {"cmdline"},
+	"configs":         {"cmdline", "version"},
 	"imageinfo":       {"configs"},
 	"ignition":        {"configs"},
-	"updater/payload": {"cmdline"},
+	"updater/payload": {"cmdline", "version"},
 	// Build.
 	"builder": {"cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "isoimage",
 		"kmod", "netroot", "partitions", "updater/payload", "version"},
