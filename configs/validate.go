@@ -380,7 +380,7 @@ func validateServices(c *collector, svcs []Service, p string) {
 	}
 	for i := range svcs {
 		if cycle := dependencyCycle(svcs, i); cycle != nil {
-			c.add(index(p, i), "dependency cycle: %s (each waits for the next through after or requires)", strings.Join(cycle, " -> "))
+			c.add(index(p, i), "%s (each waits for the next through after or requires)", CycleText(cycle))
 		}
 	}
 }
@@ -442,7 +442,7 @@ func dependencyCycle(svcs []Service, i int) []string {
 			byName[s.Name] = j
 		}
 	}
-	deps := func(j int) []int {
+	cycle := DependencyCycle(i, func(j int) []int {
 		var out []int
 		for _, n := range append(slices.Clone(svcs[j].After), svcs[j].Requires...) {
 			if k, ok := byName[n]; ok {
@@ -450,37 +450,12 @@ func dependencyCycle(svcs []Service, i int) []string {
 			}
 		}
 		return out
+	})
+	var names []string
+	for _, k := range cycle {
+		names = append(names, svcs[k].Name)
 	}
-	// Breadth first from i's dependencies back to i.
-	prev := map[int]int{}
-	queue := []int{}
-	for _, k := range deps(i) {
-		if _, ok := prev[k]; !ok {
-			prev[k] = i
-			queue = append(queue, k)
-		}
-	}
-	for len(queue) > 0 {
-		j := queue[0]
-		queue = queue[1:]
-		if j == i {
-			cycle := []string{svcs[i].Name}
-			for k := prev[i]; k != i; k = prev[k] {
-				cycle = append(cycle, svcs[k].Name)
-			}
-			cycle = append(cycle, svcs[i].Name)
-			// Built backwards from i: reverse so each waits for the next.
-			slices.Reverse(cycle)
-			return cycle
-		}
-		for _, k := range deps(j) {
-			if _, ok := prev[k]; !ok {
-				prev[k] = j
-				queue = append(queue, k)
-			}
-		}
-	}
-	return nil
+	return names
 }
 
 func hasSpaceOrControl(s string) bool {
