@@ -24,6 +24,7 @@ var Allowed = map[string][]string{
 	"bootinfo":        nil,
 	"bootlog":         {"redact"},
 	"redact":          nil,
+	"accounts":        nil,
 	"cmdline":         nil,
 	"version":         nil,
 	"ext4fs":          nil,
@@ -35,7 +36,7 @@ var Allowed = map[string][]string{
 	"partitions":      {"fatfs"},
 	"configs":         {"cmdline", "version"},
 	"imageinfo":       {"configs"},
-	"ignition":        {"configs"},
+	"ignition":        {"accounts", "configs"},
 	"updater/payload": {"cmdline", "version"},
 	// Build.
 	"builder": {"cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "isoimage",
@@ -44,7 +45,7 @@ var Allowed = map[string][]string{
 	"netroot":          {"cmdline", "ignition", "updater/payload"},
 	"initramfs/stage1": {"bootinfo", "bootlog", "cmdline", "ext4fs", "kmod", "netconf", "netroot", "partitions", "redact"},
 	// Run.
-	"supervisor": {"bootlog", "configs", "netconf"},
+	"supervisor": {"accounts", "bootlog", "configs", "netconf"},
 	"provision":  {"cmdline", "configs", "ignition", "supervisor"},
 	"updater":    {"bootlog", "cmdline", "configs", "partitions", "redact", "supervisor", "updater/payload"},
 	"system": {"bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "kmod", "partitions",
