@@ -324,49 +324,18 @@ func validateServices(c *collector, svcs []Service, p string) {
 	seen := map[string]bool{}
 	for i, s := range svcs {
 		sp := index(p, i)
-		switch {
-		case s.Name == "":
-			c.add(key(sp, "name"), "required: a service name like web or node-exporter")
-		case len(s.Name) > maxName:
-			c.add(key(sp, "name"), "%d characters; at most %d are allowed", len(s.Name), maxName)
-		case !serviceNameRe.MatchString(s.Name):
-			c.add(key(sp, "name"), "%q is not a valid service name: lowercase letters, digits, '_', '.' and '-', starting with a letter or digit", s.Name)
-		case seen[s.Name]:
+		nameOK := true
+		for _, pr := range CheckService(s) {
+			c.add(pr.at(sp), "%s", pr.Msg)
+			nameOK = nameOK && pr.Field != "name"
+		}
+		if msg := CheckSpecCommand(s.Command); msg != "" {
+			c.add(key(sp, "command"), "%s", msg)
+		}
+		if nameOK && seen[s.Name] {
 			c.add(key(sp, "name"), "duplicate service %q; service names must be unique", s.Name)
 		}
 		seen[s.Name] = true
-
-		cp := key(sp, "command")
-		switch {
-		case s.Command == "":
-			c.add(cp, "required: the absolute path of the program, like /usr/bin/app")
-		case strings.ContainsRune(s.Command, 0):
-			c.add(cp, "contains a NUL byte")
-		case !strings.HasPrefix(s.Command, "/"):
-			c.add(cp, "%q is not an absolute path; services are started without a shell or PATH lookup", s.Command)
-		case strings.ContainsFunc(s.Command, unicode.IsSpace):
-			c.add(cp, "%q contains whitespace; command is the program only, put its arguments in args", s.Command)
-		}
-		for j, a := range s.Args {
-			if strings.ContainsRune(a, 0) {
-				c.add(index(key(sp, "args"), j), "contains a NUL byte")
-			}
-		}
-		switch s.Restart {
-		case RestartAlways, RestartOnFailure, RestartNever:
-		default:
-			c.add(key(sp, "restart"), "%q is not a restart policy: use always, on-failure or never", s.Restart)
-		}
-		for k, v := range s.Env {
-			ep := key(key(sp, "env"), k)
-			if !envKeyRe.MatchString(k) {
-				c.add(ep, "%q is not a valid variable name: letters, digits and '_', not starting with a digit", k)
-			}
-			if strings.ContainsRune(v, 0) {
-				c.add(ep, "value contains a NUL byte")
-			}
-		}
-		validateServiceRun(c, s, sp)
 		for _, field := range []struct {
 			key   string
 			names []string
@@ -381,33 +350,6 @@ func validateServices(c *collector, svcs []Service, p string) {
 	for i := range svcs {
 		if cycle := dependencyCycle(svcs, i); cycle != nil {
 			c.add(index(p, i), "%s (each waits for the next through after or requires)", CycleText(cycle))
-		}
-	}
-}
-
-// validateServiceRun checks how a service is run: type, user, folder and
-// environment files.
-func validateServiceRun(c *collector, s Service, sp string) {
-	switch s.Type {
-	case "", TypeSimple:
-	case TypeOneshot:
-		if s.Restart == RestartAlways {
-			c.add(key(sp, "restart"), "a oneshot service runs once to completion; restart always would run it in a loop (use type simple)")
-		}
-	default:
-		c.add(key(sp, "type"), "%q is not a service type: use simple or oneshot", s.Type)
-	}
-	if badUser(s.User) {
-		c.add(key(sp, "user"), "%q is not a user name or numeric uid", s.User)
-	}
-	if d := s.WorkingDirectory; d != "" {
-		if msg := absPath(d); msg != "" {
-			c.add(key(sp, "working_directory"), "%s", msg)
-		}
-	}
-	for j, f := range s.EnvironmentFile {
-		if msg := absPath(strings.TrimPrefix(f, "-")); msg != "" {
-			c.add(index(key(sp, "environment_file"), j), "%s (a leading '-' marks an optional file)", msg)
 		}
 	}
 }

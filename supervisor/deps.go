@@ -49,7 +49,7 @@ func linkServices(svcs []*service) []*service {
 	for _, svc := range svcs {
 		for _, n := range append(append([]string(nil), svc.spec.After...), svc.spec.Requires...) {
 			if (n == NetworkOnlineTarget || n == MultiUserTarget) && byName[n] == nil {
-				t := &service{spec: configs.Service{Name: n}, target: true, settled: make(chan struct{}), done: make(chan struct{})}
+				t := &service{spec: Service{Name: n}, target: true, settled: make(chan struct{}), done: make(chan struct{})}
 				byName[n] = t
 				targets = append(targets, t)
 			}
