@@ -2,8 +2,6 @@
 // defaults and validation. Every error names the field by JSON path.
 package configs
 
-import "time"
-
 // Spec is one image: what the builder turns into a disk. The booted
 // system does not see it: the builder bakes only the parts the machine
 // reads (name, version, services, network, update) into the root's
@@ -108,7 +106,9 @@ const (
 	TypeOneshot = "oneshot"
 )
 
-// Service is a process the supervisor starts, watches and restarts.
+// Service is a service of the spec: only what the YAML says. PID 1 runs
+// its own model of it (supervisor.FromSpec), which Ignition units fill
+// too.
 type Service struct {
 	Name    string            `yaml:"name" json:"name"`
 	Command string            `yaml:"command" json:"command"`
@@ -136,24 +136,6 @@ type Service struct {
 	// Requires names services that must have started before this one
 	// starts (as After does) and without which it is not started at all.
 	Requires []string `yaml:"requires,omitempty" json:"requires,omitempty"`
-
-	// Set by Ignition units only (systemd's ExecStartPre=, ExecStartPost=,
-	// ExecStop=, RestartSec=, TimeoutStartSec=, TimeoutStopSec=); not
-	// spec keys. Zero durations are the supervisor's defaults; a negative
-	// timeout is systemd's "infinity".
-	ExecStartPre    []ExecCommand `yaml:"-" json:"exec_start_pre,omitempty"`
-	ExecStartPost   []ExecCommand `yaml:"-" json:"exec_start_post,omitempty"`
-	ExecStop        []ExecCommand `yaml:"-" json:"exec_stop,omitempty"`
-	RestartSec      time.Duration `yaml:"-" json:"restart_sec,omitempty"`
-	TimeoutStartSec time.Duration `yaml:"-" json:"timeout_start_sec,omitempty"`
-	TimeoutStopSec  time.Duration `yaml:"-" json:"timeout_stop_sec,omitempty"`
-}
-
-// ExecCommand is one extra command line of a service, run to completion.
-type ExecCommand struct {
-	Argv []string `json:"argv"`
-	// IgnoreFailure is systemd's "-" prefix: a failure is logged only.
-	IgnoreFailure bool `json:"ignore_failure,omitempty"`
 }
 
 // Network configuration of the booted system.

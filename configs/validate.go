@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/slateos/slate/cmdline"
+	"github.com/slateos/slate/version"
 )
 
 // MinState is the smallest STATE partition: room for /var, the writable
@@ -44,14 +45,10 @@ var (
 	moduleSegRe   = regexp.MustCompile(`^[A-Za-z0-9_.+-]+$`)
 	envKeyRe      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	labelRe       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
-	// Semantic versioning 2.0.0 without build metadata.
-	versionRe = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)` +
-		`(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?$`)
 )
 
 const (
 	maxName     = 63
-	maxVersion  = 64
 	maxHostname = 64 // HOST_NAME_MAX on Linux: sethostname refuses more
 )
 
@@ -120,12 +117,10 @@ func (s *Spec) validateIdentity(c *collector) {
 	switch {
 	case s.Version == "":
 		c.add("$.version", "required: a semantic version MAJOR.MINOR.PATCH[-prerelease], like 1.0.0")
-	case len(s.Version) > maxVersion:
-		c.add("$.version", "%d characters; at most %d are allowed", len(s.Version), maxVersion)
-	case strings.Contains(s.Version, "+"):
-		c.add("$.version", "%q has build metadata; '+' is not allowed because boot entries are named slate-<version>-<slot>+<tries>.conf", s.Version)
-	case !versionRe.MatchString(s.Version):
-		c.add("$.version", "%q is not a semantic version MAJOR.MINOR.PATCH[-prerelease] (like 1.2.3 or 2.0.0-rc.1)", s.Version)
+	default:
+		if err := version.Check(s.Version); err != nil {
+			c.add("$.version", "%v", err)
+		}
 	}
 
 	if msg := checkHostname(s.Hostname); msg != "" {
@@ -329,49 +324,18 @@ func validateServices(c *collector, svcs []Service, p string) {
 	seen := map[string]bool{}
 	for i, s := range svcs {
 		sp := index(p, i)
-		switch {
-		case s.Name == "":
-			c.add(key(sp, "name"), "required: a service name like web or node-exporter")
-		case len(s.Name) > maxName:
-			c.add(key(sp, "name"), "%d characters; at most %d are allowed", len(s.Name), maxName)
-		case !serviceNameRe.MatchString(s.Name):
-			c.add(key(sp, "name"), "%q is not a valid service name: lowercase letters, digits, '_', '.' and '-', starting with a letter or digit", s.Name)
-		case seen[s.Name]:
+		nameOK := true
+		for _, pr := range CheckService(s) {
+			c.add(pr.at(sp), "%s", pr.Msg)
+			nameOK = nameOK && pr.Field != "name"
+		}
+		if msg := CheckSpecCommand(s.Command); msg != "" {
+			c.add(key(sp, "command"), "%s", msg)
+		}
+		if nameOK && seen[s.Name] {
 			c.add(key(sp, "name"), "duplicate service %q; service names must be unique", s.Name)
 		}
 		seen[s.Name] = true
-
-		cp := key(sp, "command")
-		switch {
-		case s.Command == "":
-			c.add(cp, "required: the absolute path of the program, like /usr/bin/app")
-		case strings.ContainsRune(s.Command, 0):
-			c.add(cp, "contains a NUL byte")
-		case !strings.HasPrefix(s.Command, "/"):
-			c.add(cp, "%q is not an absolute path; services are started without a shell or PATH lookup", s.Command)
-		case strings.ContainsFunc(s.Command, unicode.IsSpace):
-			c.add(cp, "%q contains whitespace; command is the program only, put its arguments in args", s.Command)
-		}
-		for j, a := range s.Args {
-			if strings.ContainsRune(a, 0) {
-				c.add(index(key(sp, "args"), j), "contains a NUL byte")
-			}
-		}
-		switch s.Restart {
-		case RestartAlways, RestartOnFailure, RestartNever:
-		default:
-			c.add(key(sp, "restart"), "%q is not a restart policy: use always, on-failure or never", s.Restart)
-		}
-		for k, v := range s.Env {
-			ep := key(key(sp, "env"), k)
-			if !envKeyRe.MatchString(k) {
-				c.add(ep, "%q is not a valid variable name: letters, digits and '_', not starting with a digit", k)
-			}
-			if strings.ContainsRune(v, 0) {
-				c.add(ep, "value contains a NUL byte")
-			}
-		}
-		validateServiceRun(c, s, sp)
 		for _, field := range []struct {
 			key   string
 			names []string
@@ -385,34 +349,7 @@ func validateServices(c *collector, svcs []Service, p string) {
 	}
 	for i := range svcs {
 		if cycle := dependencyCycle(svcs, i); cycle != nil {
-			c.add(index(p, i), "dependency cycle: %s (each waits for the next through after or requires)", strings.Join(cycle, " -> "))
-		}
-	}
-}
-
-// validateServiceRun checks how a service is run: type, user, folder and
-// environment files.
-func validateServiceRun(c *collector, s Service, sp string) {
-	switch s.Type {
-	case "", TypeSimple:
-	case TypeOneshot:
-		if s.Restart == RestartAlways {
-			c.add(key(sp, "restart"), "a oneshot service runs once to completion; restart always would run it in a loop (use type simple)")
-		}
-	default:
-		c.add(key(sp, "type"), "%q is not a service type: use simple or oneshot", s.Type)
-	}
-	if badUser(s.User) {
-		c.add(key(sp, "user"), "%q is not a user name or numeric uid", s.User)
-	}
-	if d := s.WorkingDirectory; d != "" {
-		if msg := absPath(d); msg != "" {
-			c.add(key(sp, "working_directory"), "%s", msg)
-		}
-	}
-	for j, f := range s.EnvironmentFile {
-		if msg := absPath(strings.TrimPrefix(f, "-")); msg != "" {
-			c.add(index(key(sp, "environment_file"), j), "%s (a leading '-' marks an optional file)", msg)
+			c.add(index(p, i), "%s (each waits for the next through after or requires)", CycleText(cycle))
 		}
 	}
 }
@@ -447,7 +384,7 @@ func dependencyCycle(svcs []Service, i int) []string {
 			byName[s.Name] = j
 		}
 	}
-	deps := func(j int) []int {
+	cycle := DependencyCycle(i, func(j int) []int {
 		var out []int
 		for _, n := range append(slices.Clone(svcs[j].After), svcs[j].Requires...) {
 			if k, ok := byName[n]; ok {
@@ -455,37 +392,12 @@ func dependencyCycle(svcs []Service, i int) []string {
 			}
 		}
 		return out
+	})
+	var names []string
+	for _, k := range cycle {
+		names = append(names, svcs[k].Name)
 	}
-	// Breadth first from i's dependencies back to i.
-	prev := map[int]int{}
-	queue := []int{}
-	for _, k := range deps(i) {
-		if _, ok := prev[k]; !ok {
-			prev[k] = i
-			queue = append(queue, k)
-		}
-	}
-	for len(queue) > 0 {
-		j := queue[0]
-		queue = queue[1:]
-		if j == i {
-			cycle := []string{svcs[i].Name}
-			for k := prev[i]; k != i; k = prev[k] {
-				cycle = append(cycle, svcs[k].Name)
-			}
-			cycle = append(cycle, svcs[i].Name)
-			// Built backwards from i: reverse so each waits for the next.
-			slices.Reverse(cycle)
-			return cycle
-		}
-		for _, k := range deps(j) {
-			if _, ok := prev[k]; !ok {
-				prev[k] = j
-				queue = append(queue, k)
-			}
-		}
-	}
-	return nil
+	return names
 }
 
 func hasSpaceOrControl(s string) bool {

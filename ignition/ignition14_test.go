@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/slateos/slate/configs"
 )
 
 func unitCfg(name, contents string) []byte {
@@ -81,7 +79,7 @@ func FuzzUnit(f *testing.F) {
 	})
 }
 
-func argv0(cs []configs.ExecCommand) []string {
+func argv0(cs []ExecCommand) []string {
 	var out []string
 	for _, c := range cs {
 		out = append(out, c.Argv[0])

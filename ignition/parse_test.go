@@ -240,6 +240,11 @@ func TestParseUnitRefuses(t *testing.T) {
 	}{
 		{"no service", "[Unit]\nDescription=x\n", "no [Service]"},
 		{"no execstart", "[Service]\nType=simple\n", "ExecStart is missing"},
+		// Refused by the one validation of a service (configs.CheckService),
+		// which PID 1 would run on it at boot.
+		{"user list", "[Service]\nUser=a,b\nExecStart=/bin/true\n", `[Service] User: "a,b" is not a user name or numeric uid`},
+		{"long user", "[Service]\nUser=" + strings.Repeat("u", 33) + "\nExecStart=/bin/true\n", "[Service] User: "},
+		{"oneshot always", "[Service]\nType=oneshot\nRestart=always\nExecStart=/bin/true\n", "[Service] Restart: a oneshot service runs once"},
 		{"exec reload", "[Service]\nExecReload=/bin/true\nExecStart=/bin/true\n", "[Service] ExecReload: is not supported"},
 		{"exec pre relative", "[Service]\nExecStartPre=-true\nExecStart=/bin/true\n", "not an absolute path"},
 		{"exec stop prefix", "[Service]\nExecStop=+/bin/true\nExecStart=/bin/true\n", `prefix "+"`},

@@ -6,27 +6,28 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/slateos/slate/accounts"
 )
 
 // db is one colon-separated account file (/etc/passwd, group, shadow,
-// gshadow) kept as lines, so that lines slate does not touch stay as they
-// were.
+// gshadow) of the tree, parsed and edited by package accounts (lines
+// slate does not touch stay as they were), with what it takes to write it
+// back the way it was.
 type db struct {
-	name    string // tree name, "etc/passwd"
-	lines   []string
-	exists  bool
-	mode    os.FileMode
-	uid     int
-	gid     int
-	changed bool
+	*accounts.File
+	name   string // tree name, "etc/passwd"
+	exists bool
+	mode   os.FileMode
+	uid    int
+	gid    int
 }
 
 func loadDB(t tree, name string, mode os.FileMode) (*db, error) {
-	d := &db{name: name, mode: mode}
+	d := &db{File: &accounts.File{}, name: name, mode: mode}
 	data, err := t.ReadFile(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return d, nil
@@ -42,72 +43,15 @@ func loadDB(t tree, name string, mode os.FileMode) (*db, error) {
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		d.uid, d.gid = int(sys.Uid), int(sys.Gid)
 	}
-	for l := range strings.SplitSeq(strings.TrimSuffix(string(data), "\n"), "\n") {
-		if l != "" || len(data) > 0 {
-			d.lines = append(d.lines, l)
-		}
-	}
+	d.File = accounts.Parse(data)
 	return d, nil
 }
 
-// find returns the index and fields of the entry named name, or -1.
-func (d *db) find(name string) (int, []string) {
-	for i, l := range d.lines {
-		f := strings.Split(l, ":")
-		if len(f) > 1 && f[0] == name {
-			return i, f
-		}
-	}
-	return -1, nil
-}
-
-// used reports whether field 2 (the uid or gid) of any entry is id.
-func (d *db) used(id int) bool {
-	for _, l := range d.lines {
-		f := strings.Split(l, ":")
-		if len(f) > 2 && f[2] == strconv.Itoa(id) {
-			return true
-		}
-	}
-	return false
-}
-
-func (d *db) add(fields ...string) {
-	d.lines = append(d.lines, strings.Join(fields, ":"))
-	d.changed = true
-}
-
-func (d *db) set(i int, fields []string) {
-	d.lines[i] = strings.Join(fields, ":")
-	d.changed = true
-}
-
-// addMember adds user to the comma list in field idx of group's entry.
-func (d *db) addMember(group, user string, idx int) bool {
-	i, f := d.find(group)
-	if i < 0 {
-		return false
-	}
-	for len(f) <= idx {
-		f = append(f, "")
-	}
-	var members []string
-	if f[idx] != "" {
-		members = strings.Split(f[idx], ",")
-	}
-	if !slices.Contains(members, user) {
-		f[idx] = strings.Join(append(members, user), ",")
-		d.set(i, f)
-	}
-	return true
-}
-
 func (d *db) save(t tree) error {
-	if !d.changed {
+	if !d.Changed {
 		return nil
 	}
-	data := strings.Join(d.lines, "\n") + "\n"
-	if err := writeAtomic(t, d.name, []byte(data), d.mode, d.uid, d.gid); err != nil {
+	if err := writeAtomic(t, d.name, d.Bytes(), d.mode, d.uid, d.gid); err != nil {
 		return fmt.Errorf("writing /%s: %w", d.name, err)
 	}
 	return nil
@@ -117,7 +61,7 @@ func (d *db) save(t tree) error {
 // accounts the highest free one in 100..999, as useradd -r does, otherwise
 // the lowest free one from 1000.
 func freeID(system bool, a, b *db) (int, error) {
-	free := func(id int) bool { return !a.used(id) && (b == nil || !b.used(id)) }
+	free := func(id int) bool { return !a.Used(id) && (b == nil || !b.Used(id)) }
 	if system {
 		for id := 999; id >= 100; id-- {
 			if free(id) {
@@ -158,13 +102,13 @@ func (a *applier) accounts(groups []Group, users []User) error {
 		return fmt.Errorf("ignition: %w", err)
 	}
 	newGroup := func(name string, gid int) {
-		group.add(name, "x", strconv.Itoa(gid), "")
+		group.Add(name, "x", strconv.Itoa(gid), "")
 		if gshadow.exists { // only keep it in step if the system has one
-			gshadow.add(name, "!", "", "")
+			gshadow.Add(name, "!", "", "")
 		}
 	}
 	for _, g := range groups {
-		if _, f := group.find(g.Name); f != nil {
+		if _, f := group.Find(g.Name); f != nil {
 			if g.GID != nil && (len(f) < 3 || f[2] != strconv.Itoa(*g.GID)) {
 				return fmt.Errorf("ignition: %s.gid: group %s exists with another gid (%s)", g.JSONPath, g.Name, f[2])
 			}
@@ -172,7 +116,7 @@ func (a *applier) accounts(groups []Group, users []User) error {
 		}
 		var gid int
 		if g.GID != nil {
-			if gid = *g.GID; group.used(gid) {
+			if gid = *g.GID; group.Used(gid) {
 				return fmt.Errorf("ignition: %s.gid: gid %d is taken by another group", g.JSONPath, gid)
 			}
 		} else if gid, err = freeID(g.System, group, nil); err != nil {
@@ -232,7 +176,7 @@ func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func
 		}
 	}
 	var h userHome
-	if i, f := passwd.find(u.Name); i >= 0 {
+	if i, f := passwd.Find(u.Name); i >= 0 {
 		// An existing account: only the password, keys and supplementary
 		// groups change; everything else must agree with the config.
 		if len(f) < 7 {
@@ -244,7 +188,7 @@ func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func
 			want[".uid"] = strconv.Itoa(*u.UID)
 		}
 		if u.PrimaryGroup != "" {
-			_, g := group.find(u.PrimaryGroup)
+			_, g := group.Find(u.PrimaryGroup)
 			if g == nil || len(g) < 3 || g[2] != f[3] {
 				return h, fmt.Errorf(".primaryGroup: user %s exists with another primary group; slate changes only passwordHash, sshAuthorizedKeys and groups of existing users", u.Name)
 			}
@@ -263,17 +207,17 @@ func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func
 		}
 		h.dir = f[5]
 		if u.PasswordHash != nil {
-			if j, s := shadow.find(u.Name); j >= 0 {
+			if j, s := shadow.Find(u.Name); j >= 0 {
 				for len(s) < 9 {
 					s = append(s, "")
 				}
 				s[1] = hash
-				shadow.set(j, s)
+				shadow.Set(j, s)
 			} else {
-				shadow.add(u.Name, hash, "", "0", "99999", "7", "", "", "")
+				shadow.Add(u.Name, hash, "", "0", "99999", "7", "", "", "")
 				if f[1] != "x" {
 					f[1] = "x"
-					passwd.set(i, f)
+					passwd.Set(i, f)
 				}
 			}
 		}
@@ -281,7 +225,7 @@ func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func
 		uid := 0
 		var err error
 		if u.UID != nil {
-			if uid = *u.UID; passwd.used(uid) {
+			if uid = *u.UID; passwd.Used(uid) {
 				return h, fmt.Errorf(".uid: uid %d is taken by another user", uid)
 			}
 		} else if uid, err = freeID(u.System, passwd, nil); err != nil {
@@ -289,7 +233,7 @@ func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func
 		}
 		var gid int
 		if u.PrimaryGroup != "" {
-			_, g := group.find(u.PrimaryGroup)
+			_, g := group.Find(u.PrimaryGroup)
 			if g == nil || len(g) < 3 {
 				return h, fmt.Errorf(".primaryGroup: no group %q", u.PrimaryGroup)
 			}
@@ -298,11 +242,11 @@ func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func
 			}
 		} else {
 			// a group named like the user, as useradd does by default
-			if _, g := group.find(u.Name); g != nil {
+			if _, g := group.Find(u.Name); g != nil {
 				return h, fmt.Errorf(".name: a group %s exists already; set primaryGroup to use it", u.Name)
 			}
 			gid = uid
-			if group.used(gid) {
+			if group.Used(gid) {
 				if gid, err = freeID(u.System, group, nil); err != nil {
 					return h, fmt.Errorf(": %w", err)
 				}
@@ -317,17 +261,17 @@ func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func
 		if shell == "" {
 			shell = "/bin/sh"
 		}
-		passwd.add(u.Name, "x", strconv.Itoa(uid), strconv.Itoa(gid), u.Gecos, h.dir, shell)
+		passwd.Add(u.Name, "x", strconv.Itoa(uid), strconv.Itoa(gid), u.Gecos, h.dir, shell)
 		// An empty "last change" field turns password aging off and keeps
 		// the file independent of the clock.
-		shadow.add(u.Name, hash, "", "0", "99999", "7", "", "", "")
+		shadow.Add(u.Name, hash, "", "0", "99999", "7", "", "", "")
 		h.uid, h.gid, h.create = uid, gid, !u.NoCreateHome
 	}
 	for k, g := range u.Groups {
-		if !group.addMember(g, u.Name, 3) {
+		if !group.AddMember(g, u.Name, 3) {
 			return h, fmt.Errorf(".groups[%d]: no group %q", k, g)
 		}
-		gshadow.addMember(g, u.Name, 3)
+		gshadow.AddMember(g, u.Name, 3)
 	}
 	return h, nil
 }
@@ -409,14 +353,8 @@ func loadIDs(t tree) (*idMaps, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, l := range d.lines {
-			f := strings.Split(l, ":")
-			if len(f) < 3 {
-				continue
-			}
-			if id, err := strconv.Atoi(f[2]); err == nil {
-				into[f[0]] = id
-			}
+		for n, id := range d.IDs() {
+			into[n] = id
 		}
 	}
 	return m, nil

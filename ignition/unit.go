@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,7 +58,7 @@ type Unit struct {
 	Wants []string
 	// ExecStartPre and ExecStartPost run to completion before and after
 	// the main process starts; ExecStop runs when the service is stopped.
-	ExecStartPre, ExecStartPost, ExecStop []configs.ExecCommand
+	ExecStartPre, ExecStartPost, ExecStop []ExecCommand
 	// RestartSec is the wait before a restart (0: the supervisor's
 	// backoff). TimeoutStartSec bounds ExecStartPre and ExecStartPost
 	// (and a oneshot's ExecStart), TimeoutStopSec the wait from ExecStop
@@ -69,6 +70,13 @@ type Unit struct {
 	WantedBy []string
 	// Contents is the unit file as given, stored under UnitDir by Apply.
 	Contents string
+}
+
+// ExecCommand is one ExecStartPre=, ExecStartPost= or ExecStop= line.
+type ExecCommand struct {
+	Argv []string
+	// IgnoreFailure is systemd's "-" prefix: a failure is logged only.
+	IgnoreFailure bool
 }
 
 // EnvironmentFile is one EnvironmentFile= entry.
@@ -109,7 +117,49 @@ func ParseUnit(name, contents string) (Unit, error) {
 		// supervisor only tracks it for oneshot ones.
 		return u, errors.New("[Service] RemainAfterExit is supported only with Type=oneshot")
 	}
+	if err := u.check(); err != nil {
+		return u, err
+	}
 	return u, nil
+}
+
+// directives name, for a field of the spec's service, the unit's
+// directive that sets it.
+var directives = map[string]string{
+	"name": "unit name", "command": "[Service] ExecStart", "args": "[Service] ExecStart",
+	"env": "[Service] Environment", "restart": "[Service] Restart", "type": "[Service] Type",
+	"user": "[Service] User", "working_directory": "[Service] WorkingDirectory",
+	"environment_file": "[Service] EnvironmentFile",
+}
+
+// check runs the one validation of a service (configs.CheckService, as
+// the spec and PID 1 do) on the service the unit becomes, so that a
+// config PID 1 would refuse is refused before anything is applied.
+func (u *Unit) check() error {
+	svc := configs.Service{
+		Name: strings.TrimSuffix(u.Name, ".service"), Command: u.ExecStart[0], Args: u.ExecStart[1:],
+		Env: u.Environment, Restart: u.Restart, Type: u.Type, User: u.User, WorkingDirectory: u.WorkingDirectory,
+	}
+	for _, f := range u.EnvironmentFiles {
+		p := f.Path
+		if f.Optional {
+			p = "-" + p
+		}
+		svc.EnvironmentFile = append(svc.EnvironmentFile, p)
+	}
+	var bad []string
+	for _, p := range configs.CheckService(svc) {
+		field := p.Field
+		if i := strings.IndexAny(field, ".["); i >= 0 {
+			field = field[:i]
+		}
+		bad = append(bad, directives[field]+": "+p.Msg)
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		return errors.New(strings.Join(bad, "; "))
+	}
+	return nil
 }
 
 // set applies one directive.
@@ -216,12 +266,12 @@ func (u *Unit) setService(key, val string) error {
 		}
 		u.EnvironmentFiles = append(u.EnvironmentFiles, ef)
 	case "ExecStartPre", "ExecStartPost", "ExecStop":
-		list := map[string]*[]configs.ExecCommand{"ExecStartPre": &u.ExecStartPre, "ExecStartPost": &u.ExecStartPost, "ExecStop": &u.ExecStop}[key]
+		list := map[string]*[]ExecCommand{"ExecStartPre": &u.ExecStartPre, "ExecStartPost": &u.ExecStartPost, "ExecStop": &u.ExecStop}[key]
 		if val == "" {
 			*list = nil
 			return nil
 		}
-		c := configs.ExecCommand{}
+		c := ExecCommand{}
 		if strings.HasPrefix(val, "-") {
 			c.IgnoreFailure, val = true, val[1:]
 		}

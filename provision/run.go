@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/renameio/v2"
 
-	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ignition"
 	"github.com/slateos/slate/supervisor"
 )
@@ -25,16 +24,16 @@ const ResultPath = "var/lib/slate/ignition/result.json"
 
 // Result is what the first boot did.
 type Result struct {
-	Source   string            `json:"source"` // cmdline, fw_cfg, image, esp or none
-	Where    string            `json:"where,omitempty"`
-	At       time.Time         `json:"at"`
-	Files    int               `json:"files"`
-	Dirs     int               `json:"directories"`
-	Links    int               `json:"links"`
-	Users    int               `json:"users"`
-	Groups   int               `json:"groups"`
-	Services []configs.Service `json:"services,omitempty"`
-	Warnings []string          `json:"warnings,omitempty"`
+	Source   string               `json:"source"` // cmdline, fw_cfg, image, esp or none
+	Where    string               `json:"where,omitempty"`
+	At       time.Time            `json:"at"`
+	Files    int                  `json:"files"`
+	Dirs     int                  `json:"directories"`
+	Links    int                  `json:"links"`
+	Users    int                  `json:"users"`
+	Groups   int                  `json:"groups"`
+	Services []supervisor.Service `json:"services,omitempty"`
+	Warnings []string             `json:"warnings,omitempty"`
 }
 
 // Reporter prints SLATE- lines.
@@ -42,7 +41,7 @@ type Reporter func(kind string, kv ...any)
 
 // Run provisions on the first boot and returns the services the config
 // added, on every boot. root is "/" on a machine.
-func Run(ctx context.Context, root string, env Env, fetch ignition.Fetcher, report Reporter) ([]configs.Service, error) {
+func Run(ctx context.Context, root string, env Env, fetch ignition.Fetcher, report Reporter) ([]supervisor.Service, error) {
 	if report == nil {
 		report = func(string, ...any) {}
 	}
@@ -54,7 +53,7 @@ func Run(ctx context.Context, root string, env Env, fetch ignition.Fetcher, repo
 		// A later boot, perhaps of an image that has since gained a
 		// service named like a unit: the image's wins, so that its
 		// services (the updater among them) still run.
-		var svcs []configs.Service
+		var svcs []supervisor.Service
 		for _, s := range res.Services {
 			if slices.Contains(env.Services, s.Name) || slices.Contains(ignition.ReservedServices, s.Name) {
 				report("IGNITION", "warning", fmt.Sprintf("unit %s.service of the config is not started: the image has a service %q", s.Name, s.Name))
@@ -133,7 +132,8 @@ func saveResult(root string, r *Result) error {
 	return nil
 }
 
-// Services turns units into supervisor services, with systemd's meaning
+// Services turns units into supervisor services (the conversion from an
+// Ignition unit to what PID 1 runs), with systemd's meaning
 // of their dependencies: only After= and Before= order (Wants= pulls a
 // unit in, and slate starts every enabled unit anyway); Requires= skips
 // the unit when the required one failed only together with After=, as
@@ -141,7 +141,7 @@ func saveResult(root string, r *Result) error {
 // of the image are named by service name; network-online.target and
 // multi-user.target (default.target) are the supervisor's targets; other
 // well-known targets are reached when services start and order nothing.
-func Services(units []ignition.Unit) ([]configs.Service, error) {
+func Services(units []ignition.Unit) ([]supervisor.Service, error) {
 	dep := func(n string) string {
 		switch n {
 		case supervisor.NetworkOnlineTarget, supervisor.MultiUserTarget:
@@ -162,12 +162,12 @@ func Services(units []ignition.Unit) ([]configs.Service, error) {
 			}
 		}
 	}
-	var out []configs.Service
+	var out []supervisor.Service
 	for _, u := range units {
 		if len(u.ExecStart) == 0 {
 			return nil, fmt.Errorf("unit %s has no ExecStart", u.Name)
 		}
-		s := configs.Service{
+		s := supervisor.Service{
 			Name:             unitName(u.Name),
 			Command:          u.ExecStart[0],
 			Args:             u.ExecStart[1:],
@@ -194,11 +194,19 @@ func Services(units []ignition.Unit) ([]configs.Service, error) {
 				s.Requires = append(s.Requires, n)
 			}
 		}
-		s.ExecStartPre, s.ExecStartPost, s.ExecStop = u.ExecStartPre, u.ExecStartPost, u.ExecStop
+		s.ExecStartPre, s.ExecStartPost, s.ExecStop = execCommands(u.ExecStartPre), execCommands(u.ExecStartPost), execCommands(u.ExecStop)
 		s.RestartSec, s.TimeoutStartSec, s.TimeoutStopSec = u.RestartSec, u.TimeoutStartSec, u.TimeoutStopSec
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+func execCommands(cmds []ignition.ExecCommand) []supervisor.ExecCommand {
+	var out []supervisor.ExecCommand
+	for _, c := range cmds {
+		out = append(out, supervisor.ExecCommand{Argv: c.Argv, IgnoreFailure: c.IgnoreFailure})
+	}
+	return out
 }
 
 func unitName(n string) string { return strings.TrimSuffix(n, ".service") }

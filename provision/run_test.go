@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ignition"
+	"github.com/slateos/slate/supervisor"
 )
 
 func units(t *testing.T, contents map[string]string) []ignition.Unit {
@@ -114,10 +114,17 @@ func TestServicesCarryDirectives(t *testing.T) {
 	}
 	// and they survive the record of the first boot
 	b, _ := json.Marshal(s)
-	var back configs.Service
+	var back supervisor.Service
 	err = json.Unmarshal(b, &back)
 	if b2, _ := json.Marshal(back); err != nil || string(b2) != string(b) || back.TimeoutStopSec != s.TimeoutStopSec {
 		t.Fatalf("round trip: %v\n%+v\n%+v", err, back, s)
+	}
+	// The record as images before PID 1 had its own service model wrote
+	// it (the spec's type with the unit directives): the same JSON.
+	const old = `{"name":"a","command":"/bin/a","restart":"never","type":"simple","exec_start_pre":[{"argv":["/bin/mkdir","-p","/var/a"],"ignore_failure":true}],` +
+		`"exec_start_post":[{"argv":["/bin/b"]}],"exec_stop":[{"argv":["/bin/c"]}],"restart_sec":2000000000,"timeout_start_sec":90000000000,"timeout_stop_sec":-1}`
+	if string(b) != old {
+		t.Errorf("record of a unit changed:\n%s\nwant\n%s", b, old)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 func TestContractLinesCannotBeForged(t *testing.T) {
 	const evil = "/nonexistent/caf\u00e9\nSLATE-READY version=evil slot=b"
 	cfg, con := testConfig(t,
-		configs.Service{Name: "ghost", Command: evil, Type: configs.TypeOneshot},
+		Service{Name: "ghost", Command: evil, Type: configs.TypeOneshot},
 		helperService(t, "talker", "forge", configs.RestartAlways, nil),
 	)
 	r := start(t, cfg)

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -50,7 +49,7 @@ func linkServices(svcs []*service) []*service {
 	for _, svc := range svcs {
 		for _, n := range append(append([]string(nil), svc.spec.After...), svc.spec.Requires...) {
 			if (n == NetworkOnlineTarget || n == MultiUserTarget) && byName[n] == nil {
-				t := &service{spec: configs.Service{Name: n}, target: true, settled: make(chan struct{}), done: make(chan struct{})}
+				t := &service{spec: Service{Name: n}, target: true, settled: make(chan struct{}), done: make(chan struct{})}
 				byName[n] = t
 				targets = append(targets, t)
 			}
@@ -94,7 +93,7 @@ func linkServices(svcs []*service) []*service {
 	// bigger problem and it also holds up the other members.
 	for _, svc := range svcs {
 		if cycle := cycleThrough(svc); cycle != nil {
-			svc.skipReason = "dependency cycle: " + strings.Join(cycle, " -> ")
+			svc.skipReason = configs.CycleText(cycle)
 		}
 	}
 	return targets
@@ -148,34 +147,14 @@ func (s *supervisor) reachTarget(t *service) {
 
 // cycleThrough returns the shortest chain of services svc waits for that
 // leads back to svc, as names from svc to svc, or nil when it is on no
-// cycle.
+// cycle (configs.DependencyCycle: the spec's check, on the services PID 1
+// runs).
 func cycleThrough(svc *service) []string {
-	prev := map[*service]*service{}
-	var queue []*service
-	for _, d := range svc.after {
-		prev[d] = svc
-		queue = append(queue, d)
+	var names []string
+	for _, s := range configs.DependencyCycle(svc, func(s *service) []*service { return s.after }) {
+		names = append(names, s.spec.Name)
 	}
-	for len(queue) > 0 {
-		cur := queue[0]
-		queue = queue[1:]
-		if cur == svc {
-			names := []string{svc.spec.Name}
-			for p := prev[svc]; p != svc; p = prev[p] {
-				names = append(names, p.spec.Name)
-			}
-			names = append(names, svc.spec.Name)
-			slices.Reverse(names)
-			return names
-		}
-		for _, d := range cur.after {
-			if _, seen := prev[d]; !seen {
-				prev[d] = cur
-				queue = append(queue, d)
-			}
-		}
-	}
-	return nil
+	return names
 }
 
 // awaitDependencies waits until every service svc is ordered after has

@@ -11,18 +11,18 @@ import (
 )
 
 // oneshot is a helper service of type oneshot.
-func oneshot(t *testing.T, name, mode string, env map[string]string) configs.Service {
+func oneshot(t *testing.T, name, mode string, env map[string]string) Service {
 	svc := helperService(t, name, mode, configs.RestartOnFailure, env)
 	svc.Type = configs.TypeOneshot
 	return svc
 }
 
-func after(svc configs.Service, names ...string) configs.Service {
+func after(svc Service, names ...string) Service {
 	svc.After = append(svc.After, names...)
 	return svc
 }
 
-func requires(svc configs.Service, names ...string) configs.Service {
+func requires(svc Service, names ...string) Service {
 	svc.Requires = append(svc.Requires, names...)
 	return svc
 }
@@ -42,7 +42,7 @@ func TestDependencies(t *testing.T) {
 	type order struct{ first, then string } // line patterns
 	tests := []struct {
 		name  string
-		svcs  func(t *testing.T, dir string) []configs.Service
+		svcs  func(t *testing.T, dir string) []Service
 		lines []string // each must appear exactly once
 		order []order
 		never []string // patterns no line may match
@@ -52,10 +52,10 @@ func TestDependencies(t *testing.T) {
 	}{
 		{
 			name: "oneshot before simple",
-			svcs: func(t *testing.T, dir string) []configs.Service {
+			svcs: func(t *testing.T, dir string) []Service {
 				f := map[string]string{"HELPER_FILE": filepath.Join(dir, "stamp")}
 				// web is listed first: order comes from the dependencies.
-				return []configs.Service{
+				return []Service{
 					requires(after(helperService(t, "web", "checkfile", configs.RestartAlways, f), "setup"), "setup"),
 					oneshot(t, "setup", "touch", f),
 				}
@@ -75,8 +75,8 @@ func TestDependencies(t *testing.T) {
 		},
 		{
 			name: "requires a failing oneshot",
-			svcs: func(t *testing.T, dir string) []configs.Service {
-				return []configs.Service{
+			svcs: func(t *testing.T, dir string) []Service {
+				return []Service{
 					oneshot(t, "bad", "exit", map[string]string{"HELPER_CODE": "3"}),
 					requires(helperService(t, "dep", "sleep", configs.RestartAlways, nil), "bad"),
 					requires(helperService(t, "chain", "sleep", configs.RestartAlways, nil), "dep"),
@@ -97,8 +97,8 @@ func TestDependencies(t *testing.T) {
 		},
 		{
 			name: "oneshot that cannot start or is killed",
-			svcs: func(t *testing.T, dir string) []configs.Service {
-				return []configs.Service{
+			svcs: func(t *testing.T, dir string) []Service {
+				return []Service{
 					{Name: "ghost", Command: "/nonexistent/ghost", Type: configs.TypeOneshot, Restart: configs.RestartOnFailure},
 					oneshot(t, "killed", "killself", nil),
 					requires(helperService(t, "dep", "sleep", configs.RestartAlways, nil), "ghost", "killed"),
@@ -114,8 +114,8 @@ func TestDependencies(t *testing.T) {
 		},
 		{
 			name: "cycle",
-			svcs: func(t *testing.T, dir string) []configs.Service {
-				return []configs.Service{
+			svcs: func(t *testing.T, dir string) []Service {
+				return []Service{
 					after(helperService(t, "a", "sleep", configs.RestartAlways, nil), "b"),
 					requires(helperService(t, "b", "sleep", configs.RestartAlways, nil), "a"),
 					requires(helperService(t, "c", "sleep", configs.RestartAlways, nil), "a"),
@@ -137,8 +137,8 @@ func TestDependencies(t *testing.T) {
 		},
 		{
 			name: "unknown names",
-			svcs: func(t *testing.T, dir string) []configs.Service {
-				return []configs.Service{
+			svcs: func(t *testing.T, dir string) []Service {
+				return []Service{
 					after(helperService(t, "x", "sleep", configs.RestartAlways, nil), "nobody"),
 					requires(helperService(t, "y", "sleep", configs.RestartAlways, nil), "nobody"),
 				}
@@ -151,8 +151,8 @@ func TestDependencies(t *testing.T) {
 		},
 		{
 			name: "requires a simple service that never starts",
-			svcs: func(t *testing.T, dir string) []configs.Service {
-				return []configs.Service{
+			svcs: func(t *testing.T, dir string) []Service {
+				return []Service{
 					{Name: "ghost", Command: "/nonexistent/ghost", Restart: configs.RestartNever},
 					requires(helperService(t, "dep", "sleep", configs.RestartAlways, nil), "ghost"),
 				}
@@ -165,8 +165,8 @@ func TestDependencies(t *testing.T) {
 		},
 		{
 			name: "after a simple service waits for its start only",
-			svcs: func(t *testing.T, dir string) []configs.Service {
-				return []configs.Service{
+			svcs: func(t *testing.T, dir string) []Service {
+				return []Service{
 					requires(helperService(t, "client", "sleep", configs.RestartAlways, nil), "server"),
 					helperService(t, "server", "sleep", configs.RestartAlways, nil),
 				}
@@ -281,7 +281,7 @@ func TestStopWhileWaiting(t *testing.T) {
 
 func TestLinkServicesCycles(t *testing.T) {
 	mk := func(name string, after, req []string) *service {
-		return &service{spec: configs.Service{Name: name, After: after, Requires: req}, settled: make(chan struct{})}
+		return &service{spec: Service{Name: name, After: after, Requires: req}, settled: make(chan struct{})}
 	}
 	svcs := []*service{
 		mk("a", []string{"b", "b"}, nil),

@@ -11,27 +11,27 @@ import (
 )
 
 // cmd is an ExecStartPre/Post/Stop line running the test binary in mode.
-func cmd(mode string, ignore bool, args ...string) configs.ExecCommand {
+func cmd(mode string, ignore bool, args ...string) ExecCommand {
 	self, _ := os.Executable()
-	return configs.ExecCommand{Argv: append([]string{self, "helper=" + mode}, args...), IgnoreFailure: ignore}
+	return ExecCommand{Argv: append([]string{self, "helper=" + mode}, args...), IgnoreFailure: ignore}
 }
 
 func TestExecStartPreAndPost(t *testing.T) {
 	dir := t.TempDir()
 	stamp := filepath.Join(dir, "stamp")
 	web := helperService(t, "web", "checkfile", configs.RestartNever, map[string]string{"HELPER_FILE": stamp, "HELPER_CODE": "0"})
-	web.ExecStartPre = []configs.ExecCommand{cmd("exit", true), cmd("touch", false)}
-	web.ExecStartPost = []configs.ExecCommand{cmd("say", false, "post", "ran")}
+	web.ExecStartPre = []ExecCommand{cmd("exit", true), cmd("touch", false)}
+	web.ExecStartPost = []ExecCommand{cmd("say", false, "post", "ran")}
 	bad := helperService(t, "bad", "sleep", configs.RestartNever, map[string]string{"HELPER_CODE": "3"})
-	bad.ExecStartPre = []configs.ExecCommand{cmd("exit", false)}
+	bad.ExecStartPre = []ExecCommand{cmd("exit", false)}
 	ignored := helperService(t, "ignored", "sleep", configs.RestartNever, map[string]string{"HELPER_CODE": "3"})
-	ignored.ExecStartPre = []configs.ExecCommand{cmd("exit", true)}
+	ignored.ExecStartPre = []ExecCommand{cmd("exit", true)}
 	postFails := helperService(t, "postfails", "sleep", configs.RestartNever, map[string]string{"HELPER_CODE": "4"})
-	postFails.ExecStartPost = []configs.ExecCommand{cmd("exit", false)}
+	postFails.ExecStartPost = []ExecCommand{cmd("exit", false)}
 	once := oneshot(t, "once", "say", nil)
 	once.Args = []string{"helper=say", "main"}
-	once.ExecStartPre = []configs.ExecCommand{cmd("say", false, "pre")}
-	once.ExecStartPost = []configs.ExecCommand{cmd("say", false, "post")}
+	once.ExecStartPre = []ExecCommand{cmd("say", false, "pre")}
+	once.ExecStartPost = []ExecCommand{cmd("say", false, "post")}
 	cfg, con := testConfig(t, web, bad, ignored, postFails, once)
 	start(t, cfg)
 	con.waitFor(t, `^SLATE-SERVICE name=web state=started`, 1)
@@ -59,11 +59,11 @@ func TestExecStopAndTimeouts(t *testing.T) {
 	dir := t.TempDir()
 	stamp := filepath.Join(dir, "stopped")
 	web := helperService(t, "web", "sleep", configs.RestartNever, map[string]string{"HELPER_FILE": stamp, "HELPER_CODE": "0"})
-	web.ExecStop = []configs.ExecCommand{cmd("touch", false)}
+	web.ExecStop = []ExecCommand{cmd("touch", false)}
 	stubborn := helperService(t, "stubborn", "ignoreterm", configs.RestartNever, nil)
 	stubborn.TimeoutStopSec = 200 * time.Millisecond
 	slow := helperService(t, "slow", "sleep", configs.RestartNever, nil)
-	slow.ExecStartPre = []configs.ExecCommand{cmd("sleep", false)}
+	slow.ExecStartPre = []ExecCommand{cmd("sleep", false)}
 	slow.TimeoutStartSec = 300 * time.Millisecond
 	flaky := helperService(t, "flaky", "exit", configs.RestartOnFailure, map[string]string{"HELPER_CODE": "1"})
 	flaky.RestartSec = 700 * time.Millisecond

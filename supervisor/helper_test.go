@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-
-	"github.com/slateos/slate/configs"
 )
 
 // The test binary doubles as the service programs: with helperEnv set,
@@ -142,7 +140,7 @@ func sleepWhileParent() {
 }
 
 // helperService is a service running the test binary as helper mode.
-func helperService(t testing.TB, name, mode, restart string, env map[string]string) configs.Service {
+func helperService(t testing.TB, name, mode, restart string, env map[string]string) Service {
 	t.Helper()
 	svc := helperSpec(name, mode, restart, env)
 	if svc.Command == "" {
@@ -151,13 +149,13 @@ func helperService(t testing.TB, name, mode, restart string, env map[string]stri
 	return svc
 }
 
-func helperSpec(name, mode, restart string, env map[string]string) configs.Service {
+func helperSpec(name, mode, restart string, env map[string]string) Service {
 	self, _ := os.Executable()
 	e := map[string]string{helperEnv: mode}
 	for k, v := range env {
 		e[k] = v
 	}
-	return configs.Service{Name: name, Command: self, Env: e, Restart: restart}
+	return Service{Name: name, Command: self, Env: e, Restart: restart}
 }
 
 // console is a Console that tests can wait on.
@@ -207,7 +205,7 @@ func (c *console) waitFor(t testing.TB, re string, n int) {
 }
 
 // testConfig has short timings so that the tests run in seconds.
-func testConfig(t testing.TB, svcs ...configs.Service) (Config, *console) {
+func testConfig(t testing.TB, svcs ...Service) (Config, *console) {
 	c := &console{}
 	return Config{
 		Version:     "1.2.3",

@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/slateos/slate/configs"
 )
 
 // TestPID1 runs the whole PID 1 path, reboot(2) included, as PID 1 of new
@@ -155,7 +153,7 @@ func helperPID1() int {
 		Hostname: "slate-pid1",
 		PID1:     true,
 		Console:  io.MultiWriter(os.Stdout, con),
-		Services: []configs.Service{
+		Services: []Service{
 			{Name: "hn", Command: "/slate.test", Env: map[string]string{helperEnv: "hostname"}},
 			{Name: "stubborn", Command: "/slate.test", Env: map[string]string{helperEnv: "ignoreterm"}},
 		},

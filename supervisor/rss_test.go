@@ -47,7 +47,7 @@ func lastLine(s string) string {
 }
 
 func helperRSS() int {
-	var svcs []configs.Service
+	var svcs []Service
 	for i := range 8 {
 		svcs = append(svcs, helperSpec(fmt.Sprintf("s%d", i), "sleep", configs.RestartAlways, nil))
 	}

@@ -88,7 +88,7 @@ func shouldRestart(policy string, e exit) bool {
 
 // service is one entry of the spec and the state of its current process.
 type service struct {
-	spec configs.Service
+	spec Service
 	// exitc receives the wait status of the current process from the
 	// reaper. At most one process of a service runs at a time, so one slot
 	// never blocks the reaper.
@@ -211,7 +211,7 @@ func (s *supervisor) startMain(svc *service) (int, error) {
 
 // runCommands runs cmds in order, each to completion, until deadline (zero:
 // none). duringStop lets them run while the supervisor stops (ExecStop).
-func (s *supervisor) runCommands(svc *service, kind string, cmds []configs.ExecCommand, deadline time.Time, duringStop bool) error {
+func (s *supervisor) runCommands(svc *service, kind string, cmds []ExecCommand, deadline time.Time, duringStop bool) error {
 	for _, c := range cmds {
 		timeout := time.Duration(0)
 		if !deadline.IsZero() {
@@ -510,7 +510,7 @@ func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop bool)
 // environment files in order; then Env; PATH when none of them sets it.
 // Everything is read again at each start, so a restart sees changes made
 // by provisioning or an operator.
-func (s *supervisor) identity(spec configs.Service) ([]string, *syscall.Credential, error) {
+func (s *supervisor) identity(spec Service) ([]string, *syscall.Credential, error) {
 	vars := map[string]string{}
 	var cred *syscall.Credential
 	if spec.User != "" {

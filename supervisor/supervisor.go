@@ -63,6 +63,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,7 +98,7 @@ type Config struct {
 	// Services are started in dependency order (see the package
 	// comment), then each restarted per its policy. Their names name their
 	// log files and must be unique.
-	Services []configs.Service
+	Services []Service
 	// DHCP brings up the first wired interface with DHCPv4, in the
 	// background: services do not wait for it.
 	DHCP bool
@@ -124,7 +125,7 @@ type Config struct {
 	// the spec's. It must not wait for child processes of its own: the
 	// reaper is running. An error stops the boot: nothing is started and
 	// the supervisor only waits for a shutdown request.
-	Provision func(ctx context.Context) ([]configs.Service, error)
+	Provision func(ctx context.Context) ([]Service, error)
 
 	// Knobs for tests; zero values mean the defaults below.
 	backoff      backoffPolicy
@@ -269,7 +270,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Provision != nil {
 		extra, err := cfg.Provision(ctx)
 		if err == nil && len(extra) > 0 {
-			all := append(append([]configs.Service(nil), s.cfg.Services...), extra...)
+			all := append(append([]Service(nil), s.cfg.Services...), extra...)
 			if err = checkServices(all); err == nil {
 				s.cfg.Services = all
 			}
@@ -314,9 +315,10 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // checkServices rejects what would make two services share a log file or
-// make a start meaningless. The spec parser checks more; this is what the
-// supervisor itself relies on.
-func checkServices(svcs []configs.Service) error {
+// make a start meaningless, then runs the one validation of a service
+// (configs.CheckService, as the spec and Ignition's unit translation do)
+// on each, and checks its Exec* command lines.
+func checkServices(svcs []Service) error {
 	seen := map[string]bool{}
 	for i, svc := range svcs {
 		switch {
@@ -327,17 +329,22 @@ func checkServices(svcs []configs.Service) error {
 		case svc.Command == "":
 			return fmt.Errorf("services[%d] (%s): empty command", i, svc.Name)
 		}
-		switch svc.Restart {
-		case "", configs.RestartAlways, configs.RestartOnFailure, configs.RestartNever:
-		default:
-			return fmt.Errorf("services[%d] (%s): unknown restart policy %q", i, svc.Name, svc.Restart)
-		}
-		switch svc.Type {
-		case "", configs.TypeSimple, configs.TypeOneshot:
-		default:
-			return fmt.Errorf("services[%d] (%s): unknown type %q", i, svc.Name, svc.Type)
-		}
 		seen[svc.Name] = true
+		var bad []string
+		for _, p := range configs.CheckService(svc.specFields()) {
+			bad = append(bad, fmt.Sprintf("%s (at %s)", p.Msg, p.Field))
+		}
+		for kind, cmds := range map[string][]ExecCommand{"exec_start_pre": svc.ExecStartPre, "exec_start_post": svc.ExecStartPost, "exec_stop": svc.ExecStop} {
+			for j, c := range cmds {
+				if len(c.Argv) == 0 || c.Argv[0] == "" {
+					bad = append(bad, fmt.Sprintf("empty command line (at %s[%d])", kind, j))
+				}
+			}
+		}
+		if len(bad) > 0 {
+			sort.Strings(bad)
+			return fmt.Errorf("services[%d] (%s): %s", i, svc.Name, strings.Join(bad, "; "))
+		}
 	}
 	return nil
 }

@@ -218,7 +218,7 @@ func TestReadyWithoutServices(t *testing.T) {
 func TestNotReadyWhileAServiceNeverStarted(t *testing.T) {
 	cfg, con := testConfig(t,
 		helperService(t, "long", "sleep", configs.RestartAlways, nil),
-		configs.Service{Name: "ghost", Command: "/nonexistent/ghost", Restart: configs.RestartNever},
+		Service{Name: "ghost", Command: "/nonexistent/ghost", Restart: configs.RestartNever},
 	)
 	r := start(t, cfg)
 	con.waitFor(t, `^SLATE-SERVICE name=ghost state=stopped$`, 1)
@@ -242,7 +242,7 @@ func TestMissingCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, con := testConfig(t, configs.Service{Name: "m", Command: tt.command, Restart: tt.restart})
+			cfg, con := testConfig(t, Service{Name: "m", Command: tt.command, Restart: tt.restart})
 			r := start(t, cfg)
 			failed := `^SLATE-SERVICE name=m state=failed err=".*` + regexp.QuoteMeta(tt.errPart) + `.*"$`
 			if tt.retried {
@@ -442,19 +442,23 @@ func TestKindSignals(t *testing.T) {
 }
 
 func TestRunRejectsBadServices(t *testing.T) {
-	ok := configs.Service{Name: "a", Command: "/bin/true"}
+	ok := Service{Name: "a", Command: "/bin/true"}
 	tests := []struct {
 		name string
-		svcs []configs.Service
+		svcs []Service
 		want string
 	}{
-		{"empty name", []configs.Service{{Command: "/bin/true"}}, `services[0]: invalid name ""`},
-		{"slash", []configs.Service{{Name: "a/b", Command: "/bin/true"}}, `invalid name "a/b"`},
-		{"dotdot", []configs.Service{{Name: "..", Command: "/bin/true"}}, `invalid name ".."`},
-		{"duplicate", []configs.Service{ok, ok}, `services[1]: duplicate name "a"`},
-		{"no command", []configs.Service{{Name: "a"}}, `services[0] (a): empty command`},
-		{"policy", []configs.Service{{Name: "a", Command: "x", Restart: "sometimes"}}, `unknown restart policy "sometimes"`},
-		{"type", []configs.Service{{Name: "a", Command: "x", Type: "forking"}}, `services[0] (a): unknown type "forking"`},
+		{"empty name", []Service{{Command: "/bin/true"}}, `services[0]: invalid name ""`},
+		{"slash", []Service{{Name: "a/b", Command: "/bin/true"}}, `invalid name "a/b"`},
+		{"dotdot", []Service{{Name: "..", Command: "/bin/true"}}, `invalid name ".."`},
+		{"duplicate", []Service{ok, ok}, `services[1]: duplicate name "a"`},
+		{"no command", []Service{{Name: "a"}}, `services[0] (a): empty command`},
+		{"policy", []Service{{Name: "a", Command: "x", Restart: "sometimes"}}, `unknown restart policy "sometimes"`},
+		{"type", []Service{{Name: "a", Command: "x", Type: "forking"}}, `services[0] (a): unknown type "forking"`},
+		// the one validation of a service (configs.CheckService), naming the field
+		{"env key", []Service{{Name: "a", Command: "x", Env: map[string]string{"1X": "v"}}}, `services[0] (a): "1X" is not a valid variable name: letters, digits and '_', not starting with a digit (at env["1X"])`},
+		{"upper case", []Service{{Name: "A", Command: "x"}}, `services[0] (A): "A" is not a valid service name`},
+		{"empty hook", []Service{{Name: "a", Command: "x", ExecStop: []ExecCommand{{}}}}, `services[0] (a): empty command line (at exec_stop[0])`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -504,7 +508,7 @@ func TestStatusFile(t *testing.T) {
 	defer cancel()
 	cfg := Config{
 		Version: "1.2.3", Slot: "b", Console: io.Discard, LogDir: filepath.Join(dir, "log"), StatusFile: statusFile,
-		Services: []configs.Service{
+		Services: []Service{
 			{Name: "up", Command: "/bin/sleep", Args: []string{"30"}, Restart: configs.RestartAlways},
 			{Name: "once", Command: "/bin/true", Restart: configs.RestartNever},
 		},
@@ -538,8 +542,8 @@ func TestStatusFile(t *testing.T) {
 func TestProvisionHook(t *testing.T) {
 	t.Run("adds services", func(t *testing.T) {
 		cfg, con := testConfig(t, helperService(t, "s", "sleep", configs.RestartAlways, nil))
-		cfg.Provision = func(ctx context.Context) ([]configs.Service, error) {
-			return []configs.Service{helperService(t, "extra", "sleep", configs.RestartAlways, nil)}, nil
+		cfg.Provision = func(ctx context.Context) ([]Service, error) {
+			return []Service{helperService(t, "extra", "sleep", configs.RestartAlways, nil)}, nil
 		}
 		r := start(t, cfg)
 		con.waitFor(t, `^SLATE-SERVICE name=extra state=started`, 1)
@@ -548,7 +552,7 @@ func TestProvisionHook(t *testing.T) {
 	})
 	t.Run("failure stops the boot", func(t *testing.T) {
 		cfg, con := testConfig(t, helperService(t, "s", "sleep", configs.RestartAlways, nil))
-		cfg.Provision = func(ctx context.Context) ([]configs.Service, error) {
+		cfg.Provision = func(ctx context.Context) ([]Service, error) {
 			return nil, fmt.Errorf("bad config")
 		}
 		r := start(t, cfg)

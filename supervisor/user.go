@@ -3,9 +3,9 @@ package supervisor
 import (
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/slateos/slate/accounts"
 )
 
 // account is what a service's User resolves to.
@@ -51,57 +51,18 @@ func lookupUser(user, passwdFile, groupFile string) (*account, error) {
 }
 
 // findUser finds user by name, else by uid when it is a number, in the
-// text of a passwd file (name:password:uid:gid:gecos:home:shell).
-// Malformed lines are skipped as the C library does.
+// text of a passwd file (accounts.LookupUser: malformed lines are skipped
+// as the C library does). A number no entry has is that uid and gid.
 func findUser(passwd, user string) (*account, error) {
-	numeric, numErr := strconv.ParseUint(user, 10, 32)
-	var byUID *account
-	for line := range strings.Lines(passwd) {
-		f := strings.Split(strings.TrimRight(line, "\r\n"), ":")
-		if len(f) < 4 || f[0] == "" || strings.HasPrefix(f[0], "#") || strings.HasPrefix(f[0], "+") || strings.HasPrefix(f[0], "-") {
-			continue
-		}
-		uid, err1 := strconv.ParseUint(f[2], 10, 32)
-		gid, err2 := strconv.ParseUint(f[3], 10, 32)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		a := &account{name: f[0], uid: uint32(uid), gid: uint32(gid)}
-		if len(f) > 5 {
-			a.home = f[5]
-		}
-		if f[0] == user {
-			return a, nil
-		}
-		if numErr == nil && byUID == nil && uid == numeric {
-			byUID = a
-		}
+	if u, ok := accounts.LookupUser(passwd, user); ok {
+		return &account{name: u.Name, home: u.Home, uid: u.UID, gid: u.GID}, nil
 	}
-	if byUID != nil {
-		return byUID, nil
-	}
-	if numErr == nil {
-		return &account{uid: uint32(numeric), gid: uint32(numeric)}, nil
+	if id, ok := accounts.ParseID(user); ok {
+		return &account{uid: id, gid: id}, nil
 	}
 	return nil, fmt.Errorf("no such user")
 }
 
 // memberOf lists the gids of the groups that name user as a member in the
-// text of a group file (name:password:gid:member,member).
-func memberOf(group, user string) []uint32 {
-	var gids []uint32
-	for line := range strings.Lines(group) {
-		f := strings.Split(strings.TrimRight(line, "\r\n"), ":")
-		if len(f) < 4 || f[0] == "" || strings.HasPrefix(f[0], "#") || strings.HasPrefix(f[0], "+") || strings.HasPrefix(f[0], "-") {
-			continue
-		}
-		gid, err := strconv.ParseUint(f[2], 10, 32)
-		if err != nil {
-			continue
-		}
-		if slices.Contains(strings.Split(f[3], ","), user) {
-			gids = append(gids, uint32(gid))
-		}
-	}
-	return gids
-}
+// text of a group file.
+func memberOf(group, user string) []uint32 { return accounts.MemberOf(group, user) }

@@ -139,7 +139,7 @@ func TestServiceUser(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			svc := configs.Service{Name: "who", Command: "/bin/sh", Args: []string{"-c", script},
+			svc := Service{Name: "who", Command: "/bin/sh", Args: []string{"-c", script},
 				User: tt.user, WorkingDirectory: tt.dir, Env: tt.env, Restart: configs.RestartNever}
 			cfg, con := testConfig(t, svc)
 			cfg.passwdFile, cfg.groupFile = passwd, group
@@ -171,7 +171,7 @@ func TestWorkingDirectory(t *testing.T) {
 		{dir, dir},
 	}
 	for _, tt := range tests {
-		svc := configs.Service{Name: "pwd", Command: "/bin/pwd", WorkingDirectory: tt.dir, Restart: configs.RestartNever}
+		svc := Service{Name: "pwd", Command: "/bin/pwd", WorkingDirectory: tt.dir, Restart: configs.RestartNever}
 		cfg, con := testConfig(t, svc)
 		r := start(t, cfg)
 		con.waitFor(t, `^SLATE-SERVICE name=pwd state=stopped$`, 1)

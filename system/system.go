@@ -22,7 +22,6 @@ import (
 	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/cmdline"
-	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ignition"
 	"github.com/slateos/slate/imageinfo"
 	"github.com/slateos/slate/kmod"
@@ -80,7 +79,7 @@ func run() error {
 	if provision.URLFromCmdline(string(rawCmdline)) != "" {
 		dhcp = true // the config is fetched over the network
 	}
-	services := info.Services
+	services := supervisor.FromSpecs(info.Services)
 	boot, berr := bootinfo.Read(bootinfo.Path)
 	if berr != nil && !errors.Is(berr, os.ErrNotExist) {
 		// Without the record this may be a machine without a slot: the
@@ -98,7 +97,7 @@ func run() error {
 		// new PXE files or a new ISO.
 		logrus.Info("the root is in RAM: the updater does not run")
 	case info.Update != nil:
-		services = append(append([]configs.Service(nil), services...), UpdaterService)
+		services = append(services, UpdaterService)
 	}
 	return supervisor.Run(context.Background(), supervisor.Config{
 		Version:    info.Version,
@@ -111,7 +110,7 @@ func run() error {
 		StatusFile: supervisor.DefaultStatusFile,
 		Console:    os.Stdout,
 		PID1:       true,
-		Provision: func(ctx context.Context) ([]configs.Service, error) {
+		Provision: func(ctx context.Context) ([]supervisor.Service, error) {
 			return provisionHook(ctx, string(rawCmdline), info.KernelVersion, services)
 		},
 	})
@@ -119,7 +118,7 @@ func run() error {
 
 // provisionHook runs first-boot provisioning; a failure stops the boot
 // with the report on the console, as Ignition does.
-func provisionHook(ctx context.Context, cmdline, kver string, image []configs.Service) ([]configs.Service, error) {
+func provisionHook(ctx context.Context, cmdline, kver string, image []supervisor.Service) ([]supervisor.Service, error) {
 	fetcher := &ignition.DefaultFetcher{}
 	env := provision.Env{
 		Cmdline: cmdline,

@@ -22,7 +22,7 @@ import (
 
 // UpdaterService is how PID 1 runs the updater when the spec has an
 // update section.
-var UpdaterService = configs.Service{
+var UpdaterService = supervisor.Service{
 	Name:    "slate-updated",
 	Command: "/usr/bin/slate",
 	Args:    []string{"updated"},

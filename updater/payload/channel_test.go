@@ -223,7 +223,7 @@ func TestAddToChannelBadInput(t *testing.T) {
 		{"root shorter than RootSize", priv, func(r *Release) { r.RootSize = 1001 }, "image has 1000 bytes, stated size is 1001"},
 		{"root longer than RootSize", priv, func(r *Release) { r.RootSize = 999 }, "longer than its stated size 999"},
 		{"no root", priv, func(r *Release) { r.Root = nil }, "no root image"},
-		{"bad version", priv, func(r *Release) { r.Version = "1.0" }, "not semver"},
+		{"bad version", priv, func(r *Release) { r.Version = "1.0" }, "not a semantic version"},
 		{"build metadata", priv, func(r *Release) { r.Version = "1.0.0+git" }, "must not carry +build"},
 		{"bad name", priv, func(r *Release) { r.Name = "Demo" }, "name \"Demo\""},
 		{"no created", priv, func(r *Release) { r.Created = time.Time{} }, "no creation time"},

@@ -13,9 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Masterminds/semver/v3"
-
 	"github.com/slateos/slate/cmdline"
+	"github.com/slateos/slate/version"
 )
 
 // FormatVersion is the manifest (and envelope) format this package reads and
@@ -542,43 +541,18 @@ func parseCreated(s string) (time.Time, error) {
 	return t, nil
 }
 
-// ValidateVersion reports whether s is a version slate accepts: semver
-// MAJOR.MINOR.PATCH with an optional -prerelease and no +build metadata (build
-// metadata does not take part in ordering, so two different builds could not be
-// told apart as newer or older).
+// ValidateVersion reports whether s is a version slate accepts, by the one
+// rule of package version (the spec's version: follows the same).
 func ValidateVersion(s string) error {
-	if strings.Contains(s, "+") {
-		return fmt.Errorf("version %q must not carry +build metadata", s)
-	}
-	if _, err := semver.StrictNewVersion(s); err != nil {
-		return fmt.Errorf("version %q is not semver MAJOR.MINOR.PATCH[-pre]: %w", s, err)
+	if err := version.Check(s); err != nil {
+		return fmt.Errorf("version %w", err)
 	}
 	return nil
 }
 
-// CompareVersions compares two versions by semver precedence and returns -1, 0
-// or +1. A version that does not pass ValidateVersion sorts before every valid
-// one (so it is never taken as the newest); two invalid ones compare as strings.
-func CompareVersions(a, b string) int {
-	va, erra := parseVersion(a)
-	vb, errb := parseVersion(b)
-	switch {
-	case erra != nil && errb != nil:
-		return strings.Compare(a, b)
-	case erra != nil:
-		return -1
-	case errb != nil:
-		return 1
-	}
-	return va.Compare(vb)
-}
-
-func parseVersion(s string) (*semver.Version, error) {
-	if err := ValidateVersion(s); err != nil {
-		return nil, err
-	}
-	return semver.StrictNewVersion(s)
-}
+// CompareVersions compares two versions by semver precedence (version.Compare):
+// -1, 0 or +1, a version that does not pass ValidateVersion sorting first.
+func CompareVersions(a, b string) int { return version.Compare(a, b) }
 
 // MaxKernelArgs bounds the kernel command line a manifest may carry.
 const MaxKernelArgs = 128

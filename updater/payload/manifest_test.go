@@ -124,7 +124,7 @@ func TestParseManifestErrors(t *testing.T) {
 		{name: "name uppercase", mutate: set("name", "Slate"), want: "error at $.name: name \"Slate\" must match"},
 		{name: "name leading dash", mutate: set("name", "-slate"), want: "error at $.name"},
 		{name: "name number", mutate: set("name", 5), want: "error at $.name: must be a string"},
-		{name: "version two parts", mutate: set("version", "1.1"), want: "error at $.version: version \"1.1\" is not semver"},
+		{name: "version two parts", mutate: set("version", "1.1"), want: "error at $.version: version \"1.1\" is not a semantic version"},
 		{name: "version v prefix", mutate: set("version", "v1.1.0"), want: "error at $.version"},
 		{name: "version leading zero", mutate: set("version", "01.1.0"), want: "error at $.version"},
 		{name: "version build metadata", mutate: set("version", "1.1.0+abc"), want: "error at $.version: version \"1.1.0+abc\" must not carry +build metadata"},
