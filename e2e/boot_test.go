@@ -24,7 +24,7 @@ func nthMatch(t testing.TB, vm *qemu.VM, re string, n int, d time.Duration) []st
 	defer cancel()
 	m, err := vm.WaitForNth(ctx, regexp.MustCompile(re), n)
 	if err != nil {
-		t.Fatalf("waiting %s for match %d of %q: %v", d, n, re, err)
+		t.Fatalf("waiting up to %s for match %d of %q: %v", d, n, re, err)
 	}
 	return m
 }

@@ -300,7 +300,11 @@ func (vm *VM) WaitForNth(ctx context.Context, re *regexp.Regexp, n int) ([]strin
 		return nil, fmt.Errorf("qemu: WaitForNth: n=%d, want 1 or more", n)
 	}
 	seen, scanned := 0, 0
-	return vm.waitUntil(ctx, fmt.Sprintf("console matched %q fewer than %d times", re, n), func(lines []string, _ int) ([]string, int, bool) {
+	what := fmt.Sprintf("console never matched %q", re)
+	if n > 1 {
+		what = fmt.Sprintf("console matched %q fewer than %d times", re, n)
+	}
+	return vm.waitUntil(ctx, what, func(lines []string, _ int) ([]string, int, bool) {
 		for ; scanned < len(lines); scanned++ {
 			if m := re.FindStringSubmatch(lines[scanned]); m != nil {
 				seen++

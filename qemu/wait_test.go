@@ -55,6 +55,9 @@ exit $FAKE_STATUS
 		{"WaitForNth, a line that came too few times", 1, func(ctx context.Context, vm *VM) ([]string, error) {
 			return vm.WaitForNth(ctx, regexp.MustCompile(`^SLATE-STAGE`), 3)
 		}, []string{`"^SLATE-STAGE"`, "fewer than 3 times", "exit status 1", "| SLATE-STAGE two"}},
+		{"WaitForNth, a line that never came", 2, func(ctx context.Context, vm *VM) ([]string, error) {
+			return vm.WaitForNth(ctx, regexp.MustCompile(`^SLATE-READY`), 1)
+		}, []string{`never matched "^SLATE-READY"`, "exit status 2", "| SLATE-STAGE one"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
