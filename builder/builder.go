@@ -5,7 +5,6 @@
 package builder
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -22,11 +21,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/kmod"
-	"github.com/slateos/slate/netroot"
-	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/updater/payload"
-	"github.com/slateos/slate/version"
 )
 
 // Options of one build.
@@ -65,16 +60,19 @@ type Options struct {
 // before 1980.)
 var DefaultEpoch = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Progress is told about build steps.
+// Progress is told about build steps: Plan once with the names of every
+// step this build has (see Steps), then Step as each begins, then Done.
 type Progress interface {
+	Plan(steps []string)
 	Step(name string)
 	Done()
 }
 
 type nopProgress struct{}
 
-func (nopProgress) Step(string) {}
-func (nopProgress) Done()       {}
+func (nopProgress) Plan([]string) {}
+func (nopProgress) Step(string)   {}
+func (nopProgress) Done()         {}
 
 // Artifact is one output file.
 type Artifact struct {
@@ -117,244 +115,43 @@ type PartInfo struct {
 	Size  int64  `json:"size"`
 }
 
-// Build runs the whole build. Nothing is left in OutDir on failure: every
-// artifact is written in a temporary folder and renamed into place at the
-// end.
+// Build runs the whole build: it checks the options (errors name the
+// Options field at fault, as *OptionError), then runs the steps this build
+// has (Steps) in order, telling o.Progress of each. Nothing is left in
+// OutDir on failure: every artifact is written in a temporary folder and
+// renamed into place by the last step.
 func Build(ctx context.Context, o Options) (_ *Report, err error) {
 	t0 := time.Now()
-	ok := false
-	spec := o.Spec
-	if spec == nil {
-		return nil, fmt.Errorf("no spec")
-	}
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	if err := spec.CheckFiles(); err != nil {
-		return nil, err
-	}
-	formats, err := parseFormats(o.Formats)
+	j, err := newJob(o)
 	if err != nil {
 		return nil, err
 	}
-	if o.RootURL != "" {
-		if err := netroot.CheckURL(o.RootURL); err != nil {
-			return nil, fmt.Errorf("--root-url %q: %w", o.RootURL, err)
-		}
-		if !formats["pxe"] || o.EmbedRoot {
-			return nil, fmt.Errorf("--root-url is for --format pxe without --embed-root")
-		}
-	}
-	if o.EmbedRoot && !formats["pxe"] {
-		return nil, fmt.Errorf("--embed-root is for --format pxe")
-	}
-	if formats["pxe"] {
-		for i, a := range spec.Kernel.Args {
-			if strings.Contains(a, "${") {
-				return nil, fmt.Errorf("$.kernel.args[%d]: %q: ${ would be expanded by iPXE in boot.ipxe", i, a)
-			}
-		}
-	}
-	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
-	}
+	j.t0 = t0
+	defer j.cleanup()
 	prog := o.Progress
 	if prog == nil {
 		prog = nopProgress{}
 	}
 	defer prog.Done()
-	epoch, err := resolveEpoch(o.Epoch)
-	if err != nil {
-		return nil, err
+	steps := j.steps()
+	names := make([]string, len(steps))
+	for i, s := range steps {
+		names[i] = s.name
 	}
-	if err := checkOutDir(spec, o.OutDir); err != nil {
-		return nil, err
-	}
+	prog.Plan(names)
 	tp := &timedProgress{Progress: prog, last: t0}
 	defer tp.finish()
-	prog = tp
-
-	prog.Step("inputs")
-	in, err := ResolveInputs(spec, o.CacheDir, o.Slate)
-	if err != nil {
-		return nil, err
-	}
-	signKeys, err := loadSignKeys(o, spec.Name)
-	if err != nil {
-		return nil, err
-	}
-	layout, err := partitions.Plan(int64(spec.Disk.Size), int64(spec.Disk.ESP), int64(spec.Disk.Root), spec.Name)
-	if err != nil {
-		return nil, fmt.Errorf("$.disk: %w", err)
-	}
-
-	prog.Step("kernel modules")
-	ix, err := kmod.Open(in.ModulesDir, filepath.Join(o.CacheDir, "modindex"))
-	if err != nil {
-		return nil, fmt.Errorf("kernel modules %s: %w", in.ModulesDir, err)
-	}
-	initMods, err := ix.Resolve(append(append([]string(nil), kmod.DefaultInitramfs...), spec.Kernel.InitramfsModules...))
-	if err != nil {
-		return nil, fmt.Errorf("$.kernel.initramfs_modules: %w", err)
-	}
-	rootMods, err := ix.Resolve(append(append([]string(nil), kmod.DefaultRoot...), spec.Kernel.Modules...))
-	if err != nil {
-		return nil, fmt.Errorf("$.kernel.modules: %w", err)
-	}
-
-	if _, err := os.Stat(o.OutDir); os.IsNotExist(err) {
-		if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
-			return nil, fmt.Errorf("create output folder: %w", err)
-		}
-		// A failed build leaves no empty folder behind either.
-		defer func() {
-			if !ok {
-				_ = os.Remove(o.OutDir)
-			}
-		}()
-	}
-	tmp, err := os.MkdirTemp(o.OutDir, ".slate-build-")
-	if err != nil {
-		return nil, fmt.Errorf("create temporary folder in %s: %w", o.OutDir, err)
-	}
-	defer os.RemoveAll(tmp)
-	// The previous build's report says which files in the folder are
-	// slate's: only those may be removed when this build has no such
-	// artifact.
-	prev := previousArtifacts(o.OutDir)
-
-	// The sparse disk image first: a size the output filesystem cannot
-	// hold fails now, not after minutes of work.
-	rawPath := filepath.Join(tmp, "disk.raw")
-	disk, err := createDisk(rawPath, layout.Size, o.OutDir)
-	if err != nil {
-		return nil, err
-	}
-	defer disk.Close()
-
-	rep := &Report{
-		Name: spec.Name, Version: spec.Version, Slate: version.Version,
-		Kernel: in.KernelVersion, Loader: in.Loader, Epoch: epoch.Unix(), DiskSize: layout.Size,
-		InitramfsMods: len(initMods), RootModules: len(rootMods),
-	}
-	caSum, err := hashFile(in.CABundle)
-	if err != nil {
-		return nil, fmt.Errorf("CA bundle: %w", err)
-	}
-	rep.CABundle, rep.CABundleSHA256 = in.CABundle, caSum.SHA256
-
-	prog.Step("initramfs")
-	var initrd bytes.Buffer
-	if err := buildInitramfs(&initrd, ix, initMods, in.Slate, nil, epoch); err != nil {
-		return nil, err
-	}
-	rep.InitramfsSize = int64(initrd.Len())
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-
-	if err := partitions.WriteGPT(disk, layout); err != nil {
-		return nil, err
-	}
-
-	prog.Step("root filesystem")
-	used, rootSize, err := buildRoot(disk, layout.Part(partitions.NumRootA), spec, in, ix, rootMods, epoch)
-	if err != nil {
-		return nil, err
-	}
-	rep.RootUsed, rep.RootSize = used, rootSize
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-
-	prog.Step("ESP")
-	if err := buildESP(disk, layout, spec, in, initrd.Bytes(), epoch); err != nil {
-		return nil, err
-	}
-	if err := disk.Close(); err != nil {
-		return nil, fmt.Errorf("close disk image: %w", err)
-	}
-	for _, p := range layout.Parts {
-		rep.Partitions = append(rep.Partitions, PartInfo{Num: p.Num, Label: p.Label, Type: p.Type, GUID: p.GUID, Start: p.Start, Size: p.Size})
-	}
-
-	names := []string{}
-	if formats["pxe"] || formats["iso"] {
-		prog.Step("RAM boot files")
-		ramNames, sum, err := buildRAM(tmp, rawPath, layout.Part(partitions.NumRootA).Start, rootSize, o, spec, in, ix, epoch)
-		if err != nil {
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		rep.RootSHA256 = sum
-		names = append(names, ramNames...)
-	}
-	if formats["qcow2"] {
-		prog.Step("qcow2")
-		if err := convertQcow2(ctx, rawPath, filepath.Join(tmp, "disk.qcow2")); err != nil {
-			return nil, err
-		}
-		names = append(names, "disk.qcow2")
-	}
-	if formats["raw"] {
-		names = append([]string{"disk.raw"}, names...)
-	}
-
-	prog.Step("checksums")
-	for _, n := range names {
-		a, err := hashFile(filepath.Join(tmp, n))
-		if err != nil {
-			return nil, err
-		}
-		a.Path = n
-		rep.Artifacts = append(rep.Artifacts, a)
-	}
-	rep.Seconds = time.Since(t0).Seconds()
-	js, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "build.json"), append(js, '\n'), 0o644); err != nil {
-		return nil, fmt.Errorf("write build.json: %w", err)
-	}
-	// Publishing is the last step that can fail: machines follow the
-	// channel at once, so only a build that has otherwise succeeded may
-	// reach it (a failed one would leave its version there, and refuse
-	// the fixed rebuild of the same version).
-	if o.Channel != "" {
-		prog.Step("channel")
-		if err := publish(o.Channel, signKeys, o, rawPath, layout.Part(partitions.NumRootA).Start, rootSize, spec, in, initrd.Bytes(), epoch, tmp); err != nil {
+		tp.Step(s.name)
+		if err := s.run(j, ctx); err != nil {
 			return nil, err
 		}
 	}
-	if !formats["raw"] {
-		if err := os.Remove(rawPath); err != nil {
-			return nil, err
-		}
-	}
-	// Move into place: images first, the report last, so a build.json
-	// always describes the images beside it.
-	// Folders first: once the first file is renamed, nothing else may fail
-	// for want of a place to put the rest.
-	for _, n := range names {
-		if d := filepath.Dir(filepath.Join(o.OutDir, n)); d != filepath.Clean(o.OutDir) {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return nil, fmt.Errorf("create %s: %w", d, err)
-			}
-		}
-	}
-	for _, n := range append(names, "build.json") {
-		if err := os.Rename(filepath.Join(tmp, n), filepath.Join(o.OutDir, n)); err != nil {
-			return nil, fmt.Errorf("move %s into %s: %w", n, o.OutDir, err)
-		}
-	}
-	// A format not asked for this time must not leave a stale image behind
-	// that build.json does not describe; but only what the previous
-	// build.json lists, unchanged since, is slate's to remove.
-	removeStale(o.OutDir, prev, names)
-	_ = os.Remove(filepath.Join(o.OutDir, PXEDir)) // only if it is empty now
-	ok = true
 	logrus.WithFields(logrus.Fields{"dir": o.OutDir, "took": time.Since(t0).Round(time.Millisecond)}).Info("image built")
-	return rep, nil
+	return j.rep, nil
 }
 
 // allArtifacts is every file a build may write, besides build.json.
@@ -383,12 +180,12 @@ func parseFormats(fs []string) (map[string]bool, error) {
 				m[x] = true
 			case "":
 			default:
-				return nil, fmt.Errorf("--format: unknown format %q (want raw, qcow2, pxe, iso)", x)
+				return nil, &OptionError{Field: "Formats", Msg: fmt.Sprintf("unknown format %q (want raw, qcow2, pxe, iso)", x)}
 			}
 		}
 	}
 	if len(m) == 0 {
-		return nil, fmt.Errorf("--format: no format given (want raw, qcow2, pxe, iso)")
+		return nil, &OptionError{Field: "Formats", Msg: "no format given (want raw, qcow2, pxe, iso)"}
 	}
 	return m, nil
 }
@@ -425,7 +222,7 @@ func resolveEpoch(e *time.Time) (time.Time, error) {
 func convertQcow2(ctx context.Context, raw, out string) error {
 	bin, err := exec.LookPath("qemu-img")
 	if err != nil {
-		return fmt.Errorf("--format qcow2 needs qemu-img: apt-get install qemu-utils")
+		return &OptionError{Field: "Formats", Msg: "qcow2 needs qemu-img: apt-get install qemu-utils"}
 	}
 	cmd := exec.CommandContext(ctx, bin, "convert", "-q", "-f", "raw", "-O", "qcow2", raw, out)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -507,7 +304,7 @@ func checkOutDir(spec *configs.Spec, outDir string) error {
 		}
 		if rel, err := filepath.Rel(src, out); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			return &configs.Error{Path: fmt.Sprintf("$.root.files[%d].src", i),
-				Msg: fmt.Sprintf("the output folder %s (-o) is inside %s, which is copied into the image (to %s): the image would hold its own build; choose an output folder outside it", outDir, src, f.Dst)}
+				Msg: fmt.Sprintf("the output folder %s (Options.OutDir) is inside %s, which is copied into the image (to %s): the image would hold its own build; choose an output folder outside it", outDir, src, f.Dst)}
 		}
 	}
 	return nil

@@ -24,31 +24,31 @@ func trustedKeyring(spec *configs.Spec) ([]byte, error) {
 	return ring, nil
 }
 
-// loadSignKeys reads the --sign keys and checks the channel before the
+// loadSignKeys reads the SignKeys and checks the channel before the
 // build starts, so a build that could not be published fails in seconds;
 // Publish checks the channel again under its lock at the end.
 func loadSignKeys(o Options, name string) ([]ed25519.PrivateKey, error) {
 	if o.Channel == "" {
 		if len(o.SignKeys) > 0 {
-			return nil, fmt.Errorf("--sign is for --channel")
+			return nil, &OptionError{Field: "SignKeys", Msg: "is for Options.Channel"}
 		}
 		return nil, nil
 	}
 	if len(o.SignKeys) == 0 {
-		return nil, fmt.Errorf("--channel needs --sign KEY (slate keygen writes one)")
+		return nil, &OptionError{Field: "Channel", Msg: "needs Options.SignKeys, a private key to sign with (slate keygen writes one)"}
 	}
 	var keys []ed25519.PrivateKey
 	var pubs []ed25519.PublicKey
 	for _, p := range o.SignKeys {
 		k, err := payload.LoadPrivateKey(p)
 		if err != nil {
-			return nil, fmt.Errorf("--sign: %w", err)
+			return nil, &OptionError{Field: "SignKeys", Msg: p, Err: err}
 		}
 		keys = append(keys, k)
 		pubs = append(pubs, k.Public().(ed25519.PublicKey))
 	}
 	if _, err := payload.CheckChannel(o.Channel, name, pubs, o.Force); err != nil {
-		return nil, fmt.Errorf("--channel %s: %w", o.Channel, err)
+		return nil, &OptionError{Field: "Channel", Msg: o.Channel, Err: err}
 	}
 	return keys, nil
 }

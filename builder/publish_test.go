@@ -83,7 +83,7 @@ func TestPublishIsTheLastStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	out2 := filepath.Join(t.TempDir(), "out")
-	if _, err := Build(context.Background(), opts(out2, "raw")); err == nil || !strings.Contains(err.Error(), "--channel") || !strings.Contains(err.Error(), "private key") {
+	if _, err := Build(context.Background(), opts(out2, "raw")); err == nil || !strings.Contains(err.Error(), "Options.Channel") || !strings.Contains(err.Error(), "private key") {
 		t.Fatalf("build into a channel holding a private key: %v", err)
 	}
 	if _, err := os.Stat(out2); err == nil {

@@ -217,7 +217,7 @@ func TestParseFormats(t *testing.T) {
 // option check that came after the inputs would fail on the kernel instead.
 func TestBuildRefusesRAMOptions(t *testing.T) {
 	spec := ramSpec(t)
-	const notPXE = "--root-url is for --format pxe without --embed-root"
+	const notPXE = "Options.RootURL: is for Options.Formats pxe without Options.EmbedRoot"
 	tests := []struct {
 		name    string
 		o       Options
@@ -227,15 +227,15 @@ func TestBuildRefusesRAMOptions(t *testing.T) {
 		{name: "root URL with default format", o: Options{RootURL: "http://srv/root.img.zst"}, wantErr: []string{notPXE}},
 		{name: "root URL with iso", o: Options{Formats: []string{"iso"}, RootURL: "http://srv/root.img.zst"}, wantErr: []string{notPXE}},
 		{name: "root URL with embedded root", o: Options{Formats: []string{"pxe"}, RootURL: "http://srv/root.img.zst", EmbedRoot: true}, wantErr: []string{notPXE}},
-		{name: "ftp root URL", o: Options{Formats: []string{"pxe"}, RootURL: "ftp://x/r"}, wantErr: []string{`--root-url "ftp://x/r"`, `scheme "ftp"`}},
-		{name: "root URL without scheme", o: Options{Formats: []string{"pxe"}, RootURL: "srv/root.img.zst"}, wantErr: []string{"--root-url", "scheme"}},
-		{name: "root URL without host", o: Options{Formats: []string{"pxe"}, RootURL: "http:///root.img.zst"}, wantErr: []string{"--root-url", "no host"}},
-		{name: "root URL with a newline", o: Options{Formats: []string{"pxe"}, RootURL: "http://srv/r\nboot"}, wantErr: []string{"--root-url"}},
-		{name: "root URL with a space", o: Options{Formats: []string{"pxe"}, RootURL: "http://srv/a b/root.img.zst"}, wantErr: []string{"--root-url", "space"}},
-		{name: "root URL with an iPXE setting", o: Options{Formats: []string{"pxe"}, RootURL: "http://${next-server}/root.img.zst"}, wantErr: []string{"--root-url", "iPXE"}},
-		{name: "embedded root with raw", o: Options{Formats: []string{"raw"}, EmbedRoot: true}, wantErr: []string{"--embed-root is for --format pxe"}},
-		{name: "embedded root with iso", o: Options{Formats: []string{"iso"}, EmbedRoot: true}, wantErr: []string{"--embed-root is for --format pxe"}},
-		{name: "unknown format", o: Options{Formats: []string{"pxe,zip"}}, wantErr: []string{`"zip"`}},
+		{name: "ftp root URL", o: Options{Formats: []string{"pxe"}, RootURL: "ftp://x/r"}, wantErr: []string{`Options.RootURL: "ftp://x/r"`, `scheme "ftp"`}},
+		{name: "root URL without scheme", o: Options{Formats: []string{"pxe"}, RootURL: "srv/root.img.zst"}, wantErr: []string{"Options.RootURL", "scheme"}},
+		{name: "root URL without host", o: Options{Formats: []string{"pxe"}, RootURL: "http:///root.img.zst"}, wantErr: []string{"Options.RootURL", "no host"}},
+		{name: "root URL with a newline", o: Options{Formats: []string{"pxe"}, RootURL: "http://srv/r\nboot"}, wantErr: []string{"Options.RootURL"}},
+		{name: "root URL with a space", o: Options{Formats: []string{"pxe"}, RootURL: "http://srv/a b/root.img.zst"}, wantErr: []string{"Options.RootURL", "space"}},
+		{name: "root URL with an iPXE setting", o: Options{Formats: []string{"pxe"}, RootURL: "http://${next-server}/root.img.zst"}, wantErr: []string{"Options.RootURL", "iPXE"}},
+		{name: "embedded root with raw", o: Options{Formats: []string{"raw"}, EmbedRoot: true}, wantErr: []string{"Options.EmbedRoot: is for Options.Formats pxe"}},
+		{name: "embedded root with iso", o: Options{Formats: []string{"iso"}, EmbedRoot: true}, wantErr: []string{"Options.EmbedRoot: is for Options.Formats pxe"}},
+		{name: "unknown format", o: Options{Formats: []string{"pxe,zip"}}, wantErr: []string{"Options.Formats", `"zip"`}},
 		// Accepted options reach the inputs, which the empty cache lacks.
 		{name: "valid pxe options reach the inputs", o: Options{Formats: []string{"raw,pxe"}, RootURL: "https://srv/root.img.zst"}, wantErr: []string{"not in the cache"}},
 		{name: "valid embedded root reaches the inputs", o: Options{Formats: []string{"pxe", "iso"}, EmbedRoot: true}, wantErr: []string{"not in the cache"}},

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,26 +16,17 @@ import (
 
 // nthMatch waits until re has matched n console lines and returns the
 // submatches of the n-th. The console is kept whole, so lines from
-// earlier boots count too.
+// earlier boots count too. It fails at once when QEMU exits first, with
+// QEMU's exit status and the last console lines.
 func nthMatch(t testing.TB, vm *qemu.VM, re string, n int, d time.Duration) []string {
 	t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(d)
-	for {
-		seen := 0
-		for _, l := range vm.Lines() {
-			if m := rx.FindStringSubmatch(l); m != nil {
-				seen++
-				if seen == n {
-					return m
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("console: %q matched %d times, want %d, within %s", re, seen, n, d)
-		}
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	m, err := vm.WaitForNth(ctx, regexp.MustCompile(re), n)
+	if err != nil {
+		t.Fatalf("waiting up to %s for match %d of %q: %v", d, n, re, err)
 	}
+	return m
 }
 
 func writeSpec(t testing.TB, body string) string {

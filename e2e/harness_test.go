@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,6 +27,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// every test that needs the binaries skips under -short
+		buildErr = errShort
+		os.Exit(m.Run())
+	}
 	wd, _ := os.Getwd()
 	repoRoot = filepath.Dir(wd)
 	dir, err := os.MkdirTemp("", "slate-e2e-")
@@ -61,6 +69,9 @@ func cacheDir() string {
 	return filepath.Join(repoRoot, ".cache")
 }
 
+// errShort stands for the binaries TestMain does not build under -short.
+var errShort = errors.New("not built under -short")
+
 // need fails the test under CI and skips it elsewhere when a prerequisite
 // is missing: a skipped end-to-end test in CI would hide a broken set-up.
 func need(t testing.TB, what string, ok bool) {
@@ -74,8 +85,15 @@ func need(t testing.TB, what string, ok bool) {
 	t.Skipf("%s is missing: run scripts/setup.sh", what)
 }
 
+// needBuild is the start of every test here: they build real images
+// (minutes on 2 cores) and most boot them, so -short (make test-short,
+// which boots no VM) skips them all, CI or not. Without -short, a missing
+// prerequisite fails the test under CI.
 func needBuild(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds images and boots VMs: not with -short")
+	}
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -145,7 +163,8 @@ func boot(t testing.TB, image string, opts qemu.Options) *qemu.VM {
 	return vm
 }
 
-// waitLine waits for a console line matching re.
+// waitLine waits for a console line matching re after the one the last
+// waitLine matched; it fails at once when QEMU exits first.
 func waitLine(t testing.TB, vm *qemu.VM, re string, d time.Duration) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)

@@ -269,6 +269,13 @@ func TestNetbootBadRootStopsTheBoot(t *testing.T) {
 			if m[1] != "netroot" || !regexp.MustCompile(tc.reason).MatchString(m[2]) {
 				t.Errorf("SLATE-FAILED stage=%s err=%q; want stage netroot and %q", m[1], m[2], tc.reason)
 			}
+			// init reboots after a failure, which ends QEMU (NoReboot): once
+			// it has exited, no later line can come
+			select {
+			case <-vm.Exited():
+			case <-time.After(2 * time.Minute):
+				t.Fatal("QEMU still runs 2 minutes after the failure: init did not reboot")
+			}
 			lines := vm.Lines()
 			noneMatch(t, lines, `^SLATE-NETROOT state=(verified|mounted)|^SLATE-INIT|^SLATE-READY`, "a bad root went on")
 		})

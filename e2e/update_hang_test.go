@@ -103,7 +103,14 @@ func TestUpdateHang(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	dir := t.TempDir()
-	c := &channel{dir: dir, keys: filepath.Join(dir, "keys"), root: filepath.Join(dir, "channel"), port: freePort(t)}
+	// the server's listener is held from here on, so its port (baked into
+	// the images' channel URL) cannot be taken meanwhile
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c := &channel{dir: dir, keys: filepath.Join(dir, "keys"), root: filepath.Join(dir, "channel"), port: l.Addr().(*net.TCPAddr).Port}
 	if out, err := slate(t, "keygen", "-o", c.keys); err != nil {
 		t.Fatalf("slate keygen: %v\n%s", err, out)
 	}
@@ -145,10 +152,6 @@ func TestUpdateHang(t *testing.T) {
 	}
 	rootFile, _ := m.File(payload.RoleRoot)
 	h := &hangServer{dir: c.root, good: payload.Serve(c.root), missing: payload.Serve(missing), root: rootFile.Path, rootLen: rootFile.CompressedSize, release: make(chan struct{})}
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", c.port))
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { close(h.release); srv.Close() })

@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
-	"net"
-	"net/http"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,45 +25,67 @@ type channel struct {
 func (c *channel) guestURL() string { return fmt.Sprintf("http://10.0.2.2:%d/", c.port) }
 func (c *channel) hostURL() string  { return fmt.Sprintf("http://127.0.0.1:%d/", c.port) }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
+// newChannel makes a key pair and an empty channel folder and serves it
+// with `slate serve` on a port the server itself chose (127.0.0.1:0): a
+// port picked free beforehand could be taken by another process before
+// the server binds it. The port is read from the server's first line.
 func newChannel(t testing.TB) *channel {
 	t.Helper()
 	dir := t.TempDir()
-	c := &channel{dir: dir, keys: filepath.Join(dir, "keys"), root: filepath.Join(dir, "channel"), port: freePort(t)}
+	c := &channel{dir: dir, keys: filepath.Join(dir, "keys"), root: filepath.Join(dir, "channel")}
 	if out, err := slate(t, "keygen", "-o", c.keys); err != nil {
 		t.Fatalf("slate keygen: %v\n%s", err, out)
 	}
 	if err := os.MkdirAll(c.root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(slateBin, "serve", c.root, "--addr", fmt.Sprintf("127.0.0.1:%d", c.port))
-	cmd.Stderr = os.Stderr
+	cmd := exec.Command(slateBin, "serve", c.root, "--addr", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(c.hostURL())
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slate serve did not come up: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	port, err := servedPort(stderr, 30*time.Second)
+	if err != nil {
+		t.Fatalf("slate serve: %v", err)
 	}
+	c.port = port
 	return c
+}
+
+var servingRe = regexp.MustCompile(`^serving .* on http://127\.0\.0\.1:(\d+)/$`)
+
+// servedPort reads `slate serve`'s stderr until it names its port, then
+// copies the rest to the test's stderr.
+func servedPort(r io.Reader, d time.Duration) (int, error) {
+	type result struct {
+		port int
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		var seen []string
+		for sc.Scan() {
+			if m := servingRe.FindStringSubmatch(sc.Text()); m != nil {
+				p, err := strconv.Atoi(m[1])
+				got <- result{p, err}
+				_, _ = io.Copy(os.Stderr, r)
+				return
+			}
+			seen = append(seen, sc.Text())
+		}
+		got <- result{0, fmt.Errorf("exited without naming its port: %q", seen)}
+	}()
+	select {
+	case res := <-got:
+		return res.port, res.err
+	case <-time.After(d):
+		return 0, fmt.Errorf("named no port within %s", d)
+	}
 }
 
 // updSpec is an image with the updater and the probe: "web" is the

@@ -22,6 +22,7 @@ import (
 
 // Forward forwards a TCP port of the host to a port of the guest. The host side
 // is always bound on 127.0.0.1 only, so a test VM never listens on the network.
+// HostPort 0 asks Start for a free port (see Start and VM.Forwards).
 type Forward struct{ HostPort, GuestPort int }
 
 // FwCfg passes a host file to the guest through QEMU's fw_cfg device, as

@@ -36,6 +36,16 @@ func needQEMU(t *testing.T) {
 	need(t, "OVMF", err)
 }
 
+// needVM is needQEMU for a test that boots a VM: those are skipped under
+// -short (make test-short boots none), whether CI is set or not.
+func needVM(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a VM: not with -short")
+	}
+	needQEMU(t)
+}
+
 // kernelPath finds the Debian kernel that scripts/fetch-kernel.sh unpacks.
 func kernelPath() (string, error) {
 	cache := os.Getenv("SLATE_CACHE")
@@ -234,7 +244,7 @@ var bdsLine = regexp.MustCompile(`BdsDxe: (\w+) Boot`)
 // serial, WaitFor sees it, Kill ends QEMU and the vars store now sits beside
 // the image.
 func TestFirmwareBoot(t *testing.T) {
-	needQEMU(t)
+	needVM(t)
 	dir := t.TempDir()
 	img := touch(t, filepath.Join(dir, "empty.raw"), 64<<20)
 	logFile := filepath.Join(dir, "serial.log")
@@ -312,7 +322,7 @@ func TestFirmwareBoot(t *testing.T) {
 // TestStop: the firmware shell does not act on the ACPI power button, so Stop
 // must kill QEMU once its timeout is over and say so.
 func TestStop(t *testing.T) {
-	needQEMU(t)
+	needVM(t)
 	img := touch(t, filepath.Join(t.TempDir(), "empty.raw"), 1<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -350,6 +360,9 @@ func TestStop(t *testing.T) {
 // TestKernelPanic boots the Debian kernel directly without a root: it panics,
 // and with panic=-1 and NoReboot the reboot ends QEMU by itself.
 func TestKernelPanic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM: not with -short")
+	}
 	_, err := Binary()
 	need(t, "qemu-system-x86_64", err)
 	kernel, err := kernelPath()
@@ -380,7 +393,7 @@ func TestKernelPanic(t *testing.T) {
 // TestRunTimeout: the firmware shell never powers off, so Run must kill QEMU
 // at the timeout, say so, and leave no QEMU behind.
 func TestRunTimeout(t *testing.T) {
-	needQEMU(t)
+	needVM(t)
 	img := touch(t, filepath.Join(t.TempDir(), "empty.raw"), 1<<20)
 	var serial syncBuffer
 	start := time.Now()
@@ -399,7 +412,7 @@ func TestRunTimeout(t *testing.T) {
 
 // TestContextEndsVM: the VM lives no longer than Start's context.
 func TestContextEndsVM(t *testing.T) {
-	needQEMU(t)
+	needVM(t)
 	img := touch(t, filepath.Join(t.TempDir(), "empty.raw"), 1<<20)
 	ctx, cancel := context.WithCancel(context.Background())
 	vm, err := Start(ctx, Options{Image: img, Accel: "tcg"})
@@ -447,7 +460,7 @@ func qemuProcesses(t *testing.T, path string) int {
 // host. TestProbeBootTCG shows that the probe can succeed, so a false here is
 // KVM's doing and not a broken probe.
 func TestProbeKVM(t *testing.T) {
-	needQEMU(t)
+	needVM(t)
 	start := time.Now()
 	ok := ProbeKVM(context.Background())
 	took := time.Since(start)
@@ -462,7 +475,7 @@ func TestProbeKVM(t *testing.T) {
 }
 
 func TestProbeBootTCG(t *testing.T) {
-	needQEMU(t)
+	needVM(t)
 	start := time.Now()
 	ok, err := probeBoot(context.Background(), "tcg", 2*time.Minute)
 	t.Logf("TCG probe boot: %v after %s", ok, time.Since(start).Round(time.Millisecond))

@@ -21,6 +21,27 @@ type qmpMessage struct {
 	} `json:"error"`
 }
 
+// qmpGreeting connects to QEMU's QMP socket and reads its greeting, which
+// QEMU sends once its main loop runs.
+func qmpGreeting(socket string, timeout time.Duration) error {
+	conn, err := net.DialTimeout("unix", socket, timeout)
+	if err != nil {
+		return fmt.Errorf("qmp: %w", err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return fmt.Errorf("qmp: %w", err)
+	}
+	var greeting qmpMessage
+	if err := json.NewDecoder(conn).Decode(&greeting); err != nil {
+		return fmt.Errorf("qmp: greeting: %w", err)
+	}
+	if greeting.QMP == nil {
+		return errors.New("qmp: no greeting")
+	}
+	return nil
+}
+
 // qmpCommand connects to QEMU's QMP socket, leaves capability negotiation and
 // runs one command without arguments.
 func qmpCommand(socket, command string, timeout time.Duration) error {

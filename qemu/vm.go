@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,10 +27,11 @@ const stderrKeep = 16 << 10
 
 // VM is a running (or finished) QEMU process.
 type VM struct {
-	cmd     *exec.Cmd
-	accel   string
-	qmpPath string
-	tmpDir  string
+	cmd      *exec.Cmd
+	accel    string
+	forwards []Forward
+	qmpPath  string
+	tmpDir   string
 
 	done    chan struct{} // closed once QEMU has exited and its output is read
 	waitErr error         // QEMU's exit status; valid after done
@@ -45,10 +48,109 @@ type VM struct {
 
 // Start boots a VM. The VM lives until it exits by itself, Kill or Stop is
 // called, or ctx ends (then QEMU is killed).
+//
+// A Forward with HostPort 0 gets a free loopback port. A port found free
+// may be taken by another process before QEMU binds it, so Start then
+// waits until QEMU is up (its QMP monitor answers) or has exited, and
+// starts QEMU again with new ports when it exited for want of its
+// forwarding rule; VM.Forwards tells the ports QEMU holds.
 func Start(ctx context.Context, opts Options) (*VM, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if !slices.ContainsFunc(opts.Forwards, func(f Forward) bool { return f.HostPort == 0 }) {
+		return start(ctx, opts)
+	}
+	var last string
+	for try := 1; try <= forwardTries; try++ {
+		o := opts
+		fw, err := pickPorts(opts.Forwards)
+		if err != nil {
+			return nil, err
+		}
+		o.Forwards = fw
+		vm, err := start(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		if !vm.lostForward(ctx) {
+			return vm, nil
+		}
+		last = strings.TrimSpace(vm.stderr.String())
+		logrus.WithField("try", try).Debugf("qemu: a forwarded port was taken before QEMU bound it: %s", last)
+	}
+	return nil, fmt.Errorf("qemu: %d tries, each time a forwarded port was taken before QEMU could bind it: %s", forwardTries, last)
+}
+
+// forwardTries bounds Start's tries for forwards on free ports.
+const forwardTries = 5
+
+// forwardFailed is what QEMU prints when it cannot bind a hostfwd rule.
+const forwardFailed = "Could not set up host forwarding rule"
+
+// pickPort returns a free loopback port (a variable so tests can hand out a
+// taken one).
+var pickPort = func() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("qemu: free port for a forward: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// pickPorts fills every HostPort 0 with a free port, each a different one.
+func pickPorts(fws []Forward) ([]Forward, error) {
+	out := append([]Forward(nil), fws...)
+	used := map[int]bool{}
+	for _, f := range fws {
+		used[f.HostPort] = true
+	}
+	for i := range out {
+		for out[i].HostPort == 0 {
+			p, err := pickPort()
+			if err != nil {
+				return nil, err
+			}
+			if !used[p] {
+				out[i].HostPort, used[p] = p, true
+			}
+		}
+	}
+	return out, nil
+}
+
+// lostForward waits until QEMU is up or gone and reports whether it exited
+// because it could not bind a forwarded port. QEMU creates its netdevs
+// before its main loop runs, and the QMP greeting comes from the main loop:
+// a greeting means every forward is bound.
+func (vm *VM) lostForward(ctx context.Context) bool {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-vm.done:
+			return strings.Contains(vm.stderr.String(), forwardFailed)
+		case <-ctx.Done():
+			return false
+		default:
+		}
+		if qmpGreeting(vm.qmpPath, time.Second) == nil {
+			return false
+		}
+		select {
+		case <-vm.done:
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// Forwards returns the forwards QEMU was started with, HostPort 0 replaced
+// by the port Start chose.
+func (vm *VM) Forwards() []Forward { return append([]Forward(nil), vm.forwards...) }
+
+func start(ctx context.Context, opts Options) (*VM, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -66,7 +168,7 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 		}
 	}
 
-	vm := &VM{accel: opts.Accel, done: make(chan struct{}), changed: make(chan struct{}), serial: opts.Serial}
+	vm := &VM{accel: opts.Accel, forwards: opts.Forwards, done: make(chan struct{}), changed: make(chan struct{}), serial: opts.Serial}
 	vm.stderr.max = stderrKeep
 	if opts.SerialFile != "" {
 		vm.file, err = os.OpenFile(opts.SerialFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -173,41 +275,99 @@ func (vm *VM) Lines() []string {
 // WaitFor waits until a console line matches re and returns the submatches of
 // the first such line. Each call looks only at lines after the line the
 // previous WaitFor matched, so waiting for the same message twice waits for its
-// second appearance (after a reboot, say). Only complete lines are matched. The
-// error, when QEMU exits or ctx ends first, carries the last console lines.
+// second appearance (after a reboot, say). Only complete lines are matched.
+// When QEMU exits first, WaitFor returns at once (not at ctx's deadline) with
+// an error naming re, QEMU's exit status and the last console lines; when ctx
+// ends first, the error names re, ctx's error and the last lines.
 func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error) {
-	for {
-		vm.mu.Lock()
-		for i := vm.cursor; i < len(vm.lines); i++ {
-			if m := re.FindStringSubmatch(vm.lines[i]); m != nil {
-				vm.cursor = i + 1
-				vm.mu.Unlock()
-				return m, nil
+	return vm.waitUntil(ctx, fmt.Sprintf("console never matched %q", re), func(lines []string, from int) ([]string, int, bool) {
+		for i := from; i < len(lines); i++ {
+			if m := re.FindStringSubmatch(lines[i]); m != nil {
+				return m, i + 1, true
 			}
 		}
-		vm.cursor = len(vm.lines)
+		return nil, len(lines), false
+	})
+}
+
+// WaitForNth waits until re has matched n console lines, counted from the
+// first line QEMU printed (lines of earlier boots count too), and returns the
+// submatches of the n-th. It neither uses nor moves WaitFor's place, and it
+// fails as WaitFor does: at once when QEMU exits, naming re, the exit status
+// and the last console lines.
+func (vm *VM) WaitForNth(ctx context.Context, re *regexp.Regexp, n int) ([]string, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("qemu: WaitForNth: n=%d, want 1 or more", n)
+	}
+	seen, scanned := 0, 0
+	what := fmt.Sprintf("console never matched %q", re)
+	if n > 1 {
+		what = fmt.Sprintf("console matched %q fewer than %d times", re, n)
+	}
+	return vm.waitUntil(ctx, what, func(lines []string, _ int) ([]string, int, bool) {
+		for ; scanned < len(lines); scanned++ {
+			if m := re.FindStringSubmatch(lines[scanned]); m != nil {
+				seen++
+				if seen == n {
+					scanned++
+					return m, -1, true
+				}
+			}
+		}
+		return nil, -1, false
+	})
+}
+
+// waitUntil calls match with the console lines (and WaitFor's cursor) each
+// time they grow, until it reports a result, QEMU exits or ctx ends. match
+// returns the new cursor, or -1 to leave it alone.
+func (vm *VM) waitUntil(ctx context.Context, what string, match func(lines []string, cursor int) ([]string, int, bool)) ([]string, error) {
+	for {
+		vm.mu.Lock()
+		m, cur, ok := match(vm.lines, vm.cursor)
+		if cur >= 0 {
+			vm.cursor = cur
+		}
 		changed := vm.changed
 		vm.mu.Unlock()
+		if ok {
+			return m, nil
+		}
 
 		select {
 		case <-vm.done:
 			// Lines are final once done is closed; look at them once more.
 			vm.mu.Lock()
-			more := vm.cursor < len(vm.lines)
+			m, cur, ok := match(vm.lines, vm.cursor)
+			if cur >= 0 {
+				vm.cursor = cur
+			}
 			vm.mu.Unlock()
-			if more {
-				continue
+			if ok {
+				return m, nil
 			}
-			err := vm.waitErr
-			if err == nil {
-				err = errors.New("qemu exited")
-			}
-			return nil, fmt.Errorf("console never matched %q: %w\n%s", re, err, vm.tail())
+			return nil, fmt.Errorf("%s: QEMU exited first (%w)\n%s", what, vm.exitErr(), vm.tail())
 		case <-ctx.Done():
-			return nil, fmt.Errorf("console never matched %q: %w\n%s", re, ctx.Err(), vm.tail())
+			return nil, fmt.Errorf("%s: %w\n%s", what, ctx.Err(), vm.tail())
 		case <-changed:
 		}
 	}
+}
+
+// ErrExited is wrapped by the errors of the waits when QEMU exited before
+// what they waited for.
+var ErrExited = errors.New("qemu exited")
+
+// exitErr describes how QEMU ended; valid once done is closed.
+func (vm *VM) exitErr() error {
+	if vm.waitErr != nil {
+		return fmt.Errorf("%w: %w", ErrExited, vm.waitErr)
+	}
+	state := "exit status 0"
+	if ps := vm.cmd.ProcessState; ps != nil {
+		state = ps.String()
+	}
+	return fmt.Errorf("%w: %s", ErrExited, state)
 }
 
 // tail formats the last console lines for an error message.

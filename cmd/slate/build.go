@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -37,7 +39,7 @@ func newBuildCmd() *cobra.Command {
 				EmbedRoot: embed, RootURL: rootURL,
 			})
 			if err != nil {
-				return err
+				return flagError(err)
 			}
 			for _, a := range rep.Artifacts {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s/%s  %d bytes  sha256:%s\n", out, a.Path, a.Size, a.SHA256)
@@ -62,28 +64,73 @@ func newBuildCmd() *cobra.Command {
 	return cmd
 }
 
-// barProgress shows build steps as a progress bar on a terminal.
+// buildFlags maps the builder's Options fields to the flags that set them.
+var buildFlags = map[string]string{
+	"OutDir": "-o", "Formats": "--format", "CacheDir": "--cache", "Slate": "--slate",
+	"Channel": "--channel", "SignKeys": "--sign", "Expires": "--expires", "Force": "--force",
+	"EmbedRoot": "--embed-root", "RootURL": "--root-url",
+}
+
+// flagReplacer puts flag names in the place of "Options.Field".
+var flagReplacer = func() *strings.Replacer {
+	var pairs []string
+	for f, flag := range buildFlags {
+		pairs = append(pairs, "Options."+f, flag)
+	}
+	return strings.NewReplacer(pairs...)
+}()
+
+// flagError speaks of the command's flags where the builder's error
+// speaks of its Options fields; the error chain stays intact.
+func flagError(err error) error {
+	msg := flagReplacer.Replace(err.Error())
+	if msg == err.Error() {
+		return err
+	}
+	return &cliError{msg: msg, err: err}
+}
+
+type cliError struct {
+	msg string
+	err error
+}
+
+func (e *cliError) Error() string { return e.msg }
+func (e *cliError) Unwrap() error { return e.err }
+
+// barProgress shows build steps as a progress bar on a terminal, sized by
+// the steps the build really has (builder.Progress.Plan).
 type barProgress struct {
-	bar   *progressbar.ProgressBar
-	start time.Time
+	w   io.Writer
+	bar *progressbar.ProgressBar
 }
 
 func newProgress() builder.Progress {
 	if !term.IsTerminal(int(os.Stderr.Fd())) {
 		return nil
 	}
-	bar := progressbar.NewOptions(9,
-		progressbar.OptionSetWriter(os.Stderr),
+	return &barProgress{w: os.Stderr}
+}
+
+func (p *barProgress) Plan(steps []string) {
+	p.bar = progressbar.NewOptions(len(steps),
+		progressbar.OptionSetWriter(p.w),
 		progressbar.OptionSetDescription("building"),
 		progressbar.OptionShowCount(),
 		progressbar.OptionClearOnFinish(),
 	)
-	return &barProgress{bar: bar, start: time.Now()}
 }
 
 func (p *barProgress) Step(name string) {
+	if p.bar == nil {
+		return
+	}
 	p.bar.Describe(name)
 	_ = p.bar.Add(1)
 }
 
-func (p *barProgress) Done() { _ = p.bar.Finish() }
+func (p *barProgress) Done() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
