@@ -119,7 +119,15 @@ type service struct {
 type helperProc struct {
 	proc  *os.Process
 	exitc chan unix.WaitStatus
+	// outDone is closed once the process's output has all reached the
+	// console (its pipe is at EOF).
+	outDone chan struct{}
 }
+
+// outputDrain bounds how long a finished command's output may take to
+// reach the console: a command that left a process behind holding its
+// pipe must not hold up the service.
+const outputDrain = time.Second
 
 // errTimeout ends a start or a command that ran past its timeout.
 var errTimeout = errors.New("timed out")
@@ -267,6 +275,12 @@ func (s *supervisor) runCommand(svc *service, argv []string, timeout time.Durati
 			<-h.exitc
 		}
 		return errStopping
+	}
+	// What an ExecStartPre or ExecStartPost printed comes before the
+	// line that says how the start went.
+	select {
+	case <-h.outDone:
+	case <-time.After(outputDrain):
 	}
 	if e := (exit{status: ws}); e.failed() {
 		return errors.New(e.String())
@@ -484,7 +498,7 @@ func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop bool)
 		r.Close()
 		return nil, err // a *PathError: "fork/exec /path: reason"
 	}
-	h := &helperProc{proc: proc}
+	h := &helperProc{proc: proc, outDone: make(chan struct{})}
 	if helper {
 		h.exitc = make(chan unix.WaitStatus, 1)
 		s.helpers[proc.Pid] = h
@@ -499,6 +513,7 @@ func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop bool)
 	s.outputWG.Add(1)
 	go func() {
 		defer s.outputWG.Done()
+		defer close(h.outDone)
 		defer r.Close()
 		copyLines(r, s.console, "["+svc.spec.Name+"] ", log)
 	}()
