@@ -24,6 +24,7 @@ var Allowed = map[string][]string{
 	"bootinfo":        nil,
 	"bootlog":         {"redact"},
 	"redact":          nil,
+	"fetch":           {"redact"},
 	"cmdline":         nil,
 	"version":         nil,
 	"ext4fs":          nil,
@@ -35,18 +36,18 @@ var Allowed = map[string][]string{
 	"partitions":      {"fatfs"},
 	"configs":         {"cmdline"},
 	"imageinfo":       {"configs"},
-	"ignition":        {"configs"},
+	"ignition":        {"configs", "fetch"},
 	"updater/payload": {"cmdline"},
 	// Build.
 	"builder": {"cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "isoimage",
 		"kmod", "netroot", "partitions", "updater/payload", "version"},
 	// Boot.
-	"netroot":          {"cmdline", "ignition", "updater/payload"},
+	"netroot":          {"cmdline", "fetch"},
 	"initramfs/stage1": {"bootinfo", "bootlog", "cmdline", "ext4fs", "kmod", "netconf", "netroot", "partitions", "redact"},
 	// Run.
 	"supervisor": {"bootlog", "configs", "netconf"},
 	"provision":  {"cmdline", "configs", "ignition", "supervisor"},
-	"updater":    {"bootlog", "cmdline", "configs", "partitions", "redact", "supervisor", "updater/payload"},
+	"updater":    {"bootlog", "cmdline", "configs", "fetch", "partitions", "redact", "supervisor", "updater/payload"},
 	"system": {"bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "kmod", "partitions",
 		"provision", "supervisor", "updater", "updater/payload"},
 	// Harness and front ends.
