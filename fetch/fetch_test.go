@@ -58,7 +58,9 @@ func mustURL(t *testing.T, s string) *url.URL {
 }
 
 // fast retries quickly, so failing cases take milliseconds.
-func fast() *Fetcher { return &Fetcher{Attempts: 3, Backoff: time.Millisecond, TFTPTimeout: time.Second} }
+func fast() *Fetcher {
+	return &Fetcher{Attempts: 3, Backoff: time.Millisecond, TFTPTimeout: time.Second}
+}
 
 func TestFetcherSchemes(t *testing.T) {
 	data := randomBytes(200000, 5)
