@@ -213,11 +213,18 @@ func (f *Fetcher) openHTTP(ctx context.Context, u *url.URL, headers http.Header)
 	if maxBackoff <= 0 {
 		maxBackoff = 30 * time.Second
 	}
-	cancel := context.CancelFunc(func() {})
+	stop := context.CancelFunc(func() {})
 	if f.Total > 0 {
-		ctx, cancel = context.WithTimeout(ctx, f.Total)
+		ctx, stop = context.WithTimeout(ctx, f.Total)
 	}
-	r := NewResumingReader(ctx, f.client(), u.String())
+	client := f.client()
+	cancel := stop
+	if f.Client == nil {
+		// A client of its own per fetch: let its kept-alive connection go
+		// with the body rather than linger for the idle timeout.
+		cancel = func() { stop(); client.CloseIdleConnections() }
+	}
+	r := NewResumingReader(ctx, client, u.String())
 	r.q.headers, r.q.anyEncoding = headers, true
 	r.MaxRetries, r.Backoff, r.MaxBackoff = attempts-1, backoff, maxBackoff
 	r.Idle = f.Timeouts.OrDefault().Idle
