@@ -140,18 +140,24 @@ func Format(kind string, kv ...any) string {
 	return b.String()
 }
 
-// ident keeps a kind or key to [lo-hi_]+.
+// ident keeps a kind to [A-Z_]+, a key to [a-z_][a-z0-9_]* (sha256,
+// mib_s).
 func ident(s string, lo, hi byte) string {
 	if s == "" {
 		return "_"
 	}
 	b := []byte(s)
 	for i, c := range b {
-		if (c < lo || c > hi) && c != '_' {
+		if !identByte(c, i, lo, hi) {
 			b[i] = '_'
 		}
 	}
 	return string(b)
+}
+
+// identByte: a key (lo 'a') may have digits after its first byte.
+func identByte(c byte, i int, lo, hi byte) bool {
+	return c >= lo && c <= hi || c == '_' || lo == 'a' && i > 0 && c >= '0' && c <= '9'
 }
 
 // bare reports whether v can be written without quotes.
@@ -229,7 +235,7 @@ func Parse(line string) (kind string, kvs []KV, err error) {
 
 func identLen(s string, lo, hi byte) int {
 	i := 0
-	for i < len(s) && (s[i] >= lo && s[i] <= hi || s[i] == '_') {
+	for i < len(s) && identByte(s[i], i, lo, hi) {
 		i++
 	}
 	return i

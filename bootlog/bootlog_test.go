@@ -37,6 +37,8 @@ func TestFormat(t *testing.T) {
 		{"IGNITION", []any{"warning", "unused key \"x\""}, `SLATE-IGNITION warning="unused key \"x\""`},
 		// keys and kinds are identifiers: anything else is replaced
 		{"READY x", []any{"a b", 1, "k=v", 2, "lone"}, `SLATE-READY__ a_b=1 k_v=2 lone=""`},
+		// a key may have digits, not first
+		{"NETROOT2", []any{"sha256", "ab", "9x", 1}, `SLATE-NETROOT_ sha256=ab _x=1`},
 	}
 	for _, c := range cases {
 		got := Format(c.kind, c.kv...)

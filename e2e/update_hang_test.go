@@ -130,7 +130,7 @@ func TestUpdateHang(t *testing.T) {
 	if err := os.MkdirAll(missing, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"manifest.json", "manifest.json.sig"} {
+	for _, f := range []string{"manifest.json"} { // the envelope carries its signatures
 		b, err := os.ReadFile(filepath.Join(c.root, f))
 		if err != nil {
 			t.Fatal(err)
@@ -146,7 +146,11 @@ func TestUpdateHang(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := payload.ParseManifest(data)
+	env, err := payload.ParseEnvelope(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := payload.ParseManifest(env.Signed)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,10 +35,10 @@ func (p *Plan) Apply(ctx context.Context, root string, f Fetcher) error {
 	if df, ok := f.(*DefaultFetcher); ok && p.Timeouts != (Timeouts{}) {
 		c := *df // the config's ignition.timeouts, for this config only
 		if p.Timeouts.ResponseHeaders > 0 {
-			c.ResponseHeaderTimeout = p.Timeouts.ResponseHeaders
+			c.Timeouts.Header = p.Timeouts.ResponseHeaders
 		}
 		if p.Timeouts.Total > 0 {
-			c.TotalTimeout = p.Timeouts.Total
+			c.Total = p.Timeouts.Total
 		}
 		f = &c
 	}

@@ -435,7 +435,7 @@ func TestApplyRetriesAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = p.Apply(context.Background(), newRoot(t), fastFetcher)
-	if err == nil || !strings.Contains(err.Error(), "502") || !strings.Contains(err.Error(), "after 3 attempts") {
+	if err == nil || !strings.Contains(err.Error(), "502") || !strings.Contains(err.Error(), "after 3 failed attempts") {
 		t.Fatalf("error = %v", err)
 	}
 	if hits.Load() != 3 {

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,8 +24,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/slateos/slate/cmdline"
-	"github.com/slateos/slate/ignition"
-	"github.com/slateos/slate/updater/payload"
+	"github.com/slateos/slate/fetch"
 )
 
 // Kernel command line parameters.
@@ -145,7 +143,8 @@ type Options struct {
 	// Progress, if set, is called as the image is written, with the bytes
 	// written so far.
 	Progress func(written int64)
-	// Client is the HTTP client; nil is one with sane timeouts.
+	// Client is the HTTP client; nil is fetch's, with its default
+	// timeouts, that does not check certificates (see Fetch).
 	Client *http.Client
 }
 
@@ -183,13 +182,21 @@ func Fetch(ctx context.Context, src Source, dst *os.File, o Options) (Result, er
 	if err := dst.Truncate(0); err != nil {
 		return Result{}, err
 	}
+	// Certificates are not checked: the initramfs carries no CA store, and
+	// the image is trusted for its sha256 from the kernel command line,
+	// which is checked before the root is mounted whatever the transport.
+	// https still keeps the image private on the wire.
+	f := &fetch.Fetcher{Client: o.Client, Attempts: attempts, Backoff: backoff, MaxBackoff: 4 * time.Second, InsecureTLS: true}
 	if u.Scheme == "http" || u.Scheme == "https" {
-		r := payload.NewResumingReader(ctx, httpClient(o.Client), src.URL)
-		r.MaxRetries = attempts - 1
-		r.Backoff, r.MaxBackoff = backoff, 4*time.Second
-		defer r.Close()
-		res, err := copyVerified(dst, r, src, o.Progress, true)
-		res.Transferred = r.Offset()
+		// A download that breaks off resumes where it stopped (Range).
+		body, err := f.Fetch(ctx, u, nil)
+		if err != nil {
+			return Result{}, fmt.Errorf("read root image: %w", err)
+		}
+		defer body.Close()
+		cr := &countingReader{r: body}
+		res, err := copyVerified(dst, cr, src, o.Progress, true)
+		res.Transferred = cr.n
 		return res, err
 	}
 	// TFTP cannot resume: start again from the first byte.
@@ -209,7 +216,7 @@ func Fetch(ctx context.Context, src Source, dst *os.File, o Options) (Result, er
 		if err := dst.Truncate(0); err != nil {
 			return Result{}, err
 		}
-		body, err := (&ignition.DefaultFetcher{}).Fetch(ctx, u, nil)
+		body, err := f.Fetch(ctx, u, nil)
 		if err != nil {
 			last = err
 			continue
@@ -224,21 +231,6 @@ func Fetch(ctx context.Context, src Source, dst *os.File, o Options) (Result, er
 		last = err
 	}
 	return Result{}, fmt.Errorf("giving up after %d attempts: %w", attempts, last)
-}
-
-// httpClient bounds the wait for an answer; the body may take as long as
-// the context allows. Certificates are not checked: the initramfs carries
-// no CA store, and the image is trusted for its sha256 from the kernel
-// command line, which is checked before the root is mounted whatever the
-// transport. https still keeps the image private on the wire.
-func httpClient(c *http.Client) *http.Client {
-	if c != nil {
-		return c
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = 30 * time.Second
-	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // see above: the sha256 is the trust anchor
-	return &http.Client{Transport: tr}
 }
 
 type countingReader struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/fetch"
 	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/supervisor"
 	"github.com/slateos/slate/updater/payload"
@@ -81,15 +82,15 @@ type Daemon struct {
 var ErrBusy = errors.New("the updater is busy")
 
 // Timeouts are the network timeouts of the daemon.
-func (d *Daemon) Timeouts() payload.Timeouts {
+func (d *Daemon) Timeouts() fetch.Timeouts {
 	t := d.Config.Timeouts
-	return payload.Timeouts{Connect: t.Connect.D(), Header: t.Header.D(), Idle: t.Idle.D()}.OrDefault()
+	return fetch.Timeouts{Connect: t.Connect.D(), Header: t.Header.D(), Idle: t.Idle.D()}.OrDefault()
 }
 
 func (d *Daemon) client() *http.Client {
 	d.clientOnce.Do(func() {
 		if d.Client == nil {
-			d.Client = payload.NewClient(d.Timeouts())
+			d.Client = fetch.NewClient(d.Timeouts())
 		}
 	})
 	return d.Client

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slateos/slate/fetch"
 	"github.com/slateos/slate/updater/payload"
 )
 
@@ -41,10 +42,10 @@ type Source interface {
 
 // NewSource makes a Source from a URL (http, https) or a folder path. Its
 // downloads give up on a body that sends nothing for
-// payload.DefaultTimeouts.Idle (see NewSourceIdle); client nil is one with
-// payload.DefaultTimeouts.
+// fetch.DefaultTimeouts.Idle (see NewSourceIdle); client nil is one with
+// fetch.DefaultTimeouts.
 func NewSource(loc string, client *http.Client) (Source, error) {
-	return NewSourceIdle(loc, client, payload.DefaultTimeouts.Idle)
+	return NewSourceIdle(loc, client, fetch.DefaultTimeouts.Idle)
 }
 
 // NewSourceIdle is NewSource with another idle timeout.
@@ -55,7 +56,7 @@ func NewSourceIdle(loc string, client *http.Client, idle time.Duration) (Source,
 			return nil, fmt.Errorf("channel %q: %w", RedactURL(loc), redactErr(err))
 		}
 		if client == nil {
-			client = payload.NewClient(payload.DefaultTimeouts)
+			client = fetch.NewClient(fetch.DefaultTimeouts)
 		}
 		return &httpSource{base: u, client: client, idle: idle}, nil
 	}
@@ -85,19 +86,12 @@ func (s *httpSource) url(rel string) string {
 }
 
 func (s *httpSource) get(ctx context.Context, rel string) ([]byte, error) {
-	body, err := payload.FetchIdle(ctx, s.client, s.url(rel), 0, s.idle)
+	body, err := fetch.Open(ctx, s.client, s.url(rel), 0, s.idle)
 	if err != nil {
-		return nil, redactErr(err)
+		return nil, err
 	}
 	defer body.Close()
-	b, err := io.ReadAll(io.LimitReader(body, maxManifest+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", RedactURL(s.url(rel)), redactErr(err))
-	}
-	if len(b) > maxManifest {
-		return nil, fmt.Errorf("fetch %s: larger than %d bytes", RedactURL(s.url(rel)), maxManifest)
-	}
-	return b, nil
+	return fetch.ReadAll(body, s.url(rel), maxManifest)
 }
 
 func (s *httpSource) Manifest(ctx context.Context) ([]byte, []byte, error) {
@@ -111,23 +105,14 @@ func (s *httpSource) Manifest(ctx context.Context) ([]byte, []byte, error) {
 func (s *httpSource) Open(ctx context.Context, rel string, size int64) (io.ReadCloser, error) {
 	// resumes with HTTP Range after a dropped connection; knowing the
 	// size, an early end of a response without a length is a drop too
-	r := payload.NewResumingReader(ctx, s.client, s.url(rel))
+	// (fetch redacts the URL in its errors)
+	r := fetch.NewResumingReader(ctx, s.client, s.url(rel))
 	r.Size, r.Idle, r.CheckLength = size, s.idle, true
+	r.SizeFrom, r.WrongSize = "the manifest", payload.ErrCorrupt
 	r.OnRetry = func(off int64, attempt int, cause error) {
-		logrus.WithError(redactErr(cause)).Warnf("updater: download of %s interrupted; resuming at byte %d (attempt %d)", RedactURL(s.url(rel)), off, attempt+1)
+		logrus.WithError(cause).Warnf("updater: download of %s interrupted; resuming at byte %d (attempt %d)", RedactURL(s.url(rel)), off, attempt+1)
 	}
-	return redactedReader{r}, nil
-}
-
-// redactedReader redacts the URL in its errors (errors.Is still works).
-type redactedReader struct{ *payload.ResumingReader }
-
-func (r redactedReader) Read(p []byte) (int, error) {
-	n, err := r.ResumingReader.Read(p)
-	if err != nil && err != io.EOF {
-		err = redactErr(err)
-	}
-	return n, err
+	return r, nil
 }
 
 type dirSource string

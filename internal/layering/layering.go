@@ -25,6 +25,7 @@ var Allowed = map[string][]string{
 	"bootlog":         {"redact"},
 	"redact":          nil,
 	"accounts":        nil,
+	"fetch":           {"redact"},
 	"cmdline":         nil,
 	"version":         nil,
 	"ext4fs":          nil,
@@ -37,19 +38,19 @@ var Allowed = map[string][]string{
 	"bootentry":       {"fatfs", "partitions"},
 	"configs":         {"cmdline", "version"},
 	"imageinfo":       {"configs"},
-	"ignition":        {"accounts", "configs"},
+	"ignition":        {"accounts", "configs", "fetch"},
 	"updater/payload": {"cmdline", "version"},
 	// Build.
 	"builder": {"bootentry", "cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "isoimage",
 		"kmod", "netroot", "partitions", "updater/payload", "version"},
 	// Boot.
-	"netroot":          {"cmdline", "ignition", "updater/payload"},
+	"netroot":          {"cmdline", "fetch"},
 	"initramfs/stage1": {"bootinfo", "bootlog", "cmdline", "ext4fs", "kmod", "netconf", "netroot", "partitions", "redact"},
 	// Run.
 	"bootdisk":   {"cmdline", "partitions"},
 	"supervisor": {"accounts", "bootlog", "configs", "netconf"},
 	"provision":  {"bootdisk", "cmdline", "configs", "ignition", "supervisor"},
-	"updater":    {"bootdisk", "bootentry", "bootlog", "cmdline", "configs", "partitions", "redact", "supervisor", "updater/payload"},
+	"updater":    {"bootdisk", "bootentry", "bootlog", "cmdline", "configs", "fetch", "partitions", "redact", "supervisor", "updater/payload"},
 	"system": {"bootdisk", "bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "kmod",
 		"provision", "supervisor", "updater", "updater/payload"},
 	// Harness and front ends.

@@ -21,7 +21,7 @@
 // file, both as stored and decompressed. The updater checks a signature
 // before parsing (OpenEnvelope), the top manifest's freshness against what
 // it has seen (CheckFresh), streams each file through a Verifier
-// (OpenFile), usually on top of a ResumingReader, and trusts nothing it
+// (OpenFile), usually on top of a fetch.ResumingReader, and trusts nothing it
 // wrote until the Verifier has returned io.EOF. Publish and Refresh write
 // the channel under the lock, each top manifest with one atomic rename.
 package payload

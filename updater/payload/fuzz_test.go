@@ -146,17 +146,3 @@ func FuzzOpenFile(f *testing.F) {
 		}
 	})
 }
-
-func FuzzContentRange(f *testing.F) {
-	for _, s := range []string{"bytes 0-9/10", "bytes 5-9/*", "bytes */10", "bytes -1-5/3", "bytes 9223372036854775807-9223372036854775807/1", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, h string) {
-		if start, err := contentRangeStart(h); err == nil && start < 0 {
-			t.Fatalf("negative start %d from %q", start, h)
-		}
-		if total, ok := contentRangeTotal(h); ok && total < 0 {
-			t.Fatalf("negative total from %q", h)
-		}
-	})
-}

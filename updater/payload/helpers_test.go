@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/slateos/slate/fetch"
 )
 
 // sparseImage is a deterministic stand-in for a root partition: blocks of
@@ -244,7 +246,7 @@ func (f *fixtureT) expected(version, role string) io.Reader {
 func download(ctx context.Context, t testing.TB, client *http.Client, base string, pub ed25519.PublicKey, sink func(File, io.Reader) error) (*Manifest, map[string]int, error) {
 	t.Helper()
 	get := func(name string) ([]byte, error) {
-		body, err := Fetch(ctx, client, base+"/"+name, 0)
+		body, err := fetch.Open(ctx, client, base+"/"+name, 0, fetch.DefaultTimeouts.Idle)
 		if err != nil {
 			return nil, err
 		}
@@ -261,7 +263,7 @@ func download(ctx context.Context, t testing.TB, client *http.Client, base strin
 	}
 	requests := map[string]int{}
 	for _, f := range m.Files {
-		rr := NewResumingReader(ctx, client, base+"/"+f.Path)
+		rr := fetch.NewResumingReader(ctx, client, base+"/"+f.Path)
 		rr.Size = f.CompressedSize
 		rr.Backoff, rr.MaxBackoff = time.Millisecond, 10*time.Millisecond
 		v, err := OpenFile(f, rr)

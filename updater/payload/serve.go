@@ -13,7 +13,7 @@ import (
 
 // Serve returns a handler that serves the channel folder dir read-only, as
 // `slate serve` does. It is http.FileServer (so Range requests, and with them
-// ResumingReader, work) with the edges filed off:
+// fetch.ResumingReader, work) with the edges filed off:
 //   - only GET and HEAD;
 //   - no directory listings and no index.html: a directory is a 404;
 //   - names starting with "." are 404, which hides AddToChannel's
