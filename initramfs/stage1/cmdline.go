@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/uuid"
+
 	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/netroot"
 )
@@ -46,7 +48,9 @@ func ParseCmdline(s string) (Cmdline, error) {
 	// Each key's last value counts, as for the kernel and PID 1.
 	if v, ok := kc.Lookup(cmdline.Root); ok {
 		id, ok := strings.CutPrefix(v, "PARTUUID=")
-		if !ok || len(id) != 36 {
+		// A GUID in its 36-character form, hex digits only: ToUpper
+		// would turn a byte that is not UTF-8 into three.
+		if _, err := uuid.Parse(id); !ok || len(id) != 36 || err != nil {
 			return c, fmt.Errorf("kernel command line: root=%q: want root=PARTUUID=<guid>", v)
 		}
 		c.Root = strings.ToUpper(id)
