@@ -151,6 +151,9 @@ func (b *boot) run() error {
 // whether slate.debug asks to wait instead of rebooting.
 func (b *boot) failed(err error) (wait bool) {
 	stage := "init"
+	if err == nil { // run ends by exec or with an error; never say nothing
+		err = errors.New("init ran out of stages without switching root")
+	}
 	var se *stageError
 	if errors.As(err, &se) {
 		stage = se.stage

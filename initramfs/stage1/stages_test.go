@@ -519,6 +519,17 @@ func TestFailedWaitsWithDebug(t *testing.T) {
 	}
 }
 
+func TestFailedWithoutError(t *testing.T) {
+	m := newMachine(t, "", 0)
+	var out bytes.Buffer
+	bootlog.SetEvents(&out)
+	defer bootlog.SetEvents(nil)
+	(&boot{root: m.root, sys: m.sys}).failed(nil)
+	if got := out.String(); got != "SLATE-FAILED stage=init err=\"init ran out of stages without switching root\"\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
 func TestSetupStateDecisions(t *testing.T) {
 	cases := []struct {
 		name     string
