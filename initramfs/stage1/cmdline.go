@@ -7,8 +7,11 @@ package stage1
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/google/uuid"
 
 	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/netroot"
@@ -21,8 +24,9 @@ type Cmdline struct {
 	Debug    bool   // slate.debug: wait instead of rebooting on failure
 	RootWait int    // slate.rootwait=<seconds>, default 30
 	// Break stops init with a failure at a stage (slate.break=modules,
-	// root, state, etc or switch_root), as a real failure there would: a
-	// fleet can rehearse its fall-back with it.
+	// root, state, etc or switch_root: the stages of the plan that may be
+	// broken, see stages), as a real failure there would: a fleet can
+	// rehearse its fall-back with it.
 	Break string
 	// RAM is set when the root is an image held in RAM (slate.root_sha256
 	// and slate.root_size, with slate.root_url when it is fetched): a
@@ -44,7 +48,9 @@ func ParseCmdline(s string) (Cmdline, error) {
 	// Each key's last value counts, as for the kernel and PID 1.
 	if v, ok := kc.Lookup(cmdline.Root); ok {
 		id, ok := strings.CutPrefix(v, "PARTUUID=")
-		if !ok || len(id) != 36 {
+		// A GUID in its 36-character form, hex digits only: ToUpper
+		// would turn a byte that is not UTF-8 into three.
+		if _, err := uuid.Parse(id); !ok || len(id) != 36 || err != nil {
 			return c, fmt.Errorf("kernel command line: root=%q: want root=PARTUUID=<guid>", v)
 		}
 		c.Root = strings.ToUpper(id)
@@ -56,12 +62,11 @@ func ParseCmdline(s string) (Cmdline, error) {
 		c.Slot = v
 	}
 	if v, ok := kc.Lookup(cmdline.Break); ok {
-		switch v {
-		case "modules", "root", "state", "etc", "switch_root":
-			c.Break = v
-		default:
-			return c, fmt.Errorf("kernel command line: slate.break=%q: want modules, root, state, etc or switch_root", v)
+		names := breakStages()
+		if !slices.Contains(names, v) {
+			return c, fmt.Errorf("kernel command line: slate.break=%q: want %s or %s", v, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 		}
+		c.Break = v
 	}
 	if v, ok := kc.Lookup(cmdline.BootIf); ok {
 		// pxelinux's form, which iPXE scripts copy: 01-<mac, hyphens>

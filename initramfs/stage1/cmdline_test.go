@@ -27,6 +27,9 @@ func TestParseCmdline(t *testing.T) {
 		{in: "root=PARTUUID=" + id + " slate.slot=a slate.debug=0", want: Cmdline{Root: "5A92BAF2-4FF3-4F69-98D8-137964E3D4E3", Slot: "a", RootWait: 30}},
 		{in: "root=PARTUUID=" + id + " slate.slot=a slate.rootwait=5x", bad: true},
 		{in: "root=PARTUUID=short slate.slot=a", bad: true},
+		{in: "root=PARTUUID=000000000000000000\xa600000000000000000 slate.slot=a", bad: true}, // not UTF-8
+		{in: "root=PARTUUID=5a92baf2-4ff3-4f69-98d8-137964e3d4eg slate.slot=a", bad: true},    // not hex
+		{in: "root=PARTUUID=5a92baf2x4ff3-4f69-98d8-137964e3d4e3 slate.slot=a", bad: true},    // no hyphen
 		{in: "root=PARTUUID=" + id, bad: true},
 		{in: "root=PARTUUID=" + id + " slate.slot=c", bad: true},
 		{in: "root=PARTUUID=" + id + " slate.slot=a slate.rootwait=0", bad: true},
