@@ -124,7 +124,7 @@ type redactedReader struct{ *payload.ResumingReader }
 
 func (r redactedReader) Read(p []byte) (int, error) {
 	n, err := r.ResumingReader.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		err = redactErr(err)
 	}
 	return n, err

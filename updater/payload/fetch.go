@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -75,7 +74,6 @@ type idleBody struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	idle   time.Duration
-	mu     sync.Mutex
 	timer  *time.Timer
 }
 
@@ -199,7 +197,7 @@ func fetch(ctx context.Context, client *http.Client, url string, offset int64, i
 	case resp.StatusCode == http.StatusOK:
 		if offset > 0 {
 			n, err := io.CopyN(io.Discard, resp.Body, offset)
-			if err == io.EOF && definite {
+			if errors.Is(err, io.EOF) && definite {
 				// The whole file is shorter than offset: nothing is left.
 				resp.Body.Close()
 				return &fetched{body: http.NoBody, definite: true}, nil
@@ -429,7 +427,7 @@ func (r *ResumingReader) retry(cause error) error {
 	defer t.Stop()
 	select {
 	case <-r.ctx.Done():
-		return r.stop(fmt.Errorf("fetch %s: %w (while retrying after: %v)", r.url, r.ctx.Err(), cause))
+		return r.stop(fmt.Errorf("fetch %s: %w (while retrying after: %v)", r.url, r.ctx.Err(), cause)) //nolint:errorlint // the cancellation is the cause; the last retry's error is context
 	case <-t.C:
 		return nil
 	}

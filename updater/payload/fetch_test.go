@@ -75,7 +75,7 @@ func TestResumingReader(t *testing.T) {
 			}
 			defer v.Close()
 			sameStream(t, f.expected("1.1.0", RoleRoot), v)
-			if _, err := v.Read(make([]byte, 1)); err != io.EOF {
+			if _, err := v.Read(make([]byte, 1)); err != io.EOF { //nolint:errorlint // io.Reader must return io.EOF itself, unwrapped: that is what is tested
 				t.Fatalf("end: %v", err)
 			}
 			want := int(root.CompressedSize/cutEvery) + 1
@@ -100,7 +100,7 @@ func TestResumingReaderFailures(t *testing.T) {
 		wantCause error
 	}{
 		{name: "connection always dies", handler: abort, backoff: time.Millisecond, wantReqs: 4, wantErr: "giving up at byte 0 after 4 failed attempts"},
-		{name: "503 is retried", handler: func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", 503) },
+		{name: "503 is retried", handler: func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", http.StatusServiceUnavailable) },
 			backoff: time.Millisecond, wantReqs: 4, wantErr: "503 Service Unavailable", wantHTTP: 503},
 		{name: "404 is not retried", handler: http.NotFound, backoff: time.Millisecond, wantReqs: 1, wantErr: "404 Not Found", wantHTTP: 404},
 		{name: "cancelled during backoff", handler: abort, backoff: time.Minute, cancel: 100 * time.Millisecond, wantReqs: 1,
