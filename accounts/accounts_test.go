@@ -79,7 +79,9 @@ func TestEdit(t *testing.T) {
 	if !f.Used(4343) || f.Used(1) {
 		t.Error("Used")
 	}
-	if !f.AddMember("web", "b", 3) || !f.AddMember("web", "b", 3) || f.AddMember("none", "b", 3) {
+	added := f.AddMember("web", "b", 3)
+	again := f.AddMember("web", "b", 3) // already a member: still true
+	if !added || !again || f.AddMember("none", "b", 3) {
 		t.Error("AddMember")
 	}
 	f.Add("app", "x", "1000", "")

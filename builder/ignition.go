@@ -30,9 +30,7 @@ func IgnitionImage(spec *configs.Spec) *ignition.Image {
 			}
 		}
 	}
-	for _, p := range sortedKeys(etc) {
-		img.Files = append(img.Files, p)
-	}
+	img.Files = append(img.Files, sortedKeys(etc)...)
 	for _, f := range spec.Root.Files {
 		if d := path.Clean("/" + f.Dst); strings.HasPrefix(d, "/etc/") {
 			img.Files = append(img.Files, d)

@@ -71,7 +71,7 @@ func ResolveInputs(spec *configs.Spec, cacheDir, slateBin string) (Inputs, error
 	} else {
 		in.CABundle = hostCABundle
 		if _, err := os.Stat(hostCABundle); err != nil {
-			return in, fmt.Errorf("the root's CA bundle (for https to update channels and Ignition URLs) comes from this build host's %s, which is missing (%v): install Debian's ca-certificates package (apt-get install ca-certificates), or name a PEM file of CA certificates in root.ca_bundle", hostCABundle, err)
+			return in, fmt.Errorf("the root's CA bundle (for https to update channels and Ignition URLs) comes from this build host's %s, which is missing (%w): install Debian's ca-certificates package (apt-get install ca-certificates), or name a PEM file of CA certificates in root.ca_bundle", hostCABundle, err)
 		}
 		if err := configs.CheckCABundle(hostCABundle); err != nil {
 			return in, fmt.Errorf("the build host's CA bundle, the root's default: %w; reinstall ca-certificates or name a PEM file in root.ca_bundle", err)

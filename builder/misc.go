@@ -2,11 +2,7 @@ package builder
 
 import (
 	"sort"
-
-	"github.com/slateos/slate/version"
 )
-
-func versionString() string { return version.Version }
 
 func sortedKeys(m map[string]string) []string {
 	ks := make([]string, 0, len(m))

@@ -252,11 +252,11 @@ func warnDanglingLinks(fsys *ext4fs.FS, spec *configs.Spec, log logrus.FieldLogg
 		}
 		_ = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.Type()&fs.ModeSymlink == 0 {
-				return nil
+				return nil //nolint:nilerr // a walk error only means fewer warnings
 			}
 			rel, err := filepath.Rel(src, p)
 			if err != nil {
-				return nil
+				return nil //nolint:nilerr // a walk error only means fewer warnings
 			}
 			dst := path.Join(f.Dst, filepath.ToSlash(rel))
 			if _, _, err := resolveInImage(fsys, dst); err != nil {

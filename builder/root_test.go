@@ -71,7 +71,7 @@ func TestAddContentModes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			src := "prog"
+			var src string
 			dst := "/usr/local/bin/prog"
 			writeFile(t, filepath.Join(dir, "tree", "prog"), tt.host)
 			if tt.inDir {

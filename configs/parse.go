@@ -546,7 +546,7 @@ func typeKind(t reflect.Type) string {
 		return "a list"
 	case reflect.Map, reflect.Struct:
 		return "a mapping"
-	case reflect.Ptr:
+	case reflect.Pointer:
 		return typeKind(t.Elem())
 	}
 	return t.String()

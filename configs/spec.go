@@ -1,3 +1,5 @@
+//lint:file-ignore ST1011 RestartSec, TimeoutStartSec and TimeoutStopSec are named after systemd's unit keys
+
 // Package configs holds the image spec: its type, parsing from YAML,
 // defaults and validation. Every error names the field by JSON path.
 package configs

@@ -337,7 +337,7 @@ func readPublicKeys(path string) ([]ed25519.PublicKey, error) {
 		}
 		k, err := x509.ParsePKIXPublicKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("PEM block %d is not a PKIX public key: %v", n, err)
+			return nil, fmt.Errorf("PEM block %d is not a PKIX public key: %w", n, err)
 		}
 		pub, ok := k.(ed25519.PublicKey)
 		if !ok {

@@ -86,14 +86,6 @@ type contentSet struct {
 	files []tfile
 }
 
-func (c contentSet) bytes() int64 {
-	var n int64
-	for _, f := range c.files {
-		n += f.size
-	}
-	return n
-}
-
 var testTime = time.Date(2024, 5, 17, 13, 45, 31, 0, time.UTC)
 
 func espSet() contentSet {

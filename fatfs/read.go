@@ -691,7 +691,7 @@ func (o *openFile) Read(p []byte) (int, error) {
 	}
 	n, err := o.ReadAt(p, o.pos)
 	o.pos += int64(n)
-	if err == io.EOF && n > 0 {
+	if errors.Is(err, io.EOF) && n > 0 {
 		err = nil
 	}
 	return n, err

@@ -29,11 +29,10 @@ type node struct {
 	open     func() (io.ReadCloser, error)
 
 	// Set by WriteTo.
-	short    [11]byte
-	lfn      bool
-	cluster  uint32 // first cluster, 0 for an empty file
-	nclus    uint32
-	dirBytes []byte // encoded entries of a folder
+	short   [11]byte
+	lfn     bool
+	cluster uint32 // first cluster, 0 for an empty file
+	nclus   uint32
 }
 
 // New checks opts and returns a Builder holding an empty root folder.

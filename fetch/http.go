@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slateos/slate/redact"
@@ -93,7 +92,6 @@ type idleBody struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	idle   time.Duration
-	mu     sync.Mutex
 	timer  *time.Timer
 }
 
@@ -150,10 +148,11 @@ func (e redactedError) Unwrap() error { return e.err }
 
 // redactErr wraps err so that its message is redacted.
 func redactErr(err error) error {
-	if err == nil || err == io.EOF {
+	if err == nil || errors.Is(err, io.EOF) {
 		return err
 	}
-	if _, ok := err.(redactedError); ok {
+	var r redactedError
+	if errors.As(err, &r) {
 		return err
 	}
 	return redactedError{err}
@@ -257,7 +256,7 @@ func get(ctx context.Context, q request) (*fetched, error) {
 	case resp.StatusCode == http.StatusOK:
 		if q.offset > 0 {
 			n, err := io.CopyN(io.Discard, resp.Body, q.offset)
-			if err == io.EOF && definite {
+			if errors.Is(err, io.EOF) && definite {
 				// The whole file is shorter than offset: nothing is left.
 				resp.Body.Close()
 				return &fetched{body: http.NoBody, definite: true}, nil

@@ -81,7 +81,7 @@ func TestResumingReader(t *testing.T) {
 			if err != nil || !bytes.Equal(got, data) {
 				t.Fatalf("%d of %d bytes, err %v", len(got), len(data), err)
 			}
-			if _, err := rr.Read(make([]byte, 1)); err != io.EOF {
+			if _, err := rr.Read(make([]byte, 1)); err != io.EOF { //nolint:errorlint // io.Reader must return io.EOF itself, unwrapped: that is what is tested
 				t.Fatalf("end: %v", err)
 			}
 			want := len(data)/cutEvery + 1
@@ -106,7 +106,7 @@ func TestResumingReaderFailures(t *testing.T) {
 		wantCause error
 	}{
 		{name: "connection always dies", handler: abort, backoff: time.Millisecond, wantReqs: 4, wantErr: "giving up at byte 0 after 4 failed attempts"},
-		{name: "503 is retried", handler: func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", 503) },
+		{name: "503 is retried", handler: func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", http.StatusServiceUnavailable) },
 			backoff: time.Millisecond, wantReqs: 4, wantErr: "503 Service Unavailable", wantHTTP: 503},
 		{name: "404 is not retried", handler: http.NotFound, backoff: time.Millisecond, wantReqs: 1, wantErr: "404 Not Found", wantHTTP: 404},
 		{name: "cancelled during backoff", handler: abort, backoff: time.Minute, cancel: 100 * time.Millisecond, wantReqs: 1,

@@ -205,7 +205,7 @@ func (r *ResumingReader) retry(cause error) error {
 	defer t.Stop()
 	select {
 	case <-r.ctx.Done():
-		return r.stop(fmt.Errorf("fetch %s: %w (while retrying after: %v)", r.name(), r.ctx.Err(), cause))
+		return r.stop(fmt.Errorf("fetch %s: %w (while retrying after: %v)", r.name(), r.ctx.Err(), cause)) //nolint:errorlint // the cancellation is the cause; the last retry's error is context
 	case <-t.C:
 		return nil
 	}

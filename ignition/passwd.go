@@ -189,7 +189,7 @@ func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func
 		}
 		if u.PrimaryGroup != "" {
 			_, g := group.Find(u.PrimaryGroup)
-			if g == nil || len(g) < 3 || g[2] != f[3] {
+			if len(g) < 3 || g[2] != f[3] {
 				return h, fmt.Errorf(".primaryGroup: user %s exists with another primary group; slate changes only passwordHash, sshAuthorizedKeys and groups of existing users", u.Name)
 			}
 		}
@@ -234,7 +234,7 @@ func (a *applier) user(u User, passwd, group, shadow, gshadow *db, newGroup func
 		var gid int
 		if u.PrimaryGroup != "" {
 			_, g := group.Find(u.PrimaryGroup)
-			if g == nil || len(g) < 3 {
+			if len(g) < 3 {
 				return h, fmt.Errorf(".primaryGroup: no group %q", u.PrimaryGroup)
 			}
 			if gid, err = strconv.Atoi(g[2]); err != nil {

@@ -1,3 +1,5 @@
+//lint:file-ignore ST1011 RestartSec, TimeoutStartSec and TimeoutStopSec are named after systemd's unit keys
+
 package ignition
 
 import (
@@ -207,6 +209,7 @@ func (u *Unit) setService(key, val string) error {
 		case "oneshot":
 			u.Type = "oneshot"
 		default:
+			//lint:ignore ST1005 Type= is the unit file's key, spelt as systemd spells it
 			return fmt.Errorf("Type=%s is not supported (simple, exec or oneshot)", val)
 		}
 	case "ExecStart":
@@ -231,6 +234,7 @@ func (u *Unit) setService(key, val string) error {
 		case "on-failure":
 			u.Restart = configs.RestartOnFailure
 		default:
+			//lint:ignore ST1005 Restart= is the unit file's key, spelt as systemd spells it
 			return fmt.Errorf("Restart=%s is not supported (no, always or on-failure)", val)
 		}
 	case "Environment":

@@ -205,7 +205,7 @@ func Fetch(ctx context.Context, src Source, dst *os.File, o Options) (Result, er
 		if try > 1 {
 			select {
 			case <-ctx.Done():
-				return Result{}, fmt.Errorf("%w (while retrying after: %v)", ctx.Err(), last)
+				return Result{}, fmt.Errorf("%w (while retrying after: %v)", ctx.Err(), last) //nolint:errorlint // the cancellation is the cause; the last retry's error is context
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 4*time.Second)

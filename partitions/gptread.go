@@ -101,7 +101,7 @@ func ParseGPT(r io.ReaderAt, size int64) (Layout, GPTCheck, error) {
 			return Layout{}, c, ErrNoGPT
 		}
 		if berr != nil {
-			return Layout{}, c, fmt.Errorf("primary GPT: %w; backup GPT at sector %d: %v", perr, lastLBA, berr)
+			return Layout{}, c, fmt.Errorf("primary GPT: %w; backup GPT at sector %d: %v", perr, lastLBA, berr) //nolint:errorlint // the primary's error is the one callers test; the backup's is context
 		}
 		c.UsedBackup = true
 		c.warn("the primary GPT is damaged (%v): the backup GPT at the end of the disk was read", perr)

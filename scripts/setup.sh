@@ -3,7 +3,7 @@
 # fetch the kernel and systemd-boot into the cache. Safe to run again.
 set -euo pipefail
 
-pkgs=(qemu-system-x86 qemu-utils ovmf systemd-boot-efi mtools dosfstools gdisk e2fsprogs kmod xorriso ca-certificates)
+pkgs=(qemu-system-x86 qemu-utils ovmf systemd-boot-efi mtools dosfstools gdisk e2fsprogs kmod xorriso ca-certificates shellcheck)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,3 +1,5 @@
+//lint:file-ignore ST1011 RestartSec, TimeoutStartSec and TimeoutStopSec are named after systemd's unit keys
+
 package supervisor
 
 import (

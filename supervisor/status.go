@@ -120,7 +120,7 @@ func (s *supervisor) writeStatusLocked() {
 	if err != nil {
 		return
 	}
-	if err := os.MkdirAll(filepath.Dir(s.cfg.StatusFile), 0o755); err == nil {
+	if err = os.MkdirAll(filepath.Dir(s.cfg.StatusFile), 0o755); err == nil {
 		err = renameio.WriteFile(s.cfg.StatusFile, append(b, '\n'), 0o644)
 	}
 	if err != nil && !s.statusWarned {

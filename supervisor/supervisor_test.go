@@ -113,13 +113,14 @@ func TestRestartPolicies(t *testing.T) {
 				con.waitFor(t, `^SLATE-SERVICE name=svc state=started`, 6)
 				r.stop(t)
 				ds := restartDelays(t, con, "svc")
-				want := []time.Duration{20, 40, 80, 160, 160}
+				ms := time.Millisecond
+				want := []time.Duration{20 * ms, 40 * ms, 80 * ms, 160 * ms, 160 * ms}
 				if len(ds) < len(want) {
 					t.Fatalf("delays %v, want at least %v; console:\n%s", ds, want, con)
 				}
 				for i, w := range want {
-					if ds[i] != w*time.Millisecond {
-						t.Errorf("delay %d = %v, want %v", i, ds[i], w*time.Millisecond)
+					if ds[i] != w {
+						t.Errorf("delay %d = %v, want %v", i, ds[i], w)
 					}
 				}
 			} else {

@@ -146,7 +146,7 @@ func readESPConfig(kver string) ([]byte, error) {
 	m, err := bootdisk.Detect(func() error { return ld.Probe("vfat", "nls_cp437", "nls_ascii") })
 	if err != nil {
 		// no boot disk with an ESP: no config there either
-		return nil, fmt.Errorf("%w (%v)", os.ErrNotExist, err)
+		return nil, fmt.Errorf("%w (%v)", os.ErrNotExist, err) //nolint:errorlint // callers see "no config" only; why is context
 	}
 	var data []byte
 	err = m.WithESP(func(dir string) error {

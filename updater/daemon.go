@@ -490,7 +490,7 @@ func (d *Daemon) healthy(ctx context.Context) error {
 		out, err := exec.CommandContext(cctx, hc.Command, hc.Args...).CombinedOutput()
 		cancel()
 		if err != nil {
-			return fmt.Errorf("check %s failed: %v: %s", hc.Command, err, strings.TrimSpace(string(out)))
+			return fmt.Errorf("check %s failed: %w: %s", hc.Command, err, strings.TrimSpace(string(out)))
 		}
 	}
 	return nil

@@ -88,7 +88,7 @@ func loadSeen(p string) (payload.Seen, error) {
 		// Damaged: refusing every update forever would be worse than
 		// forgetting; keep the bad copy for people to look at.
 		_ = os.Rename(p, p+".bad")
-		return payload.Seen{}, nil
+		return payload.Seen{}, nil //nolint:nilerr // a damaged file is set aside and forgotten, see above
 	}
 	return s, nil
 }

@@ -72,7 +72,7 @@ func LoadState(p string) (*State, error) {
 		// A damaged state file must not stop updates for good: start
 		// over, keeping the bad copy for people to look at.
 		_ = os.Rename(p, p+".bad")
-		return &State{Failed: map[string]Failure{}}, nil
+		return &State{Failed: map[string]Failure{}}, nil //nolint:nilerr // a damaged state is set aside and started over, see above
 	}
 	if st.Failed == nil {
 		st.Failed = map[string]Failure{}

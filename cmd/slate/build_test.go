@@ -46,7 +46,7 @@ func TestBuildErrorsNameFlags(t *testing.T) {
 		})
 	}
 	other := errors.New("$.disk.size: too small")
-	if got := flagError(other); got != other {
+	if got := flagError(other); got != other { //nolint:errorlint // the very same error must come back, not one that wraps it
 		t.Errorf("flagError changed an error that names no option: %v", got)
 	}
 }

@@ -169,9 +169,9 @@ func (m *fakeMachine) rootGUID() string {
 	return partitions.DeriveGUID(testSeed, partitions.LabelRootA)
 }
 
-// boot runs init's stages on the machine and returns the boot, the error
-// run returned, and the contract lines printed (SLATE-FAILED included).
-func (m *fakeMachine) boot() (*boot, error, []string) {
+// boot runs init's stages on the machine and returns the boot, the
+// contract lines printed (SLATE-FAILED included) and the error run returned.
+func (m *fakeMachine) boot() (*boot, []string, error) {
 	m.t.Helper()
 	var out bytes.Buffer
 	bootlog.SetEvents(&out)
@@ -181,7 +181,7 @@ func (m *fakeMachine) boot() (*boot, error, []string) {
 	if err != nil {
 		b.failed(err)
 	}
-	return b, err, strings.Split(strings.TrimSpace(out.String()), "\n")
+	return b, strings.Split(strings.TrimSpace(out.String()), "\n"), err
 }
 
 func diskLine(guid string, extra ...string) string {
@@ -248,7 +248,7 @@ func contains(lines []string, prefix string) bool {
 func TestBootFromDisk(t *testing.T) {
 	m := newMachine(t, "", 128<<20)
 	m.write("/proc/cmdline", diskLine(m.rootGUID()))
-	b, err, lines := m.boot()
+	b, lines, err := m.boot()
 	if err == nil || !strings.Contains(err.Error(), "exec of /sbin/init returned") {
 		t.Fatalf("run: %v, want the fake switch_root to return", err)
 	}
@@ -298,7 +298,7 @@ func TestBootFromDisk(t *testing.T) {
 
 	// The next boot finds STATE formatted: mounted as it is.
 	m.sys.mounts, m.sys.resized = nil, nil
-	_, _, lines = m.boot()
+	_, lines, _ = m.boot()
 	if contains(lines, "SLATE-STATE ") || len(m.sys.resized) > 0 {
 		t.Errorf("second boot touched STATE: %q, resized %q", lines, m.sys.resized)
 	}
@@ -321,7 +321,7 @@ func TestBootFromRAM(t *testing.T) {
 	m := newMachine(t, "", 128<<20)
 	m.write("/proc/cmdline", embedRoot(m, "an ext4 image"))
 	m.sys.loop = "/dev/loop0"
-	b, err, lines := m.boot()
+	b, lines, err := m.boot()
 	if err == nil || !strings.Contains(err.Error(), "exec of /sbin/init returned") {
 		t.Fatalf("run: %v", err)
 	}
@@ -370,7 +370,7 @@ func TestBootFromRAMWithoutStateDisk(t *testing.T) {
 	m := newMachine(t, "", 0)
 	m.write("/proc/cmdline", embedRoot(m, "root"))
 	m.sys.loop = "/dev/loop3"
-	_, err, lines := m.boot()
+	_, lines, err := m.boot()
 	if err == nil || !strings.Contains(err.Error(), "exec of /sbin/init returned") {
 		t.Fatalf("run: %v", err)
 	}
@@ -404,7 +404,7 @@ func TestBreakStopsAtThatStage(t *testing.T) {
 					m.sys.loop = "/dev/loop0"
 				}
 				m.write("/proc/cmdline", line+" slate.break="+name)
-				b, err, lines := m.boot()
+				b, lines, err := m.boot()
 				var se *stageError
 				if !errors.As(err, &se) || se.stage != name {
 					t.Fatalf("run: %v, want a failure at stage %s", err, name)
@@ -479,7 +479,7 @@ func TestFailureNamesItsStage(t *testing.T) {
 				raw, _ := os.ReadFile(m.path("/proc/cmdline"))
 				m.write("/proc/cmdline", string(raw)+" "+extra)
 			}
-			b, err, lines := m.boot()
+			b, lines, err := m.boot()
 			var se *stageError
 			if !errors.As(err, &se) || se.stage != tc.stage || !strings.Contains(se.err.Error(), tc.err) {
 				t.Fatalf("run: %v, want stage %s and %q", err, tc.stage, tc.err)

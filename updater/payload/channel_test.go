@@ -80,7 +80,7 @@ func TestRoundTrip(t *testing.T) {
 				}
 				sameStream(t, f.expected(r.version, file.Role), v)
 				// The last read must have been a clean EOF.
-				if _, err := v.Read(make([]byte, 1)); err != io.EOF {
+				if _, err := v.Read(make([]byte, 1)); err != io.EOF { //nolint:errorlint // io.Reader must return io.EOF itself, unwrapped: that is what is tested
 					t.Errorf("%s: after the end: %v, want io.EOF", file.Path, err)
 				}
 				v.Close()

@@ -280,12 +280,12 @@ func FindPrivateKeys(dir string) ([]string, error) {
 		}
 		info, err := d.Info()
 		if err != nil || info.Size() > MaxKeyringFile {
-			return nil
+			return nil //nolint:nilerr // a file that cannot be stat-ed or is too big is not a keyring
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			// unreadable to us: Serve would not send it either
-			return nil
+			return nil //nolint:nilerr // unreadable to us: Serve would not send it either
 		}
 		if ContainsPrivateKey(data) {
 			found = append(found, p)

@@ -516,6 +516,7 @@ func validatePath(p string) error {
 	}
 	for _, elem := range strings.Split(p, "/") {
 		if elem == ".." {
+			//lint:ignore ST1005 ".." is the path element, not punctuation
 			return fmt.Errorf("path %q must not contain ..", p)
 		}
 	}

@@ -75,7 +75,7 @@ func TestVerifyOverFlakyServer(t *testing.T) {
 			}
 			defer v.Close()
 			sameStream(t, f.expected("1.1.0", RoleRoot), v)
-			if _, err := v.Read(make([]byte, 1)); err != io.EOF {
+			if _, err := v.Read(make([]byte, 1)); err != io.EOF { //nolint:errorlint // io.Reader must return io.EOF itself, unwrapped: that is what is tested
 				t.Fatalf("end: %v", err)
 			}
 			want := int(root.CompressedSize/cutEvery) + 1

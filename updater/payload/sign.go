@@ -171,7 +171,7 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 		}
 		sig, err := decodeSignature(s)
 		if err != nil {
-			return nil, &FieldError{Path: p + ".sig", Err: fmt.Errorf("%w: %v", ErrMalformedSignature, err)}
+			return nil, &FieldError{Path: p + ".sig", Err: fmt.Errorf("%w: %w", ErrMalformedSignature, err)}
 		}
 		env.Signatures = append(env.Signatures, Signature{KeyID: id, Sig: sig})
 	}

@@ -169,7 +169,7 @@ func (v *Verifier) finish() error {
 		// nothing, and the source must say so with EOF.
 		var buf [512]byte
 		for !in.eof {
-			if _, err := in.Read(buf[:]); err != nil && err != io.EOF {
+			if _, err := in.Read(buf[:]); err != nil && !errors.Is(err, io.EOF) {
 				return v.classify(err)
 			}
 		}
@@ -236,7 +236,7 @@ func (m *meteredReader) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		m.eof = true
-	case err != nil && err != errTooLong:
+	case err != nil && !errors.Is(err, errTooLong):
 		m.srcErr = err
 	}
 	return k, err
