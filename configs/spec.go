@@ -16,6 +16,8 @@ type Spec struct {
 	Disk     Disk      `yaml:"disk,omitempty" json:"disk"`
 	Root     Root      `yaml:"root,omitempty" json:"root"`
 	Services []Service `yaml:"services,omitempty" json:"services,omitempty"`
+	// Containers are OCI images baked into the slot and run by PID 1.
+	Containers []Container `yaml:"containers,omitempty" json:"containers,omitempty"`
 	// Users and Groups are accounts added to the image's /etc/passwd,
 	// /etc/group and /etc/shadow besides root and nobody (for services
 	// that run as their own user).
@@ -138,10 +140,15 @@ type Service struct {
 	// Requires names services that must have started before this one
 	// starts (as After does) and without which it is not started at all.
 	Requires []string `yaml:"requires,omitempty" json:"requires,omitempty"`
+	// Limits bound the service's own cgroup.
+	Limits `yaml:",inline"`
 }
 
 // Network configuration of the booted system.
 type Network struct {
 	// DHCP brings up the first wired interface with DHCPv4.
 	DHCP bool `yaml:"dhcp,omitempty" json:"dhcp,omitempty"`
+	// ContainerSubnet is the containers' bridge subnet (default
+	// DefaultContainerSubnet).
+	ContainerSubnet string `yaml:"container_subnet,omitempty" json:"container_subnet,omitempty"`
 }
