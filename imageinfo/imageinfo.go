@@ -26,17 +26,39 @@ type Info struct {
 	Hostname      string            `json:"hostname"`
 	KernelVersion string            `json:"kernel_version"`
 	Services      []configs.Service `json:"services,omitempty"`
-	Network       configs.Network   `json:"network"`
+	// Containers are the spec's containers with what the build resolved
+	// for them.
+	Containers []Container     `json:"containers,omitempty"`
+	Network    configs.Network `json:"network"`
 	// Update is the spec's update section without public_key (a host
 	// path; the key itself is at updater.PublicKeyPath).
 	Update *configs.Update `json:"update,omitempty"`
 }
 
+// Container is a baked container: the spec's entry, the image digest it
+// was resolved to, and what the build decided for it.
+type Container struct {
+	configs.Container
+	// Digest is the manifest digest ("sha256:...") of the image.
+	Digest string `json:"digest"`
+	// Bundle is the OCI bundle folder (configs.ContainersDir/<name>).
+	Bundle string `json:"bundle"`
+	// Address is the container's address on the bridge with the
+	// subnet's prefix ("10.88.0.2/16"), Gateway the bridge's; both empty
+	// for the host and none networks.
+	Address string `json:"address,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	// UID and GID are the container's user, resolved in its image.
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+}
+
 // Marshal renders the image description of spec.
-func Marshal(spec *configs.Spec, kernelVersion string) ([]byte, error) {
+func Marshal(spec *configs.Spec, kernelVersion string, containers ...Container) ([]byte, error) {
 	info := Info{
 		Name: spec.Name, Version: spec.Version, Hostname: spec.Hostname,
 		KernelVersion: kernelVersion, Services: spec.Services, Network: spec.Network,
+		Containers: containers,
 	}
 	b, err := json.Marshal(info)
 	if err != nil {
