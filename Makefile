@@ -2,7 +2,7 @@
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export SLATE_CACHE ?= $(CURDIR)/.cache
-LDFLAGS  := -s -w -X github.com/slateos/slate/version.Version=$(VERSION)
+LDFLAGS  := -s -w -X github.com/slateos/slate/internal/version.Version=$(VERSION)
 BIN      := bin/slate
 
 .PHONY: all build setup demo test test-short bench fuzz vet fmt clean FORCE

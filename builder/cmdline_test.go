@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/internal/cmdline"
 )
 
 // The default image's boot entries, byte for byte as slate wrote them

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/fatfs"
+	"github.com/slateos/slate/internal/format/fatfs"
 	"github.com/slateos/slate/partitions"
 )
 

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/ignition"
+	"github.com/slateos/slate/internal/run/ignition"
 )
 
 // IgnitionImage is what an Ignition config is checked against for an

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/ignition"
+	"github.com/slateos/slate/internal/run/ignition"
 )
 
 // A Flatcar or Fedora CoreOS style config (a user in wheel and docker,

@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/slateos/slate/bootentry"
-	"github.com/slateos/slate/cmdline"
-	"github.com/slateos/slate/netroot"
+	"github.com/slateos/slate/internal/boot/netroot"
+	"github.com/slateos/slate/internal/bootentry"
+	"github.com/slateos/slate/internal/cmdline"
 	"github.com/slateos/slate/partitions"
 )
 

@@ -12,12 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/fatfs"
-	"github.com/slateos/slate/isoimage"
-	"github.com/slateos/slate/kmod"
-	"github.com/slateos/slate/netroot"
+	"github.com/slateos/slate/internal/boot/netroot"
+	"github.com/slateos/slate/internal/bootentry"
+	"github.com/slateos/slate/internal/format/fatfs"
+	"github.com/slateos/slate/internal/format/isoimage"
+	"github.com/slateos/slate/internal/format/kmod"
 	"github.com/slateos/slate/updater/payload"
 )
 

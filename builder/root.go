@@ -13,7 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/ext4fs"
+	"github.com/slateos/slate/internal/format/ext4fs"
 )
 
 // addContent copies a host file or folder into the root. A symbolic link

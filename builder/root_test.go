@@ -14,7 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/ext4fs"
+	"github.com/slateos/slate/internal/format/ext4fs"
 )
 
 func newTestFS(t *testing.T) *ext4fs.FS {

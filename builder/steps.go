@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/kmod"
-	"github.com/slateos/slate/netroot"
+	"github.com/slateos/slate/internal/boot/netroot"
+	"github.com/slateos/slate/internal/format/kmod"
+	"github.com/slateos/slate/internal/version"
 	"github.com/slateos/slate/partitions"
-	"github.com/slateos/slate/version"
 )
 
 // OptionError is a bad field of Options. The library speaks of its

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/slateos/slate/cmdline"
-	"github.com/slateos/slate/version"
+	"github.com/slateos/slate/internal/cmdline"
+	"github.com/slateos/slate/internal/version"
 )
 
 // MinState is the smallest STATE partition: room for /var, the writable

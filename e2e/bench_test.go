@@ -26,8 +26,8 @@ import (
 
 	"github.com/slateos/slate/builder"
 	"github.com/slateos/slate/initramfs"
-	"github.com/slateos/slate/kmod"
-	"github.com/slateos/slate/qemu"
+	"github.com/slateos/slate/internal/format/kmod"
+	"github.com/slateos/slate/internal/qemu"
 	"golang.org/x/sys/unix"
 )
 

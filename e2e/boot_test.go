@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/qemu"
+	"github.com/slateos/slate/internal/qemu"
 )
 
 // nthMatch waits until re has matched n console lines and returns the

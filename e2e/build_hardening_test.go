@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/qemu"
+	"github.com/slateos/slate/internal/qemu"
 	"github.com/slateos/slate/updater/payload"
 )
 

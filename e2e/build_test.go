@@ -13,9 +13,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/builder"
-	"github.com/slateos/slate/imageinfo"
+	"github.com/slateos/slate/internal/bootentry"
+	"github.com/slateos/slate/internal/imageinfo"
 	"github.com/slateos/slate/partitions"
 )
 

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/bootentry"
+	"github.com/slateos/slate/internal/bootentry"
+	"github.com/slateos/slate/internal/qemu"
 	"github.com/slateos/slate/partitions"
-	"github.com/slateos/slate/qemu"
 )
 
 var hwprobeOnce once

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/qemu"
+	"github.com/slateos/slate/internal/qemu"
 )
 
 // flatcarConfig is what a Flatcar or Fedora CoreOS config typically

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/qemu"
+	"github.com/slateos/slate/internal/qemu"
 )
 
 const e2eKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2e2e slate-e2e"

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/qemu"
+	"github.com/slateos/slate/internal/qemu"
 )
 
 // netSpec is an image whose services report, from inside, how the machine

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/qemu"
+	"github.com/slateos/slate/internal/qemu"
 )
 
 // BenchmarkUpdate times an update from the moment the updater finds the

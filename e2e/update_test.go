@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/qemu"
+	"github.com/slateos/slate/internal/qemu"
 )
 
 // after returns the console lines after the first one matching re.

@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/slateos/slate/bootentry"
-	"github.com/slateos/slate/cmdline"
+	"github.com/slateos/slate/internal/bootentry"
+	"github.com/slateos/slate/internal/cmdline"
 	"github.com/slateos/slate/updater/payload"
 )
 

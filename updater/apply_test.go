@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/bootentry"
+	"github.com/slateos/slate/internal/bootentry"
 	"github.com/slateos/slate/updater/payload"
 )
 

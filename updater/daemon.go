@@ -15,13 +15,13 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/slateos/slate/bootdisk"
-	"github.com/slateos/slate/bootentry"
-	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/fetch"
+	"github.com/slateos/slate/internal/bootdisk"
+	"github.com/slateos/slate/internal/bootentry"
+	"github.com/slateos/slate/internal/bootlog"
+	"github.com/slateos/slate/internal/fetch"
+	"github.com/slateos/slate/internal/run/supervisor"
 	"github.com/slateos/slate/partitions"
-	"github.com/slateos/slate/supervisor"
 	"github.com/slateos/slate/updater/payload"
 )
 

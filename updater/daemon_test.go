@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/bootdisk"
-	"github.com/slateos/slate/bootentry"
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/internal/bootdisk"
+	"github.com/slateos/slate/internal/bootentry"
 	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/updater/payload"
 )

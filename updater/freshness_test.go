@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/bootdisk"
-	"github.com/slateos/slate/bootlog"
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/internal/bootdisk"
+	"github.com/slateos/slate/internal/bootlog"
 	"github.com/slateos/slate/updater/payload"
 )
 

@@ -3,7 +3,7 @@ package updater
 import (
 	"errors"
 
-	"github.com/slateos/slate/redact"
+	"github.com/slateos/slate/internal/redact"
 )
 
 // Channel URLs may carry credentials (https://user:pass@host/...) or

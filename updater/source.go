@@ -20,7 +20,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/slateos/slate/fetch"
+	"github.com/slateos/slate/internal/fetch"
 	"github.com/slateos/slate/updater/payload"
 )
 

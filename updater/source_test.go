@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slateos/slate/fetch"
+	"github.com/slateos/slate/internal/fetch"
 )
 
 // TestSourceManifestBounded: a channel that serves a manifest past 1 MiB

@@ -3,8 +3,8 @@ package updater
 import (
 	"fmt"
 
-	"github.com/slateos/slate/bootdisk"
-	"github.com/slateos/slate/bootentry"
+	"github.com/slateos/slate/internal/bootdisk"
+	"github.com/slateos/slate/internal/bootentry"
 	"github.com/slateos/slate/partitions"
 )
 

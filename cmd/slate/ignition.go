@@ -7,7 +7,7 @@ import (
 
 	"github.com/slateos/slate/builder"
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/ignition"
+	"github.com/slateos/slate/internal/run/ignition"
 )
 
 func newIgnitionCmd() *cobra.Command {

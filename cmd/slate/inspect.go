@@ -7,10 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/slateos/slate/bootentry"
-	"github.com/slateos/slate/bootinfo"
 	"github.com/slateos/slate/builder"
-	"github.com/slateos/slate/imageinfo"
+	"github.com/slateos/slate/internal/boot/bootinfo"
+	"github.com/slateos/slate/internal/bootentry"
+	"github.com/slateos/slate/internal/imageinfo"
 )
 
 func newInspectCmd() *cobra.Command {

@@ -9,7 +9,7 @@ import (
 	"syscall"
 
 	"github.com/slateos/slate/initramfs/stage1"
-	"github.com/slateos/slate/system"
+	"github.com/slateos/slate/internal/run/pid1"
 )
 
 func main() {
@@ -19,7 +19,7 @@ func main() {
 		if os.Args[0] == "/init" {
 			stage1.Main()
 		}
-		system.Main()
+		pid1.Main()
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

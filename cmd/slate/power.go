@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/slateos/slate/supervisor"
+	"github.com/slateos/slate/internal/run/supervisor"
 )
 
 func newPowerCmd(action string) *cobra.Command {

@@ -7,7 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	"github.com/slateos/slate/version"
+	"github.com/slateos/slate/internal/version"
 )
 
 func newRoot() *cobra.Command {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/slateos/slate/bootinfo"
-	"github.com/slateos/slate/system"
+	"github.com/slateos/slate/internal/boot/bootinfo"
+	"github.com/slateos/slate/internal/run/pid1"
 	"github.com/slateos/slate/updater"
 	"github.com/slateos/slate/updater/payload"
 )
@@ -25,7 +25,7 @@ func newUpdatedCmd() *cobra.Command {
 		Short:  "Run the update daemon (started by PID 1 when the spec has an update section)",
 		Args:   cobra.NoArgs,
 		Hidden: true,
-		RunE:   func(cmd *cobra.Command, args []string) error { return system.RunUpdater() },
+		RunE:   func(cmd *cobra.Command, args []string) error { return pid1.RunUpdater() },
 	}
 }
 

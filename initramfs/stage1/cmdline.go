@@ -13,8 +13,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/slateos/slate/cmdline"
-	"github.com/slateos/slate/netroot"
+	"github.com/slateos/slate/internal/boot/netroot"
+	"github.com/slateos/slate/internal/cmdline"
 )
 
 // Cmdline is what init reads from the kernel command line.

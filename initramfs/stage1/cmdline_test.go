@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slateos/slate/netroot"
+	"github.com/slateos/slate/internal/boot/netroot"
 )
 
 func TestParseCmdline(t *testing.T) {

@@ -13,9 +13,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/slateos/slate/bootinfo"
-	"github.com/slateos/slate/bootlog"
-	"github.com/slateos/slate/ext4fs"
+	"github.com/slateos/slate/internal/boot/bootinfo"
+	"github.com/slateos/slate/internal/bootlog"
+	"github.com/slateos/slate/internal/format/ext4fs"
 	"github.com/slateos/slate/partitions"
 )
 

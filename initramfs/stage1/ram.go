@@ -16,11 +16,11 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/slateos/slate/bootinfo"
-	"github.com/slateos/slate/bootlog"
-	"github.com/slateos/slate/netroot"
+	"github.com/slateos/slate/internal/boot/bootinfo"
+	"github.com/slateos/slate/internal/boot/netroot"
+	"github.com/slateos/slate/internal/bootlog"
+	"github.com/slateos/slate/internal/redact"
 	"github.com/slateos/slate/partitions"
-	"github.com/slateos/slate/redact"
 )
 
 // Where a root held in RAM lives. A fetched image goes to /run, which

@@ -11,7 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/slateos/slate/netconf"
+	"github.com/slateos/slate/internal/boot/netconf"
 )
 
 // Network bring-up for a network boot: interfaces get this long to appear

@@ -14,10 +14,10 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/slateos/slate/bootinfo"
-	"github.com/slateos/slate/bootlog"
-	"github.com/slateos/slate/cmdline"
-	"github.com/slateos/slate/kmod"
+	"github.com/slateos/slate/internal/boot/bootinfo"
+	"github.com/slateos/slate/internal/bootlog"
+	"github.com/slateos/slate/internal/cmdline"
+	"github.com/slateos/slate/internal/format/kmod"
 	"github.com/slateos/slate/partitions"
 )
 

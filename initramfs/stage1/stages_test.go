@@ -18,9 +18,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/slateos/slate/bootinfo"
-	"github.com/slateos/slate/bootlog"
-	"github.com/slateos/slate/netconf"
+	"github.com/slateos/slate/internal/boot/bootinfo"
+	"github.com/slateos/slate/internal/boot/netconf"
+	"github.com/slateos/slate/internal/bootlog"
 	"github.com/slateos/slate/partitions"
 )
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/slateos/slate/netconf"
+	"github.com/slateos/slate/internal/boot/netconf"
 )
 
 // Sys is what init asks of the kernel that a test on a build host cannot

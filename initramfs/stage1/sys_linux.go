@@ -9,8 +9,8 @@ import (
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
 
-	"github.com/slateos/slate/kmod"
-	"github.com/slateos/slate/netconf"
+	"github.com/slateos/slate/internal/boot/netconf"
+	"github.com/slateos/slate/internal/format/kmod"
 )
 
 // linuxSys is Sys on the running kernel.

@@ -21,40 +21,40 @@ var Any = []string{"*"}
 // is an error too: a new package takes its place in ARCHITECTURE.md first.
 var Allowed = map[string][]string{
 	// Contracts and leaves: formats, the console, the command line.
-	"bootinfo":        nil,
-	"bootlog":         {"redact"},
-	"redact":          nil,
-	"accounts":        nil,
-	"fetch":           {"redact"},
-	"cmdline":         nil,
-	"version":         nil,
-	"ext4fs":          nil,
-	"fatfs":           nil,
-	"kmod":            nil,
-	"netconf":         nil,
-	"initramfs":       nil,
-	"isoimage":        {"partitions"},
-	"partitions":      nil,
-	"bootentry":       {"fatfs", "partitions"},
-	"configs":         {"cmdline", "version"},
-	"imageinfo":       {"configs"},
-	"ignition":        {"accounts", "configs", "fetch"},
-	"updater/payload": {"cmdline", "version"},
+	"internal/boot/bootinfo":   nil,
+	"internal/bootlog":         {"internal/redact"},
+	"internal/redact":          nil,
+	"internal/accounts":        nil,
+	"internal/fetch":           {"internal/redact"},
+	"internal/cmdline":         nil,
+	"internal/version":         nil,
+	"internal/format/ext4fs":   nil,
+	"internal/format/fatfs":    nil,
+	"internal/format/kmod":     nil,
+	"internal/boot/netconf":    nil,
+	"initramfs":                nil,
+	"internal/format/isoimage": {"partitions"},
+	"partitions":               nil,
+	"internal/bootentry":       {"internal/format/fatfs", "partitions"},
+	"configs":                  {"internal/cmdline", "internal/version"},
+	"internal/imageinfo":       {"configs"},
+	"internal/run/ignition":    {"internal/accounts", "configs", "internal/fetch"},
+	"updater/payload":          {"internal/cmdline", "internal/version"},
 	// Build.
-	"builder": {"bootentry", "cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "isoimage",
-		"kmod", "netroot", "partitions", "updater/payload", "version"},
+	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/format/isoimage",
+		"internal/format/kmod", "internal/boot/netroot", "partitions", "updater/payload", "internal/version"},
 	// Boot.
-	"netroot":          {"cmdline", "fetch"},
-	"initramfs/stage1": {"bootinfo", "bootlog", "cmdline", "ext4fs", "kmod", "netconf", "netroot", "partitions", "redact"},
+	"internal/boot/netroot": {"internal/cmdline", "internal/fetch"},
+	"initramfs/stage1":      {"internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "internal/format/ext4fs", "internal/format/kmod", "internal/boot/netconf", "internal/boot/netroot", "partitions", "internal/redact"},
 	// Run.
-	"bootdisk":   {"cmdline", "partitions"},
-	"supervisor": {"accounts", "bootlog", "configs", "netconf"},
-	"provision":  {"bootdisk", "cmdline", "configs", "ignition", "supervisor"},
-	"updater":    {"bootdisk", "bootentry", "bootlog", "cmdline", "configs", "fetch", "partitions", "redact", "supervisor", "updater/payload"},
-	"system": {"bootdisk", "bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "kmod",
-		"provision", "supervisor", "updater", "updater/payload"},
+	"internal/bootdisk":       {"internal/cmdline", "partitions"},
+	"internal/run/supervisor": {"internal/accounts", "internal/bootlog", "configs", "internal/boot/netconf"},
+	"internal/run/provision":  {"internal/bootdisk", "internal/cmdline", "configs", "internal/run/ignition", "internal/run/supervisor"},
+	"updater":                 {"internal/bootdisk", "internal/bootentry", "internal/bootlog", "internal/cmdline", "configs", "internal/fetch", "partitions", "internal/redact", "internal/run/supervisor", "updater/payload"},
+	"internal/run/pid1": {"internal/bootdisk", "internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "configs", "internal/run/ignition", "internal/imageinfo", "internal/format/kmod",
+		"internal/run/provision", "internal/run/supervisor", "updater", "updater/payload"},
 	// Harness and front ends.
-	"qemu":              nil,
+	"internal/qemu":     nil,
 	"cmd/slate":         Any,
 	"e2e":               Any,
 	"internal/layering": nil,
@@ -65,8 +65,8 @@ var Allowed = map[string][]string{
 // the machine reads contracts (imageinfo, partitions, bootentry,
 // updater/payload), never build code.
 var (
-	MachineSide = []string{"initramfs/stage1", "netroot", "bootdisk", "supervisor", "provision", "updater", "system"}
-	BuildOnly   = []string{"builder", "isoimage", "initramfs", "qemu", "cmd/slate", "e2e"}
+	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "internal/run/pid1"}
+	BuildOnly   = []string{"builder", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e"}
 )
 
 // Package is one node of the graph: its path relative to Module, its direct

@@ -71,21 +71,21 @@ func TestCheckCatchesBreaks(t *testing.T) {
 		pkgs []Package
 		want string
 	}{
-		{"fine", []Package{{Path: "configs", Imports: []string{"cmdline"}}}, ""},
-		{"forbidden import", []Package{{Path: "supervisor", Imports: []string{"builder"}, Deps: []string{"builder"}}},
-			"supervisor imports builder: not allowed"},
-		{"build code on the machine through a dependency", []Package{{Path: "system", Imports: []string{"imageinfo"}, Deps: []string{"imageinfo", "builder"}}},
-			"system depends on builder: build code must not run on a machine"},
-		{"a leaf grows an import", []Package{{Path: "bootlog", Imports: []string{"configs"}}},
-			"bootlog imports configs: not allowed (may import: redact)"},
-		{"provisioning imports the updater", []Package{{Path: "provision", Imports: []string{"updater"}, Deps: []string{"updater"}}},
-			"provision imports updater: not allowed"},
-		{"the GPT code reaches into boot entries", []Package{{Path: "partitions", Imports: []string{"bootentry"}}},
-			"partitions imports bootentry: not allowed (may import: nothing of the module)"},
-		{"the boot disk finder links the builder", []Package{{Path: "bootdisk", Imports: []string{"partitions"}, Deps: []string{"partitions", "builder"}}},
-			"bootdisk depends on builder: build code must not run on a machine"},
+		{"fine", []Package{{Path: "configs", Imports: []string{"internal/cmdline"}}}, ""},
+		{"forbidden import", []Package{{Path: "internal/run/supervisor", Imports: []string{"builder"}, Deps: []string{"builder"}}},
+			"internal/run/supervisor imports builder: not allowed"},
+		{"build code on the machine through a dependency", []Package{{Path: "internal/run/pid1", Imports: []string{"internal/imageinfo"}, Deps: []string{"internal/imageinfo", "builder"}}},
+			"internal/run/pid1 depends on builder: build code must not run on a machine"},
+		{"a leaf grows an import", []Package{{Path: "internal/bootlog", Imports: []string{"configs"}}},
+			"internal/bootlog imports configs: not allowed (may import: internal/redact)"},
+		{"provisioning imports the updater", []Package{{Path: "internal/run/provision", Imports: []string{"updater"}, Deps: []string{"updater"}}},
+			"internal/run/provision imports updater: not allowed"},
+		{"the GPT code reaches into boot entries", []Package{{Path: "partitions", Imports: []string{"internal/bootentry"}}},
+			"partitions imports internal/bootentry: not allowed (may import: nothing of the module)"},
+		{"the boot disk finder links the builder", []Package{{Path: "internal/bootdisk", Imports: []string{"partitions"}, Deps: []string{"partitions", "builder"}}},
+			"internal/bootdisk depends on builder: build code must not run on a machine"},
 		{"a package not in the table", []Package{{Path: "newthing"}}, "newthing: not in the layering table"},
-		{"the front end may import anything", []Package{{Path: "cmd/slate", Imports: []string{"builder", "qemu", "system"}}}, ""},
+		{"the front end may import anything", []Package{{Path: "cmd/slate", Imports: []string{"builder", "internal/qemu", "internal/run/pid1"}}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

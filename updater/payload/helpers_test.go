@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/fetch"
+	"github.com/slateos/slate/internal/fetch"
 )
 
 // sparseImage is a deterministic stand-in for a root partition: blocks of

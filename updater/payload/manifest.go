@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/slateos/slate/cmdline"
-	"github.com/slateos/slate/version"
+	"github.com/slateos/slate/internal/cmdline"
+	"github.com/slateos/slate/internal/version"
 )
 
 // FormatVersion is the manifest (and envelope) format this package reads and

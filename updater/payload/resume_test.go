@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slateos/slate/fetch"
+	"github.com/slateos/slate/internal/fetch"
 )
 
 // cutWriter passes at most left bytes to the client, then kills the

@@ -23,7 +23,7 @@ import (
 	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/vishvananda/netlink"
 
-	"github.com/slateos/slate/netconf"
+	"github.com/slateos/slate/internal/boot/netconf"
 )
 
 func main() {
