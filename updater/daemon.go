@@ -60,6 +60,9 @@ type Daemon struct {
 	// StagingDir holds the kernel and initramfs of an update while the
 	// root is written (on STATE); empty: beside the state file.
 	StagingDir string
+	// MachineID is the machine's /etc/machine-id: its identity in a
+	// fleet (reboot locks, rollout waves, fleet reports).
+	MachineID string
 
 	mu     sync.Mutex // boot entries and state file
 	smu    sync.Mutex // guards status, the job fields, rebootTimer
