@@ -432,12 +432,11 @@ func TestXattrNoSpace(t *testing.T) {
 	}
 }
 
-// TestXattrHash checks the entry hash against values e2fsprogs computes
-// (debugfs ea_set on an empty image, then the raw entry).
+// TestXattrHash checks the entry and block hashes and the block encoding
+// against the kernel's definitions (e2fsck checks the entry hashes of every
+// image in the other tests, but not the block hash, which only the
+// kernel's block sharing cache uses).
 func TestXattrHash(t *testing.T) {
-	// The block hash of a single entry is that entry's hash, so e2fsck's
-	// check of every entry hash in TestXattrs covers both; here the
-	// arithmetic on its own, from the kernel's definition.
 	h := xattrHash("ab", []byte{1, 0, 0, 0, 2})
 	name := uint32('a')<<5 ^ uint32('b')
 	want := name<<16 ^ name>>16 ^ 1
@@ -447,6 +446,47 @@ func TestXattrHash(t *testing.T) {
 	}
 	if xattrHash("\xff", nil) != 0xff {
 		t.Errorf("name bytes must hash unsigned")
+	}
+
+	// The block hash (ext4_xattr_rehash) folds the entry hashes in entry
+	// order; entries are sorted by index, name length, name.
+	xs := []*xattr{
+		{index: xattrSecurity, name: "capability", value: capV2(capNetRaw)},
+		{index: xattrUser, name: "bb", value: []byte("2")},
+		{index: xattrUser, name: "a", value: nil},
+		{index: xattrUser, name: "c", value: []byte("3")},
+	}
+	slices.SortFunc(xs, xattrCmp)
+	var order []string
+	for _, x := range xs {
+		order = append(order, x.name)
+	}
+	if w := []string{"a", "c", "bb", "capability"}; !slices.Equal(order, w) {
+		t.Errorf("sorted %v, want %v", order, w)
+	}
+	b := encodeXblock(xs, 1024)
+	le := binary.LittleEndian
+	var bh uint32
+	off := xattrBlockHdr
+	for _, x := range xs {
+		e := b[off:]
+		size, voff := int(le.Uint32(e[8:])), int(le.Uint16(e[2:]))
+		if e[0] != byte(len(x.name)) || e[1] != x.index || string(e[16:16+len(x.name)]) != x.name ||
+			!bytes.Equal(b[voff:voff+size], x.value) || voff%4 != 0 {
+			t.Errorf("entry %s: encoded as %x", x.name, e[:16+len(x.name)])
+		}
+		eh := le.Uint32(e[12:])
+		if eh != xattrHash(x.name, x.value) {
+			t.Errorf("entry %s: hash %#x, want %#x", x.name, eh, xattrHash(x.name, x.value))
+		}
+		bh = bh<<16 ^ bh>>16 ^ eh
+		off += xattrEntryLen(len(x.name))
+	}
+	if le.Uint32(b[off:]) != 0 {
+		t.Errorf("no end marker after the entries")
+	}
+	if le.Uint32(b[0:]) != xattrMagic || le.Uint32(b[8:]) != 1 || le.Uint32(b[12:]) != bh {
+		t.Errorf("block header %x, want magic, h_blocks 1, h_hash %#x", b[:16], bh)
 	}
 }
 
