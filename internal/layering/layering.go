@@ -51,8 +51,9 @@ var Allowed = map[string][]string{
 	"supervisor": {"accounts", "bootlog", "configs", "netconf"},
 	"provision":  {"bootdisk", "cmdline", "configs", "ignition", "supervisor"},
 	"updater":    {"bootdisk", "bootentry", "bootlog", "cmdline", "configs", "fetch", "partitions", "redact", "supervisor", "updater/payload"},
-	"system": {"bootdisk", "bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "kmod",
+	"system": {"bootdisk", "bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "internal/cnet", "kmod",
 		"provision", "supervisor", "updater", "updater/payload"},
+	"internal/cnet": {"configs", "imageinfo"},
 	// Harness and front ends.
 	"qemu":              nil,
 	"cmd/slate":         Any,
@@ -65,7 +66,7 @@ var Allowed = map[string][]string{
 // the machine reads contracts (imageinfo, partitions, bootentry,
 // updater/payload), never build code.
 var (
-	MachineSide = []string{"initramfs/stage1", "netroot", "bootdisk", "supervisor", "provision", "updater", "system"}
+	MachineSide = []string{"initramfs/stage1", "netroot", "bootdisk", "supervisor", "provision", "updater", "system", "internal/cnet"}
 	BuildOnly   = []string{"builder", "isoimage", "initramfs", "qemu", "cmd/slate", "e2e"}
 )
 
