@@ -149,6 +149,8 @@ type fakeLoader struct {
 func (f *fakeLoader) Probe(names ...string) error { f.names = append(f.names, names...); return f.err }
 
 func TestSetupHostRefuses(t *testing.T) {
+	requireNetns(t)
+	ns := newNS(t)
 	good := Host{Subnet: netip.MustParsePrefix("10.88.0.0/16"), Gateway: netip.MustParseAddr("10.88.0.1")}
 	port := Port{Proto: "tcp", HostPort: 80, Addr: netip.MustParseAddr("10.88.0.2"), ContainerPort: 80, Container: "web"}
 	with := func(f func(*Host)) Host { h := good; h.Ports = []Port{port}; f(&h); return h }
@@ -167,8 +169,10 @@ func TestSetupHostRefuses(t *testing.T) {
 		{with(func(h *Host) { h.Ports[0].Addr = h.Gateway }), "not a container's"},
 		{with(func(h *Host) { h.Modules = &fakeLoader{err: errors.New("kmod: module \"nft_masq\" not found")} }), "load kernel modules: kmod: module \"nft_masq\""},
 	} {
-		// All of these fail before touching any network namespace.
-		if err := SetupHost(tc.h); err == nil || !strings.Contains(err.Error(), tc.want) {
+		// All of these fail before touching the network; in a namespace
+		// of its own all the same, should one get further.
+		err := inNS(ns, func() error { return SetupHost(tc.h) })
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("SetupHost(%+v) = %v, want an error with %q", tc.h, err, tc.want)
 		}
 	}

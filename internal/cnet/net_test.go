@@ -1,6 +1,7 @@
 package cnet
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -12,9 +13,9 @@ import (
 )
 
 type testNet struct {
-	host, outside, container netns.NsHandle
-	pid                      int
-	h                        Host
+	host, outside, container, other netns.NsHandle
+	pid                             int
+	h                               Host
 }
 
 // newTestNet builds the namespaces of the diagram in netns_test.go, sets
@@ -22,8 +23,38 @@ type testNet struct {
 func newTestNet(t *testing.T) *testNet {
 	t.Helper()
 	requireNetns(t)
-	n := &testNet{host: newNS(t), outside: newNS(t)}
+	n := &testNet{host: newNS(t), outside: newNS(t), other: newNS(t)}
+	// A machine's loopback is up (PID 1 sets it up): local traffic to a
+	// published port then goes through the output chain only.
+	if err := inNS(n.host, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(lo)
+	}); err != nil {
+		t.Fatal(err)
+	}
 	link(t, n.host, "up0", "192.0.2.1/24", n.outside, "out0", "192.0.2.2/24")
+	// Another network on another interface of the host, and outside
+	// routing both that one and the containers' subnet through the host:
+	// the forward chain must refuse both.
+	link(t, n.host, "up1", "198.51.100.1/24", n.other, "oth0", "198.51.100.2/24")
+	if err := inNS(n.outside, func() error {
+		out0, err := netlink.LinkByName("out0")
+		if err != nil {
+			return err
+		}
+		for _, dst := range []string{"10.88.0.0/16", "198.51.100.0/24"} {
+			r := &netlink.Route{LinkIndex: out0.Attrs().Index, Dst: mustIPNet(dst), Gw: mustAddr("192.0.2.1").AsSlice()}
+			if err := netlink.RouteAdd(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	addr := mustAddr("10.88.0.2")
 	n.h = Host{
 		Subnet: mustPrefix("10.88.0.0/16"), Gateway: mustAddr("10.88.0.1"),
@@ -78,9 +109,21 @@ func TestBridgeNetwork(t *testing.T) {
 		})
 	}
 	// The published port is the host's, not the container's: a port
-	// that is not published is not forwarded.
-	if _, err := dial(n.outside, "tcp4", "192.0.2.1:80"); err == nil {
+	// that is not published is not forwarded, and the container's
+	// address is not reachable from outside, even through a route.
+	if _, err := dialWithin(n.outside, "tcp4", "192.0.2.1:80", refused); err == nil {
 		t.Error("an unpublished port reached the container")
+	}
+	if got, err := dialWithin(n.outside, "tcp4", "10.88.0.2:80", refused); err == nil {
+		t.Errorf("the outside reached the container's own address (%q): only published ports may", got)
+	}
+	// The host routes for its containers only.
+	serveTCP(t, n.other, "198.51.100.2:7000")
+	if got, err := dialWithin(n.outside, "tcp4", "198.51.100.2:7000", refused); err == nil {
+		t.Errorf("the host forwarded between its other interfaces (%q)", got)
+	}
+	if got, err := dial(n.container, "tcp4", "198.51.100.2:7000"); err != nil || got != "198.51.100.1" {
+		t.Errorf("container to the other network: %q, %v", got, err)
 	}
 	// The host end is a port of the bridge, the container end eth0 with
 	// the address and the default route.
@@ -135,7 +178,7 @@ func TestSetupHostIsIdempotent(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		want := map[string]int{ChainPrerouting: 3, ChainOutput: 3, ChainPostrouting: 2}
+		want := map[string]int{ChainPrerouting: 3, ChainOutput: 3, ChainPostrouting: 2, ChainForward: 3}
 		for chain, w := range want {
 			if got := len(rules[chain]); got != w {
 				t.Errorf("chain %s has %d rules, want %d", chain, got, w)
@@ -289,4 +332,12 @@ func keys[V any](m map[string]V) []string {
 func readFile(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	return string(b), err
+}
+
+func mustIPNet(s string) *net.IPNet {
+	_, n, err := net.ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
 }

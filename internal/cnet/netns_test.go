@@ -186,14 +186,22 @@ func serveUDP(t testing.TB, ns netns.NsHandle, addr string) {
 // dial connects from ns to addr over network and returns what the server
 // answered (the source address it saw).
 func dial(ns netns.NsHandle, network, addr string) (string, error) {
+	return dialWithin(ns, network, addr, 3*time.Second)
+}
+
+// refused is how long a dial that must fail is given: between namespaces
+// of one machine an answer takes well under a millisecond.
+const refused = 300 * time.Millisecond
+
+func dialWithin(ns netns.NsHandle, network, addr string, timeout time.Duration) (string, error) {
 	var answer string
 	err := inNS(ns, func() error {
-		c, err := net.DialTimeout(network, addr, 3*time.Second)
+		c, err := net.DialTimeout(network, addr, timeout)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(timeout))
 		if network == "udp4" {
 			if _, err := c.Write([]byte("?")); err != nil {
 				return err

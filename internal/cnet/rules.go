@@ -16,6 +16,7 @@ const (
 	ChainPrerouting  = "prerouting"
 	ChainOutput      = "output"
 	ChainPostrouting = "postrouting"
+	ChainForward     = "forward"
 )
 
 // loopback is 127.0.0.0/8: the output chain leaves it alone, as a DNAT of
@@ -42,11 +43,21 @@ func table() *nftables.Table {
 //	  chain postrouting { type nat hook postrouting priority srcnat;
 //	    ip saddr SUBNET oifname != BRIDGE masquerade
 //	    ip saddr SUBNET oifname BRIDGE ct status dnat masquerade }
+//	  chain forward { type filter hook forward priority filter; policy drop;
+//	    ct state established,related accept
+//	    iifname BRIDGE accept
+//	    oifname BRIDGE ct status dnat accept }
 //	}
 //
-// The last rule is the hairpin: a container reaching a published port
-// through a host address (the gateway's, or another of the host's) is
-// answered through the host, not straight over the bridge.
+// The second masquerade is the hairpin: a container reaching a published
+// port through a host address (the gateway's, or another of the host's)
+// is answered through the host, not straight over the bridge.
+//
+// The forward chain is Docker's default, kept small: ip_forward is on for
+// the containers only. Containers may go out; from outside, only a
+// published port reaches a container (not a route to the subnet through
+// this machine), and the machine does not route between its other
+// interfaces.
 func writeTable(c *nftables.Conn, h Host) {
 	t := table()
 	c.AddTable(t)
@@ -64,6 +75,31 @@ func writeTable(c *nftables.Conn, h Host) {
 	}
 	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: masquerade(h.Subnet, h.Bridge, false)})
 	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: masquerade(h.Subnet, h.Bridge, true)})
+	drop := nftables.ChainPolicyDrop
+	fwd := c.AddChain(&nftables.Chain{Name: ChainForward, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: append(ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)})
+	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(h.Bridge)},
+		accept,
+	}})
+	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: append([]expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(h.Bridge)},
+	}, append(ctBits(expr.CtKeySTATUS, ctStatusDNAT), accept)...)})
+}
+
+// ctBits matches a conntrack field (state or status) with any of bits
+// set.
+func ctBits(key expr.CtKey, bits uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: key},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
 }
 
 // comment is nft's rule comment (userdata type 0, NUL-terminated), so
@@ -116,12 +152,7 @@ func masquerade(subnet netip.Prefix, bridge string, hairpin bool) []expr.Any {
 		&expr.Cmp{Op: op, Register: 1, Data: ifname(bridge)},
 	)
 	if hairpin {
-		e = append(e,
-			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-		)
+		e = append(e, ctBits(expr.CtKeySTATUS, ctStatusDNAT)...)
 	}
 	return append(e, &expr.Masq{})
 }
