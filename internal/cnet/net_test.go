@@ -35,7 +35,7 @@ func newTestNet(t *testing.T) *testNet {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	link(t, n.host, "up0", "192.0.2.1/24", n.outside, "out0", "192.0.2.2/24")
+	link(t, n.host, "up0", "203.0.113.1/24", n.outside, "out0", "203.0.113.2/24")
 	// Another network on another interface of the host, and outside
 	// routing both that one and the containers' subnet through the host:
 	// the forward chain must refuse both.
@@ -46,7 +46,7 @@ func newTestNet(t *testing.T) *testNet {
 			return err
 		}
 		for _, dst := range []string{"10.88.0.0/16", "198.51.100.0/24"} {
-			r := &netlink.Route{LinkIndex: out0.Attrs().Index, Dst: mustIPNet(dst), Gw: mustAddr("192.0.2.1").AsSlice()}
+			r := &netlink.Route{LinkIndex: out0.Attrs().Index, Dst: mustIPNet(dst), Gw: mustAddr("203.0.113.1").AsSlice()}
 			if err := netlink.RouteAdd(r); err != nil {
 				return err
 			}
@@ -81,7 +81,7 @@ func TestBridgeNetwork(t *testing.T) {
 	serveTCP(t, n.host, "10.88.0.1:9000")
 	serveTCP(t, n.container, "10.88.0.2:80")
 	serveUDP(t, n.container, "10.88.0.2:53")
-	serveTCP(t, n.outside, "192.0.2.2:7000")
+	serveTCP(t, n.outside, "203.0.113.2:7000")
 
 	for _, tc := range []struct {
 		what     string
@@ -91,12 +91,12 @@ func TestBridgeNetwork(t *testing.T) {
 		wantSeen string // the source address the server saw
 	}{
 		{"container reaches the gateway", n.container, "tcp4", "10.88.0.1:9000", "10.88.0.2"},
-		{"outside reaches a published port (DNAT, client address kept)", n.outside, "tcp4", "192.0.2.1:8080", "192.0.2.2"},
-		{"outside reaches a published udp port", n.outside, "udp4", "192.0.2.1:5353", "192.0.2.2"},
-		{"the host reaches a published port on its own address (output chain)", n.host, "tcp4", "192.0.2.1:8080", "192.0.2.1"},
+		{"outside reaches a published port (DNAT, client address kept)", n.outside, "tcp4", "203.0.113.1:8080", "203.0.113.2"},
+		{"outside reaches a published udp port", n.outside, "udp4", "203.0.113.1:5353", "203.0.113.2"},
+		{"the host reaches a published port on its own address (output chain)", n.host, "tcp4", "203.0.113.1:8080", "203.0.113.1"},
 		{"the host reaches a published port on the gateway address", n.host, "tcp4", "10.88.0.1:8080", "10.88.0.1"},
-		{"container reaches the outside masqueraded", n.container, "tcp4", "192.0.2.2:7000", "192.0.2.1"},
-		{"container reaches its own published port through the host (hairpin)", n.container, "tcp4", "192.0.2.1:8080", "10.88.0.1"},
+		{"container reaches the outside masqueraded", n.container, "tcp4", "203.0.113.2:7000", "203.0.113.1"},
+		{"container reaches its own published port through the host (hairpin)", n.container, "tcp4", "203.0.113.1:8080", "10.88.0.1"},
 	} {
 		t.Run(tc.what, func(t *testing.T) {
 			got, err := dial(tc.from, tc.network, tc.to)
@@ -111,7 +111,7 @@ func TestBridgeNetwork(t *testing.T) {
 	// The published port is the host's, not the container's: a port
 	// that is not published is not forwarded, and the container's
 	// address is not reachable from outside, even through a route.
-	if _, err := dialWithin(n.outside, "tcp4", "192.0.2.1:80", refused); err == nil {
+	if _, err := dialWithin(n.outside, "tcp4", "203.0.113.1:80", refused); err == nil {
 		t.Error("an unpublished port reached the container")
 	}
 	if got, err := dialWithin(n.outside, "tcp4", "10.88.0.2:80", refused); err == nil {
@@ -216,7 +216,7 @@ func TestSetupHostIsIdempotent(t *testing.T) {
 	// The container attached before still works, and so does the new
 	// port.
 	serveTCP(t, n.container, "10.88.0.2:443")
-	if got, err := dial(n.outside, "tcp4", "192.0.2.1:8443"); err != nil || got != "192.0.2.2" {
+	if got, err := dial(n.outside, "tcp4", "203.0.113.1:8443"); err != nil || got != "203.0.113.2" {
 		t.Errorf("the new port after SetupHost again: %q, %v", got, err)
 	}
 }
@@ -233,7 +233,7 @@ func TestAttachReplacesAStaleVeth(t *testing.T) {
 	}
 	ns := pidNS(t, pid)
 	serveTCP(t, ns, "10.88.0.2:80")
-	if got, err := dial(n.outside, "tcp4", "192.0.2.1:8080"); err != nil || got != "192.0.2.2" {
+	if got, err := dial(n.outside, "tcp4", "203.0.113.1:8080"); err != nil || got != "203.0.113.2" {
 		t.Errorf("the restarted container: %q, %v", got, err)
 	}
 	err := inNS(n.container, func() error {

@@ -19,7 +19,7 @@ import (
 // The tests below build a small network of namespaces, never touching the
 // namespace the test binary started in:
 //
-//	outside (192.0.2.2) ── out0/up0 ── host (192.0.2.1, slate0 10.88.0.1/16) ── vsXXXX/eth0 ── container (10.88.0.2)
+//	outside (203.0.113.2) ── out0/up0 ── host (203.0.113.1, slate0 10.88.0.1/16) ── vsXXXX/eth0 ── container (10.88.0.2)
 //
 // Each namespace is used from a goroutine locked to a thread that entered
 // it; such a thread is never unlocked, so it exits with its goroutine and
