@@ -167,6 +167,7 @@ func TestSetupHostRefuses(t *testing.T) {
 		{with(func(h *Host) { h.Ports[0].Addr = netip.MustParseAddr("192.168.1.1") }), "not a container's"},
 		{with(func(h *Host) { h.Ports[0].Addr = netip.Addr{} }), "not a container's"},
 		{with(func(h *Host) { h.Ports[0].Addr = h.Gateway }), "not a container's"},
+		{with(func(h *Host) { h.Ports = append(h.Ports, port) }), "port 1 (web): host port 80/tcp is port 0's (web) too"},
 		{with(func(h *Host) { h.Modules = &fakeLoader{err: errors.New("kmod: module \"nft_masq\" not found")} }), "load kernel modules: kmod: module \"nft_masq\""},
 	} {
 		// All of these fail before touching the network; in a namespace

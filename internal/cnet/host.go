@@ -55,7 +55,13 @@ func (h Host) check() error {
 	if gw, _ := Gateway(h.Subnet); h.Gateway != gw {
 		return fmt.Errorf("cnet: gateway %s is not %s, the first address of %s", h.Gateway, gw, h.Subnet)
 	}
+	seen := map[Port]int{}
 	for i, p := range h.Ports {
+		k := Port{Proto: p.Proto, HostPort: p.HostPort}
+		if j, ok := seen[k]; ok {
+			return fmt.Errorf("cnet: port %d (%s): host port %d/%s is port %d's (%s) too", i, p.Container, p.HostPort, p.Proto, j, h.Ports[j].Container)
+		}
+		seen[k] = i
 		switch {
 		case p.Proto != "tcp" && p.Proto != "udp":
 			return fmt.Errorf("cnet: port %d (%s): protocol %q is neither tcp nor udp", i, p.Container, p.Proto)
