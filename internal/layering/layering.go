@@ -52,7 +52,8 @@ var Allowed = map[string][]string{
 	"internal/run/provision":  {"internal/bootdisk", "internal/cmdline", "configs", "internal/run/ignition", "internal/run/supervisor"},
 	"updater":                 {"internal/bootdisk", "internal/bootentry", "internal/bootlog", "internal/cmdline", "configs", "internal/fetch", "partitions", "internal/redact", "internal/run/supervisor", "updater/payload"},
 	"internal/run/pid1": {"internal/bootdisk", "internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "configs", "internal/run/ignition", "internal/imageinfo", "internal/format/kmod",
-		"internal/run/provision", "internal/run/supervisor", "updater", "updater/payload"},
+		"internal/run/provision", "internal/run/supervisor", "internal/run/cnet", "updater", "updater/payload"},
+	"internal/run/cnet": {"configs", "internal/imageinfo"},
 	// Harness and front ends.
 	"internal/qemu":     nil,
 	"cmd/slate":         Any,
@@ -65,7 +66,7 @@ var Allowed = map[string][]string{
 // the machine reads contracts (imageinfo, partitions, bootentry,
 // updater/payload), never build code.
 var (
-	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "internal/run/pid1"}
+	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "internal/run/pid1", "internal/run/cnet"}
 	BuildOnly   = []string{"builder", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e"}
 )
 

@@ -73,6 +73,7 @@ func run() error {
 	} else if len(mods) > 0 {
 		logrus.WithField("modules", strings.Join(mods, ",")).Info("device modules loaded")
 	}
+	setupContainerNetwork(info, dir)
 	rawCmdline, _ := os.ReadFile(cmdline.Path)
 	kc := cmdline.Parse(string(rawCmdline))
 	dhcp := info.Network.DHCP
