@@ -9,7 +9,7 @@ import (
 	"github.com/slateos/slate/internal/imageinfo"
 )
 
-// Only the paths that touch no network are tested here (internal/cnet
+// Only the paths that touch no network are tested here (internal/run/cnet
 // tests the set-up itself in namespaces of its own): an image without a
 // bridge container prints nothing, and one whose description is wrong
 // reports it on the console without stopping the boot.
