@@ -43,6 +43,7 @@ var Allowed = map[string][]string{
 	// Build.
 	"builder": {"bootentry", "cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "isoimage",
 		"kmod", "netroot", "partitions", "updater/payload", "version"},
+	"internal/oci": {"accounts", "configs", "imageinfo"},
 	// Boot.
 	"netroot":          {"cmdline", "fetch"},
 	"initramfs/stage1": {"bootinfo", "bootlog", "cmdline", "ext4fs", "kmod", "netconf", "netroot", "partitions", "redact"},
@@ -66,7 +67,7 @@ var Allowed = map[string][]string{
 // updater/payload), never build code.
 var (
 	MachineSide = []string{"initramfs/stage1", "netroot", "bootdisk", "supervisor", "provision", "updater", "system"}
-	BuildOnly   = []string{"builder", "isoimage", "initramfs", "qemu", "cmd/slate", "e2e"}
+	BuildOnly   = []string{"builder", "internal/oci", "isoimage", "initramfs", "qemu", "cmd/slate", "e2e"}
 )
 
 // Package is one node of the graph: its path relative to Module, its direct
