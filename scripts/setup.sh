@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install what building and testing slate needs on a Debian machine, then
-# fetch the kernel and systemd-boot into the cache. Safe to run again.
+# fetch the kernel and systemd-boot into the cache and build runc there
+# (gcc, pkg-config, libc6-dev and libseccomp-dev are for runc's static
+# seccomp build). Safe to run again.
 set -euo pipefail
 
-pkgs=(qemu-system-x86 qemu-utils ovmf systemd-boot-efi mtools dosfstools gdisk e2fsprogs kmod xorriso ca-certificates shellcheck)
+pkgs=(qemu-system-x86 qemu-utils ovmf systemd-boot-efi mtools dosfstools gdisk e2fsprogs kmod xorriso ca-certificates shellcheck gcc libseccomp-dev pkg-config libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,4 +19,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 here="$(cd "$(dirname "$0")" && pwd)"
-"$here/fetch-kernel.sh" "${SLATE_CACHE:-$here/../.cache}"
+cache="${SLATE_CACHE:-$here/../.cache}"
+"$here/fetch-kernel.sh" "$cache"
+"$here/fetch-runc.sh" "$cache"
