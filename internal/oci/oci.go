@@ -76,7 +76,7 @@ type User struct {
 	GID uint32 `json:"gid"`
 	// AdditionalGids are the groups of /etc/group that list the user as a
 	// member (only when the user spec names no group, as runc and Docker
-	// do), sorted, without GID.
+	// do), sorted and without duplicates.
 	AdditionalGids []uint32 `json:"additional_gids,omitempty"`
 }
 
