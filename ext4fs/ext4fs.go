@@ -20,9 +20,14 @@
 // resize_inode (slot roots are never resized, STATE is formatted at its final
 // size after the partition has grown).
 //
-// Usage: New, then Mkdir/AddFile/Symlink/Link/Mknod in any order (the
-// output does not depend on the call order, only on the resulting tree), then
-// WriteTo. Paths are "/"-separated and taken from the root; symlinks in them
+// Extended attributes (SetXattr: security.capability, SELinux labels,
+// trusted.*, user.*, POSIX ACLs) live in the inode when they fit and in one
+// attribute block otherwise, shared between inodes with the same set; see
+// xattr.go.
+//
+// Usage: New, then Mkdir/AddFile/Symlink/Link/Mknod/SetXattr in any order
+// (the output does not depend on the call order, only on the resulting
+// tree), then WriteTo. Paths are "/"-separated and taken from the root; symlinks in them
 // are not followed. An FS is not safe for concurrent use.
 package ext4fs
 
@@ -105,12 +110,18 @@ type node struct {
 	children  map[string]*node // looked up only; output order comes from names
 	minBlocks uint32
 
+	// extended attributes, sorted as in a block, and where they go
+	xattrs []*xattr
+	ibody  []*xattr
+	xblock []*xattr
+
 	// filled in by plan
 	ino    uint32
 	names  []string // sorted children names
 	nsub   int      // subdirectories
 	data   []run    // data blocks in logical order
 	leaves []uint32 // extent tree leaf blocks, if the extents do not fit in the inode
+	xb     *xblock  // attribute block, if xblock is not empty
 }
 
 // FS is a filesystem being assembled in memory (metadata only; file data is
@@ -409,20 +420,30 @@ type Entry struct {
 	Target   string // symbolic links
 }
 
-// Lookup returns what p holds in the tree so far (symlinks on the way are
-// not followed), so that callers can check what they added.
-func (f *FS) Lookup(p string) (Entry, error) {
+// find returns the node p names (symlinks are not followed); op names the
+// operation in the error.
+func (f *FS) find(op, p string) (*node, error) {
 	parts, err := splitPath(p)
 	if err != nil {
-		return Entry{}, err
+		return nil, err
 	}
 	n := f.root
 	for i, c := range parts {
 		next, ok := n.children[c]
 		if !ok {
-			return Entry{}, fmt.Errorf("ext4fs: lookup %q: /%s: %w", p, strings.Join(parts[:i+1], "/"), fs.ErrNotExist)
+			return nil, fmt.Errorf("ext4fs: %s %q: /%s: %w", op, p, strings.Join(parts[:i+1], "/"), fs.ErrNotExist)
 		}
 		n = next
+	}
+	return n, nil
+}
+
+// Lookup returns what p holds in the tree so far (symlinks on the way are
+// not followed), so that callers can check what they added.
+func (f *FS) Lookup(p string) (Entry, error) {
+	n, err := f.find("lookup", p)
+	if err != nil {
+		return Entry{}, err
 	}
 	m := fs.FileMode(n.perm & 0o777)
 	if n.perm&0o4000 != 0 {

@@ -157,8 +157,13 @@ func (n *node) encodeInode(b []byte, bs int, t time.Time) {
 	le.PutUint32(b[108:], uint32(size>>32))
 	le.PutUint16(b[26:], uint16(links))
 
-	// i_blocks counts 512-byte sectors; huge_file allows 48 bits.
+	// i_blocks counts 512-byte sectors, the attribute block included;
+	// huge_file allows 48 bits.
 	sectors := n.usedBlocks() * uint64(bs/512)
+	if n.xb != nil {
+		sectors += uint64(bs / 512)
+		le.PutUint32(b[104:], n.xb.blk) // i_file_acl_lo
+	}
 	le.PutUint32(b[28:], uint32(sectors))
 	le.PutUint16(b[116:], uint16(sectors>>32))
 
@@ -192,4 +197,5 @@ func (n *node) encodeInode(b []byte, bs int, t time.Time) {
 		le.PutUint32(b[off:], extra)
 	}
 	le.PutUint32(b[144:], sec) // crtime
+	n.encodeIbody(b)
 }

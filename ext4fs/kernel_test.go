@@ -1,6 +1,7 @@
 package ext4fs
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -274,4 +275,95 @@ func TestKernelTimes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kernelXattrs lists and reads p's attributes through the kernel.
+func kernelXattrs(t *testing.T, p string) map[string][]byte {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil {
+		t.Fatalf("llistxattr %s: %v", p, err)
+	}
+	got := map[string][]byte{}
+	for _, name := range strings.Split(strings.TrimSuffix(string(buf[:n]), "\x00"), "\x00") {
+		if name == "" {
+			continue
+		}
+		vn, err := unix.Lgetxattr(p, name, buf)
+		if err != nil {
+			t.Errorf("lgetxattr %s %s: %v", p, name, err)
+			continue
+		}
+		got[name] = bytes.Clone(buf[:vn])
+	}
+	return got
+}
+
+// TestKernelXattrs reads attributes in the inode, in private and in shared
+// blocks through the kernel, then changes some on a writable mount (the
+// kernel unshares a shared block and drops its reference) and checks the
+// result with e2fsck.
+func TestKernelXattrs(t *testing.T) {
+	big := bytes.Repeat([]byte("kernel!!"), 100)
+	want := xattrSet{
+		"/":              {"trusted.overlay.opaque": []byte("y")},
+		"/bin/ping":      {"security.capability": capV2(capNetRaw)},
+		"/data/labelled": {"user.a": []byte("1"), "user.b": big[:300], "trusted.c": nil},
+		"/data/acl":      {"system.posix_acl_access": testACL},
+		"/data/null":     {"trusted.dev": []byte("null")},
+	}
+	for i := range 20 {
+		want[fmt.Sprintf("/data/same-%02d", i)] = map[string][]byte{"user.shared": big}
+	}
+	opts := Options{Size: 64 * mib, Time: testTime, JournalBlocks: 1024}
+	f := xattrTree(t, opts)
+	setAll(t, f, want)
+	img := writeImage(t, f, opts.Size)
+	fsck(t, img)
+
+	check := func(dir string, want xattrSet) {
+		t.Helper()
+		for p, w := range want {
+			got := kernelXattrs(t, filepath.Join(dir, p))
+			if len(got) != len(w) {
+				t.Errorf("%s: kernel lists %d attributes, want %d", p, len(got), len(w))
+			}
+			for n, v := range w {
+				g, ok := got[n]
+				if isACL(n) {
+					g, v = aclCanon(g), aclCanon(v)
+				}
+				if !ok || !bytes.Equal(g, v) {
+					t.Errorf("%s %s: kernel reads %x (%v), want %x", p, n, g, ok, v)
+				}
+			}
+		}
+	}
+	dir := mountImage(t, img, "ro")
+	check(dir, want)
+	unmount(t, dir, img)
+
+	dir = mountImage(t, img, "rw")
+	for _, c := range []struct {
+		path, name string
+		value      []byte
+	}{
+		{"/data/same-03", "user.shared", []byte("changed")},
+		{"/data/same-04", "user.more", big[:100]},
+		{"/bin/ping", "user.note", big[:60]},
+	} {
+		if err := unix.Lsetxattr(filepath.Join(dir, c.path), c.name, c.value, 0); err != nil {
+			t.Fatalf("setxattr %s %s: %v", c.path, c.name, err)
+		}
+		want[c.path][c.name] = c.value
+	}
+	if err := unix.Lremovexattr(filepath.Join(dir, "/data/same-05"), "user.shared"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want["/data/same-05"], "user.shared")
+	unmount(t, dir, img)
+	fsck(t, img)
+	dir = mountImage(t, img, "ro")
+	check(dir, want)
 }

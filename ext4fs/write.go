@@ -74,12 +74,32 @@ func (a *allocator) allocNode(n *node, blocks uint64) error {
 	return nil
 }
 
+// allocXblock gives n an attribute block: the block of an earlier inode with
+// the same attributes if it has references left, else a new one after n's
+// data.
+func (a *allocator) allocXblock(n *node, shared map[string]*xblock) error {
+	data := encodeXblock(n.xblock, a.g.bs)
+	key := string(data)
+	if xb := shared[key]; xb != nil && xb.refs < xattrRefMax {
+		xb.refs++
+		n.xb = xb
+		return nil
+	}
+	r, ok := a.alloc(1)
+	if !ok {
+		return fmt.Errorf("ext4fs: %s: attribute block does not fit: %w", n.path, ErrNoSpace)
+	}
+	n.xb = &xblock{blk: r[0].start, data: data, refs: 1, owner: n}
+	shared[key] = n.xb
+	return nil
+}
+
 // plan numbers the inodes and allocates every block. It does not modify
 // the tree beyond the plan fields of its nodes, so it can run again after
 // more content is added.
 func (f *FS) plan() (*plan, error) {
 	for _, n := range f.all {
-		n.ino, n.names, n.nsub, n.data, n.leaves = 0, nil, 0, nil, nil
+		n.ino, n.names, n.nsub, n.data, n.leaves, n.xb = 0, nil, 0, nil, nil, nil
 	}
 	p := &plan{opts: f.opts}
 	// Number inodes: root and lost+found have fixed numbers; then each
@@ -140,6 +160,9 @@ func (f *FS) plan() (*plan, error) {
 		p.journal = j
 		p.byIno[journalIno] = j
 	}
+	// Attribute blocks by content: inodes with the same block attributes
+	// share one, up to the kernel's reference limit.
+	shared := map[string]*xblock{}
 	for ino := uint32(rootIno); ino <= p.lastIno; ino++ {
 		n := p.byIno[ino]
 		if n == nil || ino == journalIno {
@@ -157,11 +180,15 @@ func (f *FS) plan() (*plan, error) {
 				blocks = 1
 			}
 		}
-		if blocks == 0 {
-			continue
+		if blocks > 0 {
+			if err := a.allocNode(n, blocks); err != nil {
+				return nil, err
+			}
 		}
-		if err := a.allocNode(n, blocks); err != nil {
-			return nil, err
+		if len(n.xblock) > 0 {
+			if err := a.allocXblock(n, shared); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -318,6 +345,9 @@ func (f *FS) WriteTo(dst io.WriterAt, offset int64) error {
 			}
 		}
 		p.writeLeaves(w, n)
+		if n.xb != nil && n.xb.owner == n {
+			w.write(n.xb.blk, n.xb.bytes())
+		}
 		if w.err != nil {
 			return w.err
 		}
