@@ -188,19 +188,13 @@ func (j *job) pullContainers(ctx context.Context) error {
 		if b.config, err = oci.MarshalSpec(rs); err != nil {
 			return fmt.Errorf("%s: runtime config: %w", field, err)
 		}
-		// Count what the image holds: a dry run against a tree that
-		// keeps only sizes.
-		var count sizeTree
-		if err := rootfs.WriteTo(&count); err != nil {
-			return fmt.Errorf("%s.image: %s: %w", field, img.Digest, err)
-		}
-		b.report = ContainerReport{Name: c.Name, Image: c.Image, Digest: img.Digest, UnpackedBytes: count.bytes, Files: count.files, Address: b.info.Address}
+		b.report = ContainerReport{Name: c.Name, Image: c.Image, Digest: img.Digest, UnpackedBytes: rootfs.Bytes, Files: rootfs.Files, Address: b.info.Address}
 		if img.Manifest != img.Digest {
 			b.report.Manifest = img.Manifest
 		}
 		logrus.WithFields(logrus.Fields{
 			"container": c.Name, "image": c.Image, "digest": img.Digest,
-			"unpacked": configs.Size(count.bytes).String(), "files": count.files,
+			"unpacked": configs.Size(rootfs.Bytes).String(), "files": rootfs.Files,
 			"took": time.Since(t0).Round(time.Millisecond),
 		}).Info("container image pulled")
 	}
@@ -301,25 +295,4 @@ func (t *prefixTree) SetXattr(p, name string, value []byte) error {
 	return setXattr(t.fs, t.at(p), name, value)
 }
 
-// sizeTree counts a flattened image's files and bytes.
-type sizeTree struct {
-	bytes int64
-	files int
-}
-
-func (s *sizeTree) Mkdir(string, fs.FileMode, uint32, uint32) error { s.files++; return nil }
-func (s *sizeTree) AddFile(_ string, _ fs.FileMode, _, _ uint32, size int64, _ func() (io.ReadCloser, error)) error {
-	s.files++
-	s.bytes += size
-	return nil
-}
-func (s *sizeTree) Symlink(string, string, uint32, uint32) error { s.files++; return nil }
-func (s *sizeTree) Link(string, string) error                    { return nil }
-func (s *sizeTree) Mknod(string, fs.FileMode, uint32, uint32, uint32, uint32) error {
-	s.files++
-	return nil
-}
-func (s *sizeTree) SetXattr(string, string, []byte) error { return nil }
-
 var _ oci.Tree = (*prefixTree)(nil)
-var _ oci.Tree = (*sizeTree)(nil)

@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -259,4 +260,87 @@ func parseInto(y string, spec *configs.Spec) error {
 	}
 	spec.SetDefaults()
 	return nil
+}
+
+// TestBuildContainersReproducible builds an image with two containers
+// from a loopback registry twice, cold and warm cache: the disks are
+// byte-identical, the warm build fetches no blob, build.json records the
+// digests and runc, and the root's image.json (read back as slate
+// inspect does) lists the containers with their user and address.
+func TestBuildContainersReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds images")
+	}
+	slate := sharedSlate(t)
+	reg := newTestRegistry(t)
+	ref, digest := reg.push(t, "web", "v1", testImage(t, 256<<10, 7))
+	spec := containerSpec(t, "containers:\n"+
+		"- {name: web, image: '"+ref+"', ports: ['8080:80'], volumes: ['data:/srv/data'], memory: 64MiB}\n"+
+		"- {name: pinned, image: '"+reg.host+"/web@"+digest+"', user: '0:0', read_only: false, network: none}\n")
+	cache := testCache(t, true)
+	base := t.TempDir()
+	dir1, dir2 := filepath.Join(base, "one"), filepath.Join(base, "two")
+	rep1, err := Build(context.Background(), Options{Spec: spec, OutDir: dir1, CacheDir: cache, Slate: slate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cold := reg.fetches()
+	if _, err := Build(context.Background(), Options{Spec: spec, OutDir: dir2, CacheDir: cache, Slate: slate}); err != nil {
+		t.Fatal(err)
+	}
+	// a tag is resolved again (a manifest HEAD, or a GET where HEAD has
+	// no digest); no blob is fetched
+	if warm := reg.fetches() - cold; warm > 1 {
+		t.Errorf("the warm build made %d manifest or blob GETs", warm)
+	}
+	a, err := os.ReadFile(filepath.Join(dir1, "disk.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir2, "disk.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Error("disk.raw differs between two builds of the same digests")
+	}
+
+	if len(rep1.Containers) != 2 || rep1.Containers[0].Digest != digest || rep1.Containers[1].Digest != digest ||
+		rep1.Containers[0].Image != ref || rep1.Containers[0].Address != "10.88.0.2/16" || rep1.Containers[1].Address != "" {
+		t.Errorf("build.json containers %+v; want both at %s", rep1.Containers, digest)
+	}
+	if rep1.Containers[0].UnpackedBytes < 256<<10 || rep1.Containers[0].Files < 4 {
+		t.Errorf("unpacked %d bytes in %d files", rep1.Containers[0].UnpackedBytes, rep1.Containers[0].Files)
+	}
+	if r := rep1.Runc; r == nil || r.Version != RuncVersion || len(r.SHA256) != 64 {
+		t.Errorf("build.json runc %+v", r)
+	}
+	if on := readReport(t, dir1); !slices.Equal(on.Containers, rep1.Containers) {
+		t.Errorf("build.json on disk %+v", on.Containers)
+	}
+
+	slots, err := InspectContainers(filepath.Join(dir1, "disk.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(slots) != 1 || slots[0].Slot != "a" || slots[0].Problem != "" || len(slots[0].Containers) != 2 {
+		t.Fatalf("InspectContainers = %+v", slots)
+	}
+	web, pinned := slots[0].Containers[0], slots[0].Containers[1]
+	if web.Name != "web" || web.Digest != digest || web.UID != 1000 || web.GID != 1000 ||
+		web.Address != "10.88.0.2/16" || web.Gateway != "10.88.0.1" || web.Bundle != "/usr/lib/slate/containers/web" {
+		t.Errorf("web in image.json: %+v", web)
+	}
+	if pinned.UID != 0 || pinned.Address != "" || pinned.IsReadOnly() {
+		t.Errorf("pinned in image.json: %+v", pinned)
+	}
+	var text bytes.Buffer
+	if err := WriteContainersText(&text, slots); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"web", digest, "1000:1000", "10.88.0.2/16", "8080:80", "none"} {
+		if !strings.Contains(text.String(), w) {
+			t.Errorf("inspect text lacks %q:\n%s", w, text.String())
+		}
+	}
 }
