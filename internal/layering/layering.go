@@ -41,7 +41,7 @@ var Allowed = map[string][]string{
 	"ignition":        {"accounts", "configs", "fetch"},
 	"updater/payload": {"cmdline", "version"},
 	// Build.
-	"builder": {"bootentry", "cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "isoimage",
+	"builder": {"bootentry", "cmdline", "configs", "ext4fs", "fatfs", "ignition", "imageinfo", "initramfs", "internal/oci", "isoimage",
 		"kmod", "netroot", "partitions", "updater/payload", "version"},
 	"internal/oci": {"accounts", "configs", "imageinfo"},
 	// Boot.
