@@ -3,6 +3,9 @@ package builder
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
+	"github.com/slateos/slate/partitions"
 )
 
 func containerSpec(t testing.TB, body string) *configs.Spec {
@@ -334,6 +338,61 @@ func TestBuildContainersReproducible(t *testing.T) {
 	if pinned.UID != 0 || pinned.Address != "" || pinned.IsReadOnly() {
 		t.Errorf("pinned in image.json: %+v", pinned)
 	}
+	// The bundles and runc are in the root, read back as the machine
+	// would see them.
+	rootFile := func(p string) []byte {
+		t.Helper()
+		f, err := os.Open(filepath.Join(dir1, "disk.raw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		st, _ := f.Stat()
+		l, err := partitions.ReadGPT(f, st.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := l.Part(partitions.NumRootA)
+		x, err := openExt4(f, part.Start, part.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := x.readFile(p, 64<<20)
+		if err != nil {
+			t.Fatalf("root %s: %v", p, err)
+		}
+		return b
+	}
+	var cfg struct {
+		Root    struct{ Path string }
+		Process struct {
+			User struct{ UID, GID uint32 }
+			Args []string
+		}
+		Linux struct{ CgroupsPath string }
+	}
+	if err := json.Unmarshal(rootFile("/usr/lib/slate/containers/web/config.json"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Root.Path != "rootfs" || cfg.Process.User.UID != 1000 || !slices.Equal(cfg.Process.Args, []string{"/app/hello"}) || cfg.Linux.CgroupsPath != "/slate/web" {
+		t.Errorf("web's config.json: %+v", cfg)
+	}
+	if got := rootFile("/usr/lib/slate/containers/web/rootfs/etc/passwd"); !bytes.Contains(got, []byte("app:x:1000")) {
+		t.Errorf("web's /etc/passwd: %q", got)
+	}
+	if got, want := sha256.Sum256(rootFile("/usr/lib/slate/runc")), rep1.Runc.SHA256; hex.EncodeToString(got[:]) != want {
+		t.Errorf("/usr/lib/slate/runc has sha256 %x, build.json says %s", got, want)
+	}
+	// the containers' kernel modules are in the root's set
+	plain, err := Build(context.Background(), Options{Spec: containerSpec(t, ""), OutDir: filepath.Join(base, "plain"), CacheDir: cache, Slate: slate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep1.RootModules <= plain.RootModules+len(containerModules) {
+		t.Errorf("root modules: %d with containers, %d without; want at least %d more", rep1.RootModules, plain.RootModules, len(containerModules)+1)
+	}
+	rootFile("/lib/modules/" + rep1.Kernel + "/kernel/fs/overlayfs/overlay.ko")
+
 	var text bytes.Buffer
 	if err := WriteContainersText(&text, slots); err != nil {
 		t.Fatal(err)
