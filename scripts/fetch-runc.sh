@@ -39,7 +39,7 @@ if [ -x "$dest/runc" ] && [ -f "$dest/runc.sha256" ] && (cd "$dest" && sha256sum
 fi
 
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found; install it (scripts/setup.sh installs gcc, pkg-config, libc6-dev and libseccomp-dev)"; }
-need go
+command -v go >/dev/null 2>&1 || die "'go' not found; install Go (runc $version needs 1.25 or newer)"
 need gcc
 need pkg-config
 need sha256sum
@@ -51,19 +51,24 @@ libseccomp="$(gcc -print-file-name=libseccomp.a)"
 libdir="$(cd "$(dirname "$libseccomp")" && pwd)"
 [ -f "$libdir/pkgconfig/libseccomp.pc" ] || die "libseccomp.pc not found in $libdir/pkgconfig; install libseccomp-dev"
 
-say "checking $module@$version against the pinned module hash"
-got="$(GOFLAGS='' go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Sum": "\(.*\)",$/\1/p')"
-[ -n "$got" ] || die "go mod download $module@$version gave no module hash"
-[ "$got" = "$modsum" ] || die "$module@$version has module hash $got, want $modsum"
-
 mkdir -p "$cache/runc"
 tmp="$(mktemp -d "$cache/runc/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
+# Go runs in the empty temporary folder, outside any module or workspace of
+# the caller's. The compiler settings are fixed so that a caller's
+# environment (or go env -w settings, which an empty variable would not
+# override) cannot change the binary; these are Go's defaults.
+export GOFLAGS=-buildvcs=false GOWORK=off CC=gcc CGO_CFLAGS='-O2 -g' CGO_LDFLAGS='-O2 -g'
+cd "$tmp"
+
+say "checking $module@$version against the pinned module hash"
+got="$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Sum": "\(.*\)",$/\1/p')"
+[ -n "$got" ] || die "go mod download $module@$version gave no module hash"
+[ "$got" = "$modsum" ] || die "$module@$version has module hash $got, want $modsum"
 
 say "building runc $version (static, seccomp) with $(go env GOVERSION) and $(pkg-config --modversion libseccomp 2>/dev/null || echo '?') libseccomp; this takes minutes"
 start=$SECONDS
-# GOFLAGS is cleared so a caller's -mod or -tags cannot change the result.
-GOFLAGS='' GOBIN="$tmp/bin" CGO_ENABLED=1 PKG_CONFIG_PATH="$libdir/pkgconfig" \
+GOBIN="$tmp/bin" CGO_ENABLED=1 PKG_CONFIG_PATH="$libdir/pkgconfig" \
 	go install -trimpath -buildvcs=false \
 	-tags "seccomp netgo osusergo" \
 	-ldflags '-s -w -extldflags -static' \
@@ -76,9 +81,12 @@ say "built in $((SECONDS - start)) s"
 if readelf -l "$bin" | grep -q 'INTERP'; then
 	die "built runc is dynamically linked (has a program interpreter)"
 fi
-"$bin" --version | grep -q '^libseccomp: ' || die "built runc does not report libseccomp in --version"
-"$bin" features | grep -q '"seccomp": *{' || die "built runc does not list seccomp in 'runc features'"
-"$bin" features | grep -A1 '"seccomp": *{' | grep -q '"enabled": *true' || die "built runc has seccomp disabled"
+# (outputs captured first: grep -q closing a pipe early would fail the
+# pipeline under pipefail)
+ver="$("$bin" --version)" || die "built runc does not run"
+features="$("$bin" features)" || die "built runc fails 'runc features'"
+grep -q '^libseccomp: ' <<<"$ver" || die "built runc does not report libseccomp in --version"
+grep -A1 '"seccomp": *{' <<<"$features" | grep -q '"enabled": *true' || die "built runc has seccomp disabled or missing in 'runc features'"
 
 mkdir -p "$dest"
 (cd "$tmp/bin" && sha256sum runc) >"$tmp/runc.sha256"
@@ -86,4 +94,7 @@ mkdir -p "$dest"
 # one; the hash file goes last, so a crash in between means a rebuild
 mv -f "$bin" "$dest/runc"
 mv -f "$tmp/runc.sha256" "$dest/runc.sha256"
+# what the binary was built from, for whoever wonders why a hash differs
+printf 'module %s@%s %s\ngo %s\nlibseccomp %s\n' "$module" "$version" "$modsum" \
+	"$(go env GOVERSION)" "$(pkg-config --modversion libseccomp 2>/dev/null || echo '?')" >"$dest/runc.info"
 say "runc $version in $dest/runc ($(stat -c %s "$dest/runc") bytes, sha256 $(cut -d' ' -f1 "$dest/runc.sha256"))"
