@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -383,6 +385,8 @@ func TestBuildContainersReproducible(t *testing.T) {
 	if got, want := sha256.Sum256(rootFile("/usr/lib/slate/runc")), rep1.Runc.SHA256; hex.EncodeToString(got[:]) != want {
 		t.Errorf("/usr/lib/slate/runc has sha256 %x, build.json says %s", got, want)
 	}
+	checkCapability(t, filepath.Join(dir1, "disk.raw"), "/usr/lib/slate/containers/web/rootfs/app/ping")
+
 	// the containers' kernel modules are in the root's set
 	plain, err := Build(context.Background(), Options{Spec: containerSpec(t, ""), OutDir: filepath.Join(base, "plain"), CacheDir: cache, Slate: slate})
 	if err != nil {
@@ -401,5 +405,44 @@ func TestBuildContainersReproducible(t *testing.T) {
 		if !strings.Contains(text.String(), w) {
 			t.Errorf("inspect text lacks %q:\n%s", w, text.String())
 		}
+	}
+}
+
+// checkCapability reads a file's security.capability back from slot A's
+// root with debugfs (e2fsprogs), when the build host has it.
+func checkCapability(t *testing.T, disk, p string) {
+	t.Helper()
+	debugfs, err := exec.LookPath("debugfs")
+	if err != nil {
+		t.Log("no debugfs: the file capability is not read back")
+		return
+	}
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	l, err := partitions.ReadGPT(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := l.Part(partitions.NumRootA)
+	img := filepath.Join(t.TempDir(), "root.img")
+	out, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, io.NewSectionReader(f, part.Start, part.Size)); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	b, err := exec.Command(debugfs, "-R", "ea_get -x "+p+" security.capability", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs: %v\n%s", err, b)
+	}
+	t.Logf("debugfs ea_get %s: %s", p, strings.TrimSpace(string(b)))
+	if !strings.Contains(strings.ReplaceAll(string(b), " ", ""), "security.capability(20)="+hex.EncodeToString(netRawCap)) {
+		t.Errorf("security.capability of %s in the root, as debugfs reads it:\n%s\nwant %x", p, b, netRawCap)
 	}
 }

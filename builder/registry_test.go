@@ -118,7 +118,7 @@ func testImage(t testing.TB, randomBytes, seed int64) v1.Image {
 	for _, e := range []struct {
 		name, body string
 		mode       int64
-		dir        bool
+		dir, caps  bool
 	}{
 		{name: "etc/", mode: 0o755, dir: true},
 		{name: "etc/passwd", mode: 0o644, body: "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"},
@@ -126,10 +126,16 @@ func testImage(t testing.TB, randomBytes, seed int64) v1.Image {
 		{name: "app/", mode: 0o755, dir: true},
 		{name: "app/hello", mode: 0o755, body: "static program stand-in\n"},
 		{name: "srv/", mode: 0o755, dir: true},
+		// a file capability, as ping has in many images
+		{name: "app/ping", mode: 0o755, body: "ping stand-in\n", caps: true},
 	} {
 		h := &tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.body)), Typeflag: tar.TypeReg}
 		if e.dir {
 			h.Typeflag = tar.TypeDir
+		}
+		if e.caps {
+			h.Format = tar.FormatPAX
+			h.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(netRawCap)}
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
@@ -166,6 +172,10 @@ func testImage(t testing.TB, randomBytes, seed int64) v1.Image {
 	}
 	return img
 }
+
+// netRawCap is security.capability (VFS_CAP_REVISION_2, effective) with
+// CAP_NET_RAW (13) permitted.
+var netRawCap = []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 // closedAddr is a loopback address nothing listens on.
 func closedAddr(t testing.TB) string {
