@@ -7,10 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/ext4fs"
+	"github.com/slateos/slate/imageinfo"
 )
 
 // ext4Image writes a small filesystem the way the builder writes roots.
@@ -98,4 +101,25 @@ func FuzzExt4Read(f *testing.F) {
 		_, _ = x.readFile("/usr/lib/slate/image.json", 1<<20)
 		_, _ = x.readFile("/usr/lib/slate/many/big", 1<<20)
 	})
+}
+
+func TestWriteContainersText(t *testing.T) {
+	var b bytes.Buffer
+	slots := []SlotContainers{
+		{Slot: "a", Version: "1.0.0"},
+		{Slot: "b", Problem: "read /usr/lib/slate/image.json: broken"},
+		{Version: "2.0.0", Containers: []imageinfo.Container{{Container: configs.Container{Name: "web", Image: "r.example/web:1", Network: "host"}, Digest: "sha256:ab", UID: 5, GID: 6}}},
+	}
+	if err := WriteContainersText(&b, slots); err != nil {
+		t.Fatal(err)
+	}
+	got := b.String()
+	for _, w := range []string{"slot b: containers unknown: read /usr/lib/slate/image.json: broken", "containers (2.0.0):", "web", "r.example/web:1", "sha256:ab", "5:6", "host", "-"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("lacks %q:\n%s", w, got)
+		}
+	}
+	if strings.Contains(got, "slot a") {
+		t.Errorf("a slot without containers is listed:\n%s", got)
+	}
 }

@@ -100,7 +100,11 @@ func WriteContainersText(w io.Writer, slots []SlotContainers) error {
 		if len(s.Containers) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "\ncontainers of slot %s (%s):\n", s.Slot, s.Version)
+		if s.Slot == "" { // a root booted from RAM
+			fmt.Fprintf(w, "\ncontainers (%s):\n", s.Version)
+		} else {
+			fmt.Fprintf(w, "\ncontainers of slot %s (%s):\n", s.Slot, s.Version)
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tIMAGE\tDIGEST\tUSER\tADDRESS\tPORTS")
 		for _, c := range s.Containers {

@@ -78,6 +78,8 @@ type running struct {
 	Kernel  string        `json:"kernel_version"`
 	Boot    bootinfo.Info `json:"boot"`
 	Summary string        `json:"summary"`
+	// Containers are the ones baked into the running root.
+	Containers []imageinfo.Container `json:"containers,omitempty"`
 }
 
 func inspectRunning(w io.Writer, asJSON bool) error {
@@ -89,7 +91,7 @@ func inspectRunning(w io.Writer, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	r := running{Name: info.Name, Version: info.Version, Kernel: info.KernelVersion, Boot: boot, Summary: boot.Describe()}
+	r := running{Name: info.Name, Version: info.Version, Kernel: info.KernelVersion, Boot: boot, Summary: boot.Describe(), Containers: info.Containers}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -105,5 +107,5 @@ func inspectRunning(w io.Writer, asJSON bool) error {
 	if !boot.RAM() {
 		fmt.Fprintln(w, "slots:    slate inspect <boot disk> shows both slots and their entries")
 	}
-	return nil
+	return builder.WriteContainersText(w, []builder.SlotContainers{{Slot: boot.Slot, Version: info.Version, Containers: info.Containers}})
 }
