@@ -101,8 +101,12 @@ type Report struct {
 	CABundle       string     `json:"ca_bundle"`
 	CABundleSHA256 string     `json:"ca_bundle_sha256"`
 	Partitions     []PartInfo `json:"partitions"`
-	Artifacts      []Artifact `json:"artifacts"`
-	Seconds        float64    `json:"build_seconds"`
+	// Containers are the baked containers with the digests their images
+	// resolved to, Runc the runtime put in the root with them.
+	Containers []ContainerReport `json:"containers,omitempty"`
+	Runc       *RuncReport       `json:"runc,omitempty"`
+	Artifacts  []Artifact        `json:"artifacts"`
+	Seconds    float64           `json:"build_seconds"`
 }
 
 // PartInfo is one partition in the report.

@@ -20,6 +20,9 @@ type Inputs struct {
 	Loader        string // systemd-bootx64.efi
 	Slate         string // the static slate binary to embed
 	CABundle      string // PEM file installed as the root's CA store
+	// Runc is the container runtime (CACHE/runc/RuncVersion/runc), only
+	// for a spec with containers.
+	Runc string
 }
 
 // hostCABundle is the build host's CA bundle (a variable for tests).
@@ -89,7 +92,31 @@ func ResolveInputs(spec *configs.Spec, cacheDir, slateBin string) (Inputs, error
 	if err := CheckStatic(slateBin); err != nil {
 		return in, err
 	}
+	if len(spec.Containers) > 0 {
+		var err error
+		if in.Runc, err = resolveRunc(cacheDir); err != nil {
+			return in, err
+		}
+	}
 	return in, nil
+}
+
+// checkStaticELF makes sure a program of the root is a static x86_64 ELF.
+func checkStaticELF(path, what string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s %s: not an ELF executable: %w", what, path, err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_X86_64 {
+		return fmt.Errorf("%s %s is for %s, images are x86_64", what, path, f.Machine)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s %s is dynamically linked (has an ELF interpreter); the root has no C library", what, path)
+		}
+	}
+	return nil
 }
 
 // CheckStatic makes sure the binary that becomes /init and PID 1 is a

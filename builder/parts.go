@@ -103,8 +103,8 @@ func etcFiles(spec *configs.Spec) map[string]string {
 // sized to its content plus a margin, not to the partition: a read-only
 // root has no use for free space, and an update then writes and verifies
 // only the filesystem (tens of MiB), not the whole slot.
-func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time) (used, size int64, err error) {
-	fsys, err := rootFS(part.Size, spec, in, ix, mods, epoch, logrus.StandardLogger())
+func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, cons []*baked, epoch time.Time) (used, size int64, err error) {
+	fsys, err := rootFS(part.Size, spec, in, ix, mods, cons, epoch, logrus.StandardLogger())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -117,7 +117,7 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 	// The same content again: its warnings were given the first time.
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
-	if fsys, err = rootFS(size, spec, in, ix, mods, epoch, quiet); err != nil {
+	if fsys, err = rootFS(size, spec, in, ix, mods, cons, epoch, quiet); err != nil {
 		return 0, 0, err
 	}
 	if err := fsys.WriteTo(disk, part.Start); err != nil {
@@ -127,7 +127,7 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 }
 
 // rootFS lays out a root filesystem of the given size (nothing is written).
-func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, epoch time.Time, log logrus.FieldLogger) (*ext4fs.FS, error) {
+func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, cons []*baked, epoch time.Time, log logrus.FieldLogger) (*ext4fs.FS, error) {
 	opts := ext4fs.Options{
 		Size:  fsSize,
 		Label: "slate-root",
@@ -167,7 +167,11 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 	if err := addCABundle(fsys, spec, in); err != nil {
 		return nil, err
 	}
-	info, err := imageinfo.Marshal(spec, in.KernelVersion)
+	infos := make([]imageinfo.Container, len(cons))
+	for i, b := range cons {
+		infos[i] = b.info
+	}
+	info, err := imageinfo.Marshal(spec, in.KernelVersion, infos...)
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +211,14 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 		if err := addContent(fsys, spec, f, log); err != nil {
 			return nil, fmt.Errorf("$.root.files[%d]: %w", i, err)
 		}
+	}
+	if in.Runc != "" {
+		if err := addRunc(fsys, in); err != nil {
+			return nil, err
+		}
+	}
+	if err := addContainers(fsys, cons); err != nil {
+		return nil, err
 	}
 	warnDanglingLinks(fsys, spec, log)
 	if err := checkPrograms(fsys, spec, log); err != nil {

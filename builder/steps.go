@@ -51,6 +51,7 @@ type job struct {
 	ix       *kmod.Index
 	initMods []*kmod.Module
 	rootMods []*kmod.Module
+	baked    []*baked // the spec's containers, flattened
 
 	tmp      string     // the temporary folder inside OutDir
 	madeOut  bool       // OutDir was created by this build
@@ -90,11 +91,16 @@ func (j *job) steps() []step {
 	s := []step{
 		{"inputs", (*job).resolveInputs},
 		{"kernel modules", (*job).resolveModules},
+	}
+	if len(j.spec.Containers) > 0 {
+		s = append(s, step{"container images", (*job).pullContainers})
+	}
+	s = append(s, []step{
 		{"disk image", (*job).createDiskImage},
 		{"initramfs", (*job).buildInitramfs},
 		{"root filesystem", (*job).buildRoot},
 		{"ESP", (*job).buildESP},
-	}
+	}...)
 	if j.formats["pxe"] || j.formats["iso"] {
 		s = append(s, step{"RAM boot files", (*job).buildRAM})
 	}
@@ -177,6 +183,7 @@ func newJob(o Options) (*job, error) {
 // cleanup removes what a build leaves behind: always the temporary folder,
 // and on failure an output folder this build created.
 func (j *job) cleanup() {
+	j.closeBaked()
 	if j.disk != nil {
 		j.disk.Close()
 	}
@@ -219,6 +226,14 @@ func (j *job) resolveModules(context.Context) error {
 	if j.rootMods, err = j.ix.Resolve(append(append([]string(nil), kmod.DefaultRoot...), j.spec.Kernel.Modules...)); err != nil {
 		return fmt.Errorf("$.kernel.modules: %w", err)
 	}
+	if mods := ContainerModules(j.spec); mods != nil {
+		// the root set again with what containers need, so one closure
+		// holds both
+		all := append(append(append([]string(nil), kmod.DefaultRoot...), j.spec.Kernel.Modules...), mods...)
+		if j.rootMods, err = j.ix.Resolve(all); err != nil {
+			return fmt.Errorf("$.containers: the kernel modules of containers: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -258,6 +273,16 @@ func (j *job) createDiskImage(context.Context) error {
 		return fmt.Errorf("CA bundle: %w", err)
 	}
 	j.rep.CABundle, j.rep.CABundleSHA256 = in.CABundle, caSum.SHA256
+	for _, b := range j.baked {
+		j.rep.Containers = append(j.rep.Containers, b.report)
+	}
+	if in.Runc != "" {
+		sum, err := hashFile(in.Runc)
+		if err != nil {
+			return fmt.Errorf("runc: %w", err)
+		}
+		j.rep.Runc = &RuncReport{Version: RuncVersion, Path: in.Runc, SHA256: sum.SHA256}
+	}
 	return partitions.WriteGPT(j.disk, j.layout)
 }
 
@@ -270,7 +295,7 @@ func (j *job) buildInitramfs(context.Context) error {
 }
 
 func (j *job) buildRoot(context.Context) error {
-	used, size, err := buildRoot(j.disk, j.layout.Part(partitions.NumRootA), j.spec, j.in, j.ix, j.rootMods, j.epoch)
+	used, size, err := buildRoot(j.disk, j.layout.Part(partitions.NumRootA), j.spec, j.in, j.ix, j.rootMods, j.baked, j.epoch)
 	if err != nil {
 		return err
 	}

@@ -223,6 +223,22 @@ func (s *Spec) SetDefaults() {
 			s.Services[i].Restart = DefaultRestart
 		}
 	}
+	for i := range s.Containers {
+		c := &s.Containers[i]
+		if c.Restart == "" {
+			c.Restart = DefaultContainerRestart
+		}
+		if c.Network == "" {
+			c.Network = DefaultContainerNetwork
+		}
+		if c.ReadOnly == nil {
+			t := true
+			c.ReadOnly = &t
+		}
+	}
+	if len(s.Containers) > 0 && s.Network.ContainerSubnet == "" {
+		s.Network.ContainerSubnet = DefaultContainerSubnet
+	}
 	if len(s.Console) == 0 {
 		s.Console = append([]string(nil), DefaultConsole...)
 	}
@@ -588,14 +604,33 @@ func fieldNames(path string) []string {
 	if t.Kind() != reflect.Struct {
 		return nil
 	}
+	return structKeys(t)
+}
+
+// structKeys lists a struct's YAML keys in field order, with those of
+// inline fields (the Limits of services and containers) in their place.
+func structKeys(t reflect.Type) []string {
 	var names []string
 	for i := range t.NumField() {
-		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if tag != "" && tag != "-" {
+		f := t.Field(i)
+		tag, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case isInline(opts) && f.Type.Kind() == reflect.Struct:
+			names = append(names, structKeys(f.Type)...)
+		case tag != "" && tag != "-":
 			names = append(names, tag)
 		}
 	}
 	return names
+}
+
+func isInline(opts string) bool {
+	for _, o := range strings.Split(opts, ",") {
+		if o == "inline" {
+			return true
+		}
+	}
+	return false
 }
 
 func yamlField(t reflect.Type, name string) (reflect.Type, bool) {
@@ -606,9 +641,16 @@ func yamlField(t reflect.Type, name string) (reflect.Type, bool) {
 		return nil, false
 	}
 	for i := range t.NumField() {
-		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		f := t.Field(i)
+		tag, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if isInline(opts) && f.Type.Kind() == reflect.Struct {
+			if ft, ok := yamlField(f.Type, name); ok {
+				return ft, true
+			}
+			continue
+		}
 		if tag == name {
-			return t.Field(i).Type, true
+			return f.Type, true
 		}
 	}
 	return nil, false

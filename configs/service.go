@@ -90,6 +90,7 @@ func CheckService(s Service) []ServiceProblem {
 			add("working_directory", "%s", msg)
 		}
 	}
+	out = append(out, CheckLimits(s.Limits)...)
 	for j, f := range s.EnvironmentFile {
 		if msg := absPath(strings.TrimPrefix(f, "-")); msg != "" {
 			add(index("environment_file", j), "%s (a leading '-' marks an optional file)", msg)

@@ -62,9 +62,9 @@ func TestServiceRunFieldErrors(t *testing.T) {
 		{"relative environment file", base + "services:\n- {name: a, command: /a, environment_file: [/ok, -rel, '-']}\n",
 			[]string{"$.services[0].environment_file[1]", "$.services[0].environment_file[2]"}, "optional file"},
 		{"after unknown", base + svc + "- {name: b, command: /b, after: [a, c]}\n",
-			[]string{"$.services[1].after[1]"}, `no service is named "c"`},
+			[]string{"$.services[1].after[1]"}, `no service or container is named "c"`},
 		{"requires unknown", base + svc + "- {name: b, command: /b, requires: [nope]}\n",
-			[]string{"$.services[1].requires[0]"}, `no service is named "nope"`},
+			[]string{"$.services[1].requires[0]"}, `no service or container is named "nope"`},
 		{"self cycle", base + "services:\n- {name: a, command: /a, after: [a]}\n",
 			[]string{"$.services[0]"}, "dependency cycle: a -> a"},
 		{"three cycle", base + "services:\n- {name: a, command: /a, after: [b]}\n- {name: b, command: /b, requires: [c]}\n- {name: c, command: /c, after: [a]}\n- {name: d, command: /d, after: [a]}\n",
@@ -104,8 +104,9 @@ func TestDependencyCycle(t *testing.T) {
 		{Name: "c", After: []string{"a", "b"}},
 		{Name: "d", After: []string{"a"}},
 	}
+	us := (&Spec{Services: svcs}).units()
 	for i, want := range []string{"a -> b -> c -> a", "b -> c -> b", "c -> b -> c", ""} {
-		if got := strings.Join(dependencyCycle(svcs, i), " -> "); got != want {
+		if got := strings.Join(unitCycle(us, i), " -> "); got != want {
 			t.Errorf("cycle through %s = %q, want %q", svcs[i].Name, got, want)
 		}
 	}

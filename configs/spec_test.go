@@ -555,6 +555,7 @@ func FuzzParse(f *testing.F) {
 		base + "root:\n  files:\n  - {src: a, dst: /etc/a, mode: \"0644\"}\n",
 		base + "services:\n- &s {name: a, command: /a, env: {A: b}}\n- <<: *s\n  name: b\n",
 		base + "console: [ttyS0]\nhostname: a.b\nnetwork: {dhcp: true}\n",
+		base + "containers:\n- {name: w, image: 'r.example/w:1', ports: ['80:80/udp'], volumes: ['d:/d:ro'], memory: 8MiB, health: {tcp: true, port: 80}}\nnetwork: {container_subnet: 10.9.0.0/24}\n",
 		"name: [\n", "---\n---\n", "name: t\nname: t\n", base + "disk:\n  root: 12XB\n",
 	} {
 		f.Add(s)

@@ -178,7 +178,7 @@ func (u *Update) setDefaults(svcs []Service) {
 	}
 }
 
-func (u *Update) validate(c *collector, p string, svcs []Service) {
+func (u *Update) validate(c *collector, p string, svcs []Service, containers []Container) {
 	switch ch, err := url.Parse(u.Channel); {
 	case u.Channel == "":
 		c.add(p+".channel", "required: the URL of the channel folder, like http://updates.example.com/stable")
@@ -225,9 +225,12 @@ func (u *Update) validate(c *collector, p string, svcs []Service) {
 	for _, s := range svcs {
 		names[s.Name] = true
 	}
+	for _, con := range containers {
+		names[con.Name] = true
+	}
 	for i, s := range u.Health.Services {
 		if !names[s] {
-			c.add(index(p+".health.services", i), "%q is not a service of this spec", s)
+			c.add(index(p+".health.services", i), "%q is not a service or container of this spec", s)
 		}
 	}
 	for i, hc := range u.Health.Commands {

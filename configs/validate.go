@@ -9,7 +9,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"unicode"
 
@@ -80,12 +79,14 @@ func (s *Spec) Validate() error {
 	s.Kernel.validate(c, "$.kernel")
 	s.Disk.validate(c, "$.disk")
 	s.Root.validate(c, "$.root")
-	validateServices(c, s.Services, "$.services")
+	validateServices(c, s.Services, "$.services", s.unitNames())
+	s.validateContainers(c)
+	s.validateCycles(c)
 	s.validateAccounts(c)
 	s.validateServiceUsers(c)
 	s.validateFileOwners(c)
 	if s.Update != nil {
-		s.Update.validate(c, "$.update", s.Services)
+		s.Update.validate(c, "$.update", s.Services, s.Containers)
 	}
 	for i, con := range s.Console {
 		p := index("$.console", i)
@@ -316,11 +317,9 @@ func checkDst(dst string) string {
 	return ""
 }
 
-func validateServices(c *collector, svcs []Service, p string) {
-	names := map[string]bool{}
-	for _, s := range svcs {
-		names[s.Name] = true
-	}
+// validateServices checks each service; after and requires may name any
+// of names (services and containers).
+func validateServices(c *collector, svcs []Service, p string, names map[string]bool) {
 	seen := map[string]bool{}
 	for i, s := range svcs {
 		sp := index(p, i)
@@ -342,14 +341,9 @@ func validateServices(c *collector, svcs []Service, p string) {
 		}{{"after", s.After}, {"requires", s.Requires}} {
 			for j, n := range field.names {
 				if !names[n] {
-					c.add(index(key(sp, field.key), j), "no service is named %q", n)
+					c.add(index(key(sp, field.key), j), "no service or container is named %q", n)
 				}
 			}
-		}
-	}
-	for i := range svcs {
-		if cycle := dependencyCycle(svcs, i); cycle != nil {
-			c.add(index(p, i), "%s (each waits for the next through after or requires)", CycleText(cycle))
 		}
 	}
 }
@@ -372,32 +366,6 @@ func absPath(p string) string {
 		return fmt.Sprintf("%q is not clean (no '..', '.', '//' or trailing '/'); write %s", p, path.Clean(p))
 	}
 	return ""
-}
-
-// dependencyCycle returns the shortest cycle of after/requires edges
-// through svcs[i], as names starting and ending with its own, or nil when
-// it is on none. Unknown names are left out (reported on their own).
-func dependencyCycle(svcs []Service, i int) []string {
-	byName := map[string]int{}
-	for j, s := range svcs {
-		if _, dup := byName[s.Name]; !dup {
-			byName[s.Name] = j
-		}
-	}
-	cycle := DependencyCycle(i, func(j int) []int {
-		var out []int
-		for _, n := range append(slices.Clone(svcs[j].After), svcs[j].Requires...) {
-			if k, ok := byName[n]; ok {
-				out = append(out, k)
-			}
-		}
-		return out
-	})
-	var names []string
-	for _, k := range cycle {
-		names = append(names, svcs[k].Name)
-	}
-	return names
 }
 
 func hasSpaceOrControl(s string) bool {

@@ -17,7 +17,7 @@ func newInspectCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "inspect [IMAGE|DEVICE|PXE-DIR|ISO]",
-		Short: "Show partitions, slots, boot entries and which slot boots next (or a PXE folder's or live ISO's root); without an argument, how this machine booted",
+		Short: "Show partitions, slots, boot entries, baked containers and which slot boots next (or a PXE folder's or live ISO's root); without an argument, how this machine booted",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -42,10 +42,29 @@ func newInspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// the containers baked into each slot, from its image.json
+			slots, cerr := bootentry.WithContext(ctx, func() ([]builder.SlotContainers, error) { return builder.InspectContainers(args[0]) })
 			if asJSON {
-				return r.WriteJSON(cmd.OutOrStdout())
+				out := struct {
+					*bootentry.Report
+					Containers []builder.SlotContainers `json:"slot_containers,omitempty"`
+					Problem    string                   `json:"containers_problem,omitempty"`
+				}{Report: r, Containers: slots}
+				if cerr != nil {
+					out.Problem = cerr.Error()
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(out)
 			}
-			return r.WriteText(cmd.OutOrStdout())
+			if err := r.WriteText(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			if cerr != nil {
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "\ncontainers: unknown: %v\n", cerr)
+				return err
+			}
+			return builder.WriteContainersText(cmd.OutOrStdout(), slots)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -59,6 +78,8 @@ type running struct {
 	Kernel  string        `json:"kernel_version"`
 	Boot    bootinfo.Info `json:"boot"`
 	Summary string        `json:"summary"`
+	// Containers are the ones baked into the running root.
+	Containers []imageinfo.Container `json:"containers,omitempty"`
 }
 
 func inspectRunning(w io.Writer, asJSON bool) error {
@@ -70,7 +91,7 @@ func inspectRunning(w io.Writer, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	r := running{Name: info.Name, Version: info.Version, Kernel: info.KernelVersion, Boot: boot, Summary: boot.Describe()}
+	r := running{Name: info.Name, Version: info.Version, Kernel: info.KernelVersion, Boot: boot, Summary: boot.Describe(), Containers: info.Containers}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -86,5 +107,5 @@ func inspectRunning(w io.Writer, asJSON bool) error {
 	if !boot.RAM() {
 		fmt.Fprintln(w, "slots:    slate inspect <boot disk> shows both slots and their entries")
 	}
-	return nil
+	return builder.WriteContainersText(w, []builder.SlotContainers{{Slot: boot.Slot, Version: info.Version, Containers: info.Containers}})
 }

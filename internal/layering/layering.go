@@ -41,8 +41,9 @@ var Allowed = map[string][]string{
 	"internal/run/ignition":    {"internal/accounts", "configs", "internal/fetch"},
 	"updater/payload":          {"internal/cmdline", "internal/version"},
 	// Build.
-	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/format/isoimage",
+	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/oci", "internal/format/isoimage",
 		"internal/format/kmod", "internal/boot/netroot", "partitions", "updater/payload", "internal/version"},
+	"internal/oci": {"internal/accounts", "configs", "internal/imageinfo"},
 	// Boot.
 	"internal/boot/netroot": {"internal/cmdline", "internal/fetch"},
 	"initramfs/stage1":      {"internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "internal/format/ext4fs", "internal/format/kmod", "internal/boot/netconf", "internal/boot/netroot", "partitions", "internal/redact"},
@@ -67,7 +68,7 @@ var Allowed = map[string][]string{
 // updater/payload), never build code.
 var (
 	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "internal/run/pid1", "internal/run/cnet"}
-	BuildOnly   = []string{"builder", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e"}
+	BuildOnly   = []string{"builder", "internal/oci", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e"}
 )
 
 // Package is one node of the graph: its path relative to Module, its direct
