@@ -24,6 +24,7 @@ import (
 	"github.com/slateos/slate/cmdline"
 	"github.com/slateos/slate/ignition"
 	"github.com/slateos/slate/imageinfo"
+	"github.com/slateos/slate/internal/cgroup"
 	"github.com/slateos/slate/kmod"
 	"github.com/slateos/slate/provision"
 	"github.com/slateos/slate/supervisor"
@@ -62,6 +63,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	mountSystem()
 	dir := filepath.Join("/lib/modules", info.KernelVersion)
 	// fw_cfg carries a provisioning config on QEMU: load its driver first
 	// and without async_probe, so the config is there when looked for
@@ -80,6 +82,7 @@ func run() error {
 		dhcp = true // the config is fetched over the network
 	}
 	services := supervisor.FromSpecs(info.Services)
+	services = append(services, containerServices(info.Containers)...)
 	boot, berr := bootinfo.Read(bootinfo.Path)
 	if berr != nil && !errors.Is(berr, os.ErrNotExist) {
 		// Without the record this may be a machine without a slot: the
@@ -107,6 +110,7 @@ func run() error {
 		DHCP:       dhcp,
 		DHCPIface:  boot.Iface,
 		LogDir:     "/var/log/slate",
+		Cgroups:    cgroup.New(),
 		StatusFile: supervisor.DefaultStatusFile,
 		Console:    os.Stdout,
 		PID1:       true,
@@ -114,6 +118,23 @@ func run() error {
 			return provisionHook(ctx, string(rawCmdline), info.KernelVersion, services)
 		},
 	})
+}
+
+// containerServices are the image's containers as services; one that
+// cannot be run (its entry is broken) is reported and left out, and the
+// others run: the updater's health gate then finds it missing.
+func containerServices(cs []imageinfo.Container) []supervisor.Service {
+	var out []supervisor.Service
+	for _, c := range cs {
+		svc, err := supervisor.FromContainer(c)
+		if err != nil {
+			logrus.WithError(err).WithField("container", c.Name).Error("container left out")
+			bootlog.Event("SERVICE", "name", c.Name, "state", "failed", "err", err.Error())
+			continue
+		}
+		out = append(out, svc)
+	}
+	return out
 }
 
 // provisionHook runs first-boot provisioning; a failure stops the boot

@@ -32,6 +32,7 @@ var Allowed = map[string][]string{
 	"fatfs":           nil,
 	"kmod":            nil,
 	"netconf":         nil,
+	"internal/cgroup": nil,
 	"initramfs":       nil,
 	"isoimage":        {"partitions"},
 	"partitions":      nil,
@@ -48,10 +49,10 @@ var Allowed = map[string][]string{
 	"initramfs/stage1": {"bootinfo", "bootlog", "cmdline", "ext4fs", "kmod", "netconf", "netroot", "partitions", "redact"},
 	// Run.
 	"bootdisk":   {"cmdline", "partitions"},
-	"supervisor": {"accounts", "bootlog", "configs", "netconf"},
+	"supervisor": {"accounts", "bootlog", "configs", "imageinfo", "internal/cgroup", "netconf"},
 	"provision":  {"bootdisk", "cmdline", "configs", "ignition", "supervisor"},
 	"updater":    {"bootdisk", "bootentry", "bootlog", "cmdline", "configs", "fetch", "partitions", "redact", "supervisor", "updater/payload"},
-	"system": {"bootdisk", "bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "kmod",
+	"system": {"bootdisk", "bootinfo", "bootlog", "cmdline", "configs", "ignition", "imageinfo", "internal/cgroup", "kmod",
 		"provision", "supervisor", "updater", "updater/payload"},
 	// Harness and front ends.
 	"qemu":              nil,
