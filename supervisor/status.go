@@ -60,11 +60,11 @@ type ServiceStatus struct {
 	// What the unit's cgroup uses, refreshed every few seconds: memory
 	// now and its peak in bytes, CPU time in µs since the boot (every
 	// run of the unit), processes, and the OOM killer's kills.
-	Memory     uint64 `json:"memory,omitempty"`
-	MemoryPeak uint64 `json:"memory_peak,omitempty"`
-	CPUUsec    uint64 `json:"cpu_usec,omitempty"`
-	Tasks      uint64 `json:"tasks,omitempty"`
-	OOMKills   uint64 `json:"oom_kills,omitempty"`
+	Memory     uint64    `json:"memory,omitempty"`
+	MemoryPeak uint64    `json:"memory_peak,omitempty"`
+	CPUUsec    uint64    `json:"cpu_usec,omitempty"`
+	Tasks      uint64    `json:"tasks,omitempty"`
+	OOMKills   uint64    `json:"oom_kills,omitempty"`
 	StatsAt    time.Time `json:"stats_at,omitzero"`
 }
 

@@ -394,7 +394,7 @@ func becomeSubreaper() (func(), error) {
 type supervisor struct {
 	cfg     Config
 	console *lineWriter
-	logDir  string // "" when it cannot be created: console only
+	logDir  string          // "" when it cannot be created: console only
 	cgroups *cgroup.Manager // nil: no cgroups
 
 	mu       sync.Mutex
