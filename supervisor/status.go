@@ -167,7 +167,7 @@ func (s *supervisor) refreshStats(svc *service) {
 
 // statsLoop refreshes every unit's use until the supervisor stops.
 func (s *supervisor) statsLoop() {
-	t := time.NewTicker(statsInterval)
+	t := time.NewTicker(s.cfg.statsEvery)
 	defer t.Stop()
 	for {
 		select {

@@ -157,6 +157,7 @@ type Config struct {
 	groupFile    string        // /etc/group
 	hostnameFile string        // /etc/hostname
 	logMaxSize   int64         // a log file's bound, logMaxSize
+	statsEvery   time.Duration // statsInterval
 }
 
 // Default timings of a booted system.
@@ -454,6 +455,9 @@ func newSupervisor(cfg Config) *supervisor {
 	}
 	if cfg.logMaxSize == 0 {
 		cfg.logMaxSize = logMaxSize
+	}
+	if cfg.statsEvery == 0 {
+		cfg.statsEvery = statsInterval
 	}
 	return &supervisor{
 		cfg:     cfg,
