@@ -244,7 +244,20 @@ func mountWritableRoot(c *Container) error {
 			return fmt.Errorf("writable root: %w", err)
 		}
 	}
-	opts := "lowerdir=" + filepath.Join(c.Bundle, "rootfs") + ",upperdir=" + upper + ",workdir=" + work
+	// The overlay's root folder takes the upper folder's owner and mode:
+	// they must be the image's.
+	lower := filepath.Join(c.Bundle, "rootfs")
+	var st unix.Stat_t
+	if err := unix.Stat(lower, &st); err != nil {
+		return fmt.Errorf("writable root: %s: %w", lower, err)
+	}
+	if err := os.Lchown(upper, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("writable root: %w", err)
+	}
+	if err := os.Chmod(upper, os.FileMode(st.Mode&0o777)|unixModeBits(st.Mode)); err != nil {
+		return fmt.Errorf("writable root: %w", err)
+	}
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
 	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("writable root: mount overlay on %s: %w", root, err)
 	}
@@ -255,4 +268,19 @@ func mountWritableRoot(c *Container) error {
 func unmountWritableRoot(c *Container) {
 	_ = unix.Unmount(filepath.Join(c.RunDir, "rootfs"), unix.MNT_DETACH)
 	_ = unix.Unmount(c.RunDir, unix.MNT_DETACH)
+}
+
+// unixModeBits maps setuid, setgid and sticky of a stat mode to Go's.
+func unixModeBits(m uint32) os.FileMode {
+	var fm os.FileMode
+	if m&unix.S_ISUID != 0 {
+		fm |= os.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		fm |= os.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		fm |= os.ModeSticky
+	}
+	return fm
 }

@@ -27,6 +27,8 @@ func runHelperMore(mode string) (int, bool) {
 	switch mode {
 	case "fakerunc":
 		return fakeRunc(os.Args[1:]), true
+	case "runc-child":
+		return runcChild(), true
 	case "chatty":
 		// FOO lines of 1 KiB, HELPER_BYTES in all.
 		n, _ := strconv.Atoi(os.Getenv("HELPER_BYTES"))

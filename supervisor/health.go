@@ -100,6 +100,15 @@ func (s *supervisor) startHealth(svc *service) func() {
 	return func() {
 		cancel()
 		<-done
+		// A unit that is not running has no health; the next start
+		// prints starting again.
+		s.statusMu.Lock()
+		for i := range s.status.Services {
+			if x := &s.status.Services[i]; x.Name == svc.spec.Name {
+				x.Health, x.HealthReason = "", ""
+			}
+		}
+		s.statusMu.Unlock()
 	}
 }
 
