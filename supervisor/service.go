@@ -100,6 +100,7 @@ type service struct {
 	// leaf is the service's cgroup, nil without cgroups. oomBase is its
 	// oom_kill count when the current process started.
 	leaf    *cgroup.Leaf
+	leafErr error
 	oomBase uint64
 	// A container's leaf is made by runc at each start and removed when
 	// it exits, so what it used is kept here: runOOM is the oom_kill count
@@ -132,7 +133,10 @@ type service struct {
 
 // helperProc is a running ExecStartPre, ExecStartPost or ExecStop command.
 type helperProc struct {
-	proc  *os.Process
+	proc *os.Process
+	// pid is proc's PID, read under supervisor.mu at the start: the
+	// reaper's Release of a process that ended at once clears proc.Pid.
+	pid   int
 	exitc chan unix.WaitStatus
 	// outDone is closed once the process's output has all reached the
 	// console (its pipe is at EOF).
@@ -171,11 +175,9 @@ func (s *supervisor) startServices() {
 	for _, spec := range s.cfg.Services {
 		svc := &service{spec: spec, exitc: make(chan unix.WaitStatus, 1), settled: make(chan struct{}), done: make(chan struct{})}
 		if s.cgroups != nil {
-			leaf, err := s.cgroups.Leaf(spec.Name)
-			if err != nil {
-				logrus.WithError(err).WithField("service", spec.Name).Error("supervisor: no cgroup")
-			}
-			svc.leaf = leaf
+			// A name that cannot be a cgroup fails the service's start
+			// (prepareCgroup): every unit runs in its own cgroup.
+			svc.leaf, svc.leafErr = s.cgroups.Leaf(spec.Name)
 		}
 		if s.logDir != "" {
 			f, err := openLog(filepath.Join(s.logDir, spec.Name+".log"), s.cfg.logMaxSize, logKeep)
@@ -342,9 +344,9 @@ func (s *supervisor) runCommandOut(svc *service, argv []string, timeout time.Dur
 func (s *supervisor) signalHelper(h *helperProc, sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.helpers[h.proc.Pid]; ok {
+	if _, ok := s.helpers[h.pid]; ok {
 		_ = h.proc.Signal(sig)
-		_ = unix.Kill(-h.proc.Pid, sig)
+		_ = unix.Kill(-h.pid, sig)
 	}
 }
 
@@ -535,6 +537,9 @@ func (s *supervisor) watchContainer(svc *service) func() {
 // prepareCgroup makes a plain service's leaf with its limits before its
 // first process starts; a container's is made by runc from config.json.
 func (s *supervisor) prepareCgroup(svc *service) error {
+	if svc.leafErr != nil {
+		return svc.leafErr
+	}
 	if svc.spec.Container != nil {
 		return nil
 	}
@@ -563,7 +568,7 @@ func (s *supervisor) start(svc *service) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return h.proc.Pid, nil
+	return h.pid, nil
 }
 
 // spawn starts argv as svc's main process or, with helper, as one of its
@@ -628,7 +633,7 @@ func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop, quie
 		r.Close()
 		return nil, err // a *PathError: "fork/exec /path: reason"
 	}
-	h := &helperProc{proc: proc, outDone: make(chan struct{})}
+	h := &helperProc{proc: proc, pid: proc.Pid, outDone: make(chan struct{})}
 	if helper {
 		h.exitc = make(chan unix.WaitStatus, 1)
 		s.helpers[proc.Pid] = h
@@ -819,8 +824,14 @@ func (s *supervisor) stopService(svc *service) {
 	}
 	if svc.spec.Container != nil && running {
 		// SIGKILL to runc would leave the container running: its
-		// processes are killed first, and runc then exits with them.
+		// processes are killed first, and runc then exits with them,
+		// reporting the container's end (code=137).
 		s.killContainer(svc)
+		select {
+		case <-svc.done:
+			return
+		case <-time.After(time.Second):
+		}
 	}
 	s.mu.Lock()
 	s.signalLocked(svc, unix.SIGKILL)

@@ -138,12 +138,22 @@ func (m *Manager) Leaf(name string) (*Leaf, error) {
 	return &Leaf{Path: filepath.Join(m.Root, Parent, name)}, nil
 }
 
-// ValidName reports whether name can name a leaf: one path element,
-// none of the kernel's interface file prefixes.
+// ValidName reports whether name can name a leaf: one path element that
+// cannot be taken for one of the kernel's interface files
+// ("memory.max", "cgroup.procs": a prefix before a dot that names the
+// core or a controller).
 func ValidName(name string) bool {
-	return name != "" && name != "." && name != ".." && len(name) <= 255 &&
-		!strings.ContainsAny(name, "/\x00\n") && !strings.HasPrefix(name, "cgroup.")
+	if name == "" || name == "." || name == ".." || len(name) > 255 || strings.ContainsAny(name, "/\x00\n") {
+		return false
+	}
+	if pfx, _, ok := strings.Cut(name, "."); ok && slices.Contains(reservedPrefixes, pfx) {
+		return false
+	}
+	return true
 }
+
+// reservedPrefixes are the core's and the controllers' file prefixes.
+var reservedPrefixes = []string{"cgroup", "cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc", "irq"}
 
 // Leaf is one unit's cgroup folder.
 type Leaf struct {

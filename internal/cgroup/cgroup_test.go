@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"os"
@@ -311,7 +312,7 @@ func TestLeafNames(t *testing.T) {
 		ok   bool
 	}{
 		{"web", true}, {"slate-updated", true}, {"", false}, {".", false}, {"..", false},
-		{"a/b", false}, {"cgroup.procs", false}, {"a\x00", false}, {strings.Repeat("a", 256), false},
+		{"a/b", false}, {"cgroup.procs", false}, {"memory.max", false}, {"io.x", false}, {"web.1", true}, {"iodine.x", true}, {"a\x00", false}, {strings.Repeat("a", 256), false},
 	} {
 		l, err := m.Leaf(tc.name)
 		if (err == nil) != tc.ok {
@@ -383,10 +384,16 @@ func FuzzParseValue(f *testing.F) {
 	f.Add([]byte("123\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := ParseValue(b)
-		if err == nil && v != math.MaxUint64 {
-			if got := strconv.FormatUint(v, 10); got != strings.TrimSpace(string(b)) && strings.TrimLeft(strings.TrimSpace(string(b)), "0+") != got {
-				t.Errorf("ParseValue(%q) = %d", b, v)
+		s := string(bytes.TrimSpace(b))
+		if s == "max" {
+			if err != nil || v != math.MaxUint64 {
+				t.Errorf("ParseValue(%q) = %d, %v", b, v, err)
 			}
+			return
+		}
+		want, werr := strconv.ParseUint(s, 10, 64)
+		if (err == nil) != (werr == nil) || err == nil && v != want {
+			t.Errorf("ParseValue(%q) = %d, %v; the number is %d, %v", b, v, err, want, werr)
 		}
 	})
 }
