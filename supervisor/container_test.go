@@ -432,4 +432,16 @@ func TestContainersList(t *testing.T) {
 	if l := Containers(nil, cs, now); len(l) != 3 || l[0].State != "unknown" {
 		t.Errorf("without status: %+v", l)
 	}
+	st.Services = append(st.Services, ServiceStatus{Name: "api", State: "started", Starts: 1, Since: now, CPUUsec: 2000})
+	units := Units(st, now)
+	if len(units) != 3 || units[2].Kind != "service" || units[0].Kind != KindContainer {
+		t.Errorf("units %+v", units)
+	}
+	b.Reset()
+	if err := WriteUnits(&b, units, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "KIND") || !strings.Contains(b.String(), "api   service") {
+		t.Errorf("units table:\n%s", b.String())
+	}
 }

@@ -10,11 +10,13 @@ import (
 	"github.com/slateos/slate/imageinfo"
 )
 
-// ContainerInfo is one line of `slate containers`.
-type ContainerInfo struct {
+// UnitInfo is one line of `slate containers` or `slate status`.
+type UnitInfo struct {
 	Name string `json:"name"`
-	// Digest is the image's manifest digest.
-	Digest string `json:"digest"`
+	// Kind is "service" or "container" (slate status only).
+	Kind string `json:"kind,omitempty"`
+	// Digest is a container image's manifest digest.
+	Digest string `json:"digest,omitempty"`
 	// State is the supervisor's (ServiceStatus), "unknown" when the
 	// supervisor does not list the container.
 	State    string `json:"state"`
@@ -32,18 +34,13 @@ type ContainerInfo struct {
 
 // Containers joins the image's containers with the supervisor's status
 // (nil when there is none: every state is unknown), in image order.
-func Containers(st *Status, cs []imageinfo.Container, now time.Time) []ContainerInfo {
-	out := make([]ContainerInfo, 0, len(cs))
+func Containers(st *Status, cs []imageinfo.Container, now time.Time) []UnitInfo {
+	out := make([]UnitInfo, 0, len(cs))
 	for _, c := range cs {
-		ci := ContainerInfo{Name: c.Name, Digest: c.Digest, State: "unknown"}
+		ci := UnitInfo{Name: c.Name, Digest: c.Digest, State: "unknown"}
 		if st != nil {
 			if s, ok := st.Service(c.Name); ok {
-				ci.State, ci.Since, ci.Memory, ci.CPUUsec, ci.OOMKills = s.State, s.Since, s.Memory, s.CPUUsec, s.OOMKills
-				ci.Health, ci.Reason = s.Health, s.Reason
-				ci.Restarts = max(s.Starts-1, 0)
-				if s.State == "started" && !s.Since.IsZero() {
-					ci.UptimeSeconds = int64(max(now.Sub(s.Since), 0) / time.Second)
-				}
+				ci.fill(s, now)
 			}
 		}
 		out = append(out, ci)
@@ -51,8 +48,42 @@ func Containers(st *Status, cs []imageinfo.Container, now time.Time) []Container
 	return out
 }
 
-// WriteContainers writes list as a table, or as JSON with asJSON.
-func WriteContainers(w io.Writer, list []ContainerInfo, asJSON bool) error {
+// Units lists every unit of the status, services and containers, in the
+// supervisor's order.
+func Units(st *Status, now time.Time) []UnitInfo {
+	out := make([]UnitInfo, 0, len(st.Services))
+	for _, s := range st.Services {
+		u := UnitInfo{Name: s.Name, Kind: "service"}
+		if s.Kind != "" {
+			u.Kind = s.Kind
+		}
+		u.fill(s, now)
+		out = append(out, u)
+	}
+	return out
+}
+
+func (u *UnitInfo) fill(s ServiceStatus, now time.Time) {
+	u.State, u.Since, u.Memory, u.CPUUsec, u.OOMKills = s.State, s.Since, s.Memory, s.CPUUsec, s.OOMKills
+	u.Health, u.Reason = s.Health, s.Reason
+	u.Restarts = max(s.Starts-1, 0)
+	if s.State == "started" && !s.Since.IsZero() {
+		u.UptimeSeconds = int64(max(now.Sub(s.Since), 0) / time.Second)
+	}
+}
+
+// WriteContainers writes list as a table (with the image column), or as
+// JSON with asJSON.
+func WriteContainers(w io.Writer, list []UnitInfo, asJSON bool) error {
+	return writeUnits(w, list, asJSON, true)
+}
+
+// WriteUnits writes list as a table (with the kind column), or as JSON.
+func WriteUnits(w io.Writer, list []UnitInfo, asJSON bool) error {
+	return writeUnits(w, list, asJSON, false)
+}
+
+func writeUnits(w io.Writer, list []UnitInfo, asJSON, images bool) error {
 	if asJSON {
 		b, err := json.MarshalIndent(list, "", "  ")
 		if err != nil {
@@ -62,7 +93,11 @@ func WriteContainers(w io.Writer, list []ContainerInfo, asJSON bool) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIMAGE\tSTATE\tRESTARTS\tUPTIME\tMEMORY\tCPU\tHEALTH")
+	second := "KIND"
+	if images {
+		second = "IMAGE"
+	}
+	fmt.Fprintln(tw, "NAME\t"+second+"\tSTATE\tRESTARTS\tUPTIME\tMEMORY\tCPU\tHEALTH")
 	for _, c := range list {
 		up := "-"
 		if c.State == "started" {
@@ -76,7 +111,11 @@ func WriteContainers(w io.Writer, list []ContainerInfo, asJSON bool) error {
 		if c.Reason != "" {
 			state += " (" + c.Reason + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Name, shortDigest(c.Digest), state, c.Restarts, up,
+		col := c.Kind
+		if images {
+			col = shortDigest(c.Digest)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Name, col, state, c.Restarts, up,
 			humanBytes(c.Memory), (time.Duration(c.CPUUsec) * time.Microsecond).Round(time.Millisecond), health)
 	}
 	return tw.Flush()
