@@ -113,8 +113,10 @@ type service struct {
 	oomTotal, cpuTotal uint64
 	runCPU             uint64
 
-	// Guarded by supervisor.mu.
-	proc *os.Process
+	// Guarded by supervisor.mu. outDone is closed once the current
+	// process's output has all been copied.
+	proc    *os.Process
+	outDone chan struct{}
 
 	// Dependencies, set by linkServices before any service starts: after
 	// holds every service this one waits for (After and Requires),
@@ -463,6 +465,15 @@ func (s *supervisor) runOnce(svc *service) {
 		s.mu.Unlock()
 		e.status = <-svc.exitc
 	}
+	// What the oneshot printed comes before what its ExecStartPost
+	// prints.
+	s.mu.Lock()
+	outDone := svc.outDone
+	s.mu.Unlock()
+	select {
+	case <-outDone:
+	case <-time.After(outputDrain):
+	}
 	s.exited(svc, e)
 	if s.isStopping() {
 		return
@@ -660,7 +671,7 @@ func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop, quie
 		h.exitc = make(chan unix.WaitStatus, 1)
 		s.helpers[proc.Pid] = h
 	} else {
-		svc.proc = proc
+		svc.proc, svc.outDone = proc, h.outDone
 		s.byPID[proc.Pid] = svc
 	}
 	var log io.Writer // a nil *os.File in an interface would not be nil
