@@ -81,9 +81,10 @@ func IsCgroup2(dir string) bool {
 }
 
 // Setup enables the Controllers the kernel has in Root's and Parent's
-// subtree_control (creating Parent) and returns those enabled. A
-// controller the kernel lacks is left out, not an error: a leaf that
-// needs it says so when its limit is written.
+// subtree_control (creating Parent) and returns those enabled in both. A
+// controller the kernel lacks, or refuses to enable, is left out rather
+// than an error, each on its own so one cannot take the others with it: a
+// leaf that needs it says so when its limit is written.
 func (m *Manager) Setup() ([]string, error) {
 	if !IsCgroup2(m.Root) {
 		return nil, fmt.Errorf("%s is not a cgroup2 mount", m.Root)
@@ -92,39 +93,26 @@ func (m *Manager) Setup() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var want []string
-	for _, c := range Controllers {
-		if slices.Contains(avail, c) {
-			want = append(want, c)
-		}
-	}
-	if err := enable(m.Root, want); err != nil {
-		return nil, err
-	}
 	parent := filepath.Join(m.Root, Parent)
 	if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("create cgroup %s: %w", parent, err)
 	}
-	if err := enable(parent, want); err != nil {
-		return nil, err
+	var enabled []string
+	for _, c := range Controllers {
+		if !slices.Contains(avail, c) {
+			continue
+		}
+		if enable(m.Root, c) == nil && enable(parent, c) == nil {
+			enabled = append(enabled, c)
+		}
 	}
-	return want, nil
+	return enabled, nil
 }
 
-// enable writes "+c" for each controller to dir's subtree_control.
-func enable(dir string, ctrls []string) error {
-	if len(ctrls) == 0 {
-		return nil
-	}
-	var b strings.Builder
-	for i, c := range ctrls {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString("+" + c)
-	}
-	if err := writeFile(filepath.Join(dir, "cgroup.subtree_control"), b.String()); err != nil {
-		return fmt.Errorf("enable controllers %s in %s: %w", strings.Join(ctrls, ","), dir, err)
+// enable writes "+ctrl" to dir's subtree_control.
+func enable(dir, ctrl string) error {
+	if err := writeFile(filepath.Join(dir, "cgroup.subtree_control"), "+"+ctrl); err != nil {
+		return fmt.Errorf("enable the %s controller in %s: %w", ctrl, dir, err)
 	}
 	return nil
 }
