@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 	"fmt"
+	"github.com/slateos/slate/internal/run/cnet"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,7 @@ func BenchmarkBuildContainer(b *testing.B) {
 	reg := newTestRegistry(b)
 	ref, _ := reg.push(b, "web", "v1", testImage(b, 8<<20, 11))
 	runc := filepath.Join(cache, "runc", RuncVersion, "runc")
-	mods := "[" + strings.Join(containerModules, ", ") + "]"
+	mods := "[" + strings.Join(cnet.Modules, ", ") + "]"
 	specs := map[string]string{
 		"without":  "",
 		"with":     "containers:\n- {name: web, image: '" + ref + "', ports: ['8080:80']}\n",

@@ -18,22 +18,12 @@ import (
 	"github.com/slateos/slate/internal/format/ext4fs"
 	"github.com/slateos/slate/internal/imageinfo"
 	"github.com/slateos/slate/internal/oci"
+	"github.com/slateos/slate/internal/run/cnet"
 )
 
 // RuncVersion is the runc release every image with containers carries:
 // scripts/fetch-runc.sh builds it into CACHE/runc/<version>/runc.
 const RuncVersion = "v1.5.3"
-
-// containerModules are the kernel modules the host side of containers
-// loads (internal/cnet: the bridge, a veth per container, nftables
-// masquerade and DNAT), by name; the closure adds their dependencies.
-// They are in the root whenever the spec has a container, because PID 1
-// sets the host side up before the first container starts.
-var containerModules = []string{
-	"bridge", "veth",
-	"nf_tables", "nf_conntrack", "nf_nat",
-	"nft_chain_nat", "nft_nat", "nft_masq", "nft_fib_ipv4", "nft_ct",
-}
 
 // overlayModule is needed by a container with read_only: false (PID 1
 // mounts an overlay over its bundle's rootfs before each start).
@@ -45,7 +35,10 @@ func ContainerModules(spec *configs.Spec) []string {
 	if len(spec.Containers) == 0 {
 		return nil
 	}
-	mods := append([]string(nil), containerModules...)
+	// The host side of containers (cnet: the bridge, a veth per
+	// container, nftables masquerade and DNAT) loads cnet.Modules before
+	// the first container starts; the closure adds their dependencies.
+	mods := append([]string(nil), cnet.Modules...)
 	for _, c := range spec.Containers {
 		if !c.IsReadOnly() {
 			mods = append(mods, overlayModule)

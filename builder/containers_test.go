@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/slateos/slate/internal/run/cnet"
 	"io"
 	"io/fs"
 	"net/http"
@@ -392,8 +393,8 @@ func TestBuildContainersReproducible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep1.RootModules <= plain.RootModules+len(containerModules) {
-		t.Errorf("root modules: %d with containers, %d without; want at least %d more", rep1.RootModules, plain.RootModules, len(containerModules)+1)
+	if rep1.RootModules <= plain.RootModules+len(cnet.Modules) {
+		t.Errorf("root modules: %d with containers, %d without; want at least %d more", rep1.RootModules, plain.RootModules, len(cnet.Modules)+1)
 	}
 	rootFile("/lib/modules/" + rep1.Kernel + "/kernel/fs/overlayfs/overlay.ko")
 

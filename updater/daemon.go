@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,9 @@ type Daemon struct {
 	StateFile  string
 	// StatusFile is the supervisor's status (health checks).
 	StatusFile string
+	// Containers are the image's containers that the health gate covers
+	// besides Config.Health.Services: those whose restart is not never.
+	Containers []string
 	// Reboot asks PID 1 to reboot.
 	Reboot func() error
 	// Client fetches from channels; nil: one with the timeouts of
@@ -439,8 +443,10 @@ func (d *Daemon) bless() {
 	d.report("blessed", "version", d.Version, "slot", d.Slot, "entry", blessed)
 }
 
-// healthy waits for SLATE-READY, then for the required services to stay
-// up for the hold time, then runs the check commands.
+// healthy waits for SLATE-READY, then for the required services and
+// containers to stay up for the hold time, then for those with a health
+// check to be healthy (a failed check fails at once), then runs the check
+// commands.
 func (d *Daemon) healthy(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Minute)
 	var st *supervisor.Status
@@ -459,8 +465,14 @@ func (d *Daemon) healthy(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	names := append([]string(nil), d.Config.Health.Services...)
+	for _, c := range d.Containers {
+		if !slices.Contains(names, c) {
+			names = append(names, c)
+		}
+	}
 	want := map[string]supervisor.ServiceStatus{}
-	for _, name := range d.Config.Health.Services {
+	for _, name := range names {
 		s, ok := st.Service(name)
 		if !ok {
 			return fmt.Errorf("service %s is not known to the supervisor", name)
@@ -473,14 +485,27 @@ func (d *Daemon) healthy(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for name, first := range want {
+		waiting := ""
+		for _, name := range names {
+			first := want[name]
 			now, _ := s.Service(name)
 			if now.State != "started" || now.Starts != first.Starts || now.PID != first.PID {
 				return fmt.Errorf("service %s did not stay up (state %s, %d starts)", name, now.State, now.Starts)
 			}
+			switch now.Health {
+			case supervisor.HealthUnhealthy:
+				return fmt.Errorf("service %s is unhealthy: %s", name, now.HealthReason)
+			case supervisor.HealthStarting:
+				if waiting == "" {
+					waiting = name
+				}
+			}
 		}
-		if time.Now().After(end) {
+		if time.Now().After(end) && waiting == "" {
 			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("service %s did not pass its health check within 10 minutes", waiting)
 		}
 		select {
 		case <-ctx.Done():

@@ -29,7 +29,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newBuildCmd(), newInspectCmd(), newVMCmd(), newPowerCmd("poweroff"), newPowerCmd("reboot"),
-		newUpdatedCmd(), newUpdateCmd(), newKeygenCmd(), newServeCmd(), newChannelCmd(), newIgnitionCmd(), newContainerHookCmd(),
+		newUpdatedCmd(), newUpdateCmd(), newContainersCmd(), newStatusCmd(), newKeygenCmd(), newServeCmd(), newChannelCmd(), newIgnitionCmd(), newContainerHookCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print slate's version",

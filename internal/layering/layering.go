@@ -32,6 +32,7 @@ var Allowed = map[string][]string{
 	"internal/format/fatfs":    nil,
 	"internal/format/kmod":     nil,
 	"internal/boot/netconf":    nil,
+	"internal/run/cgroup":      nil,
 	"initramfs":                nil,
 	"internal/format/isoimage": {"partitions"},
 	"partitions":               nil,
@@ -41,7 +42,7 @@ var Allowed = map[string][]string{
 	"internal/run/ignition":    {"internal/accounts", "configs", "internal/fetch"},
 	"updater/payload":          {"internal/cmdline", "internal/version"},
 	// Build.
-	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/oci", "internal/format/isoimage",
+	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/oci", "internal/run/cnet", "internal/format/isoimage",
 		"internal/format/kmod", "internal/boot/netroot", "partitions", "updater/payload", "internal/version"},
 	"internal/oci": {"internal/accounts", "configs", "internal/imageinfo"},
 	// Boot.
@@ -49,11 +50,11 @@ var Allowed = map[string][]string{
 	"initramfs/stage1":      {"internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "internal/format/ext4fs", "internal/format/kmod", "internal/boot/netconf", "internal/boot/netroot", "partitions", "internal/redact"},
 	// Run.
 	"internal/bootdisk":       {"internal/cmdline", "partitions"},
-	"internal/run/supervisor": {"internal/accounts", "internal/bootlog", "configs", "internal/boot/netconf"},
+	"internal/run/supervisor": {"internal/accounts", "internal/bootlog", "configs", "internal/imageinfo", "internal/run/cgroup", "internal/boot/netconf"},
 	"internal/run/provision":  {"internal/bootdisk", "internal/cmdline", "configs", "internal/run/ignition", "internal/run/supervisor"},
 	"updater":                 {"internal/bootdisk", "internal/bootentry", "internal/bootlog", "internal/cmdline", "configs", "internal/fetch", "partitions", "internal/redact", "internal/run/supervisor", "updater/payload"},
 	"internal/run/pid1": {"internal/bootdisk", "internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "configs", "internal/run/ignition", "internal/imageinfo", "internal/format/kmod",
-		"internal/run/provision", "internal/run/supervisor", "internal/run/cnet", "updater", "updater/payload"},
+		"internal/run/provision", "internal/run/supervisor", "internal/run/cnet", "internal/run/cgroup", "updater", "updater/payload"},
 	"internal/run/cnet": {"configs", "internal/imageinfo"},
 	// Harness and front ends.
 	"internal/qemu":     nil,

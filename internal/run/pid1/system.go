@@ -24,6 +24,7 @@ import (
 	"github.com/slateos/slate/internal/cmdline"
 	"github.com/slateos/slate/internal/format/kmod"
 	"github.com/slateos/slate/internal/imageinfo"
+	"github.com/slateos/slate/internal/run/cgroup"
 	"github.com/slateos/slate/internal/run/ignition"
 	"github.com/slateos/slate/internal/run/provision"
 	"github.com/slateos/slate/internal/run/supervisor"
@@ -62,6 +63,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	mountSystem()
 	dir := filepath.Join("/lib/modules", info.KernelVersion)
 	// fw_cfg carries a provisioning config on QEMU: load its driver first
 	// and without async_probe, so the config is there when looked for
@@ -81,6 +83,7 @@ func run() error {
 		dhcp = true // the config is fetched over the network
 	}
 	services := supervisor.FromSpecs(info.Services)
+	services = append(services, containerServices(info.Containers)...)
 	boot, berr := bootinfo.Read(bootinfo.Path)
 	if berr != nil && !errors.Is(berr, os.ErrNotExist) {
 		// Without the record this may be a machine without a slot: the
@@ -108,6 +111,7 @@ func run() error {
 		DHCP:       dhcp,
 		DHCPIface:  boot.Iface,
 		LogDir:     "/var/log/slate",
+		Cgroups:    cgroup.New(),
 		StatusFile: supervisor.DefaultStatusFile,
 		Console:    os.Stdout,
 		PID1:       true,
@@ -115,6 +119,23 @@ func run() error {
 			return provisionHook(ctx, string(rawCmdline), info.KernelVersion, services)
 		},
 	})
+}
+
+// containerServices are the image's containers as services; one that
+// cannot be run (its entry is broken) is reported and left out, and the
+// others run: the updater's health gate then finds it missing.
+func containerServices(cs []imageinfo.Container) []supervisor.Service {
+	var out []supervisor.Service
+	for _, c := range cs {
+		svc, err := supervisor.FromContainer(c)
+		if err != nil {
+			logrus.WithError(err).WithField("container", c.Name).Error("container left out")
+			bootlog.Event("SERVICE", "name", c.Name, "state", "failed", "err", err.Error())
+			continue
+		}
+		out = append(out, svc)
+	}
+	return out
 }
 
 // provisionHook runs first-boot provisioning; a failure stops the boot

@@ -65,10 +65,23 @@ func RunUpdater() error {
 		Disk:       disk,
 		StateFile:  updater.DefaultStateFile,
 		StatusFile: supervisor.DefaultStatusFile,
+		Containers: gatedContainers(info.Containers),
 		Reboot:     func() error { return supervisor.RequestShutdown(supervisor.Reboot) },
 	}
 	debug.SetMemoryLimit(updater.MemoryLimit)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return d.Run(ctx)
+}
+
+// gatedContainers are the containers the health gate covers: those that
+// are meant to keep running (restart is not never).
+func gatedContainers(cs []imageinfo.Container) []string {
+	var names []string
+	for _, c := range cs {
+		if c.Restart != configs.RestartNever {
+			names = append(names, c.Name)
+		}
+	}
+	return names
 }

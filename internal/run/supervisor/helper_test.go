@@ -126,6 +126,9 @@ func runHelper(mode string) int {
 	case "pid1":
 		return helperPID1()
 	}
+	if code, ok := runHelperMore(mode); ok {
+		return code
+	}
 	fmt.Fprintf(os.Stderr, "unknown helper %q\n", mode)
 	return 2
 }

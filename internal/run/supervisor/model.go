@@ -47,6 +47,14 @@ type Service struct {
 	RestartSec      time.Duration `json:"restart_sec,omitempty"`
 	TimeoutStartSec time.Duration `json:"timeout_start_sec,omitempty"`
 	TimeoutStopSec  time.Duration `json:"timeout_stop_sec,omitempty"`
+
+	// Limits bound the service's cgroup (memory.max, cpu.max, pids.max);
+	// zero is no limit. A spec service's come from the spec; an Ignition
+	// unit has none.
+	Limits configs.Limits `json:"limits,omitzero"`
+	// Container, when set, makes the service a container run by runc
+	// (FromContainer): Command and Args are runc's.
+	Container *Container `json:"container,omitempty"`
 }
 
 // ExecCommand is one extra command line of a service, run to completion.
@@ -62,7 +70,7 @@ func FromSpec(s configs.Service) Service {
 	return Service{
 		Name: s.Name, Command: s.Command, Args: s.Args, Env: s.Env, Restart: s.Restart, Type: s.Type,
 		User: s.User, WorkingDirectory: s.WorkingDirectory, EnvironmentFile: s.EnvironmentFile,
-		After: s.After, Requires: s.Requires,
+		After: s.After, Requires: s.Requires, Limits: s.Limits,
 	}
 }
 

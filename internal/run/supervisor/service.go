@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/internal/run/cgroup"
 )
 
 // backoffPolicy is how long a service waits before a restart: base after a
@@ -93,10 +96,27 @@ type service struct {
 	// reaper. At most one process of a service runs at a time, so one slot
 	// never blocks the reaper.
 	exitc chan unix.WaitStatus
-	log   *os.File // nil when logs go to the console only
+	log   *rotatingLog // nil when logs go to the console only
+	// leaf is the service's cgroup, nil without cgroups. oomBase is its
+	// oom_kill count when the current process started.
+	leaf    *cgroup.Leaf
+	leafErr error
+	oomBase uint64
+	// parentOOMBase is /slate's oom_kill count when a container started.
+	parentOOMBase uint64
+	// A container's leaf is made by runc at each start and removed when
+	// it exits, so what it used is kept here: runOOM is the oom_kill count
+	// of the current run (watched while it runs), and oomTotal, cpuTotal
+	// and runCPU the kills and CPU time of the earlier runs and the last
+	// CPU time read of this one. Guarded by supervisor.statusMu.
+	runOOM             atomic.Uint64
+	oomTotal, cpuTotal uint64
+	runCPU             uint64
 
-	// Guarded by supervisor.mu.
-	proc *os.Process
+	// Guarded by supervisor.mu. outDone is closed once the current
+	// process's output has all been copied.
+	proc    *os.Process
+	outDone chan struct{}
 
 	// Dependencies, set by linkServices before any service starts: after
 	// holds every service this one waits for (After and Requires),
@@ -117,7 +137,10 @@ type service struct {
 
 // helperProc is a running ExecStartPre, ExecStartPost or ExecStop command.
 type helperProc struct {
-	proc  *os.Process
+	proc *os.Process
+	// pid is proc's PID, read under supervisor.mu at the start: the
+	// reaper's Release of a process that ended at once clears proc.Pid.
+	pid   int
 	exitc chan unix.WaitStatus
 	// outDone is closed once the process's output has all reached the
 	// console (its pipe is at EOF).
@@ -155,8 +178,13 @@ func (svc *service) oneshot() bool { return svc.spec.Type == configs.TypeOneshot
 func (s *supervisor) startServices() {
 	for _, spec := range s.cfg.Services {
 		svc := &service{spec: spec, exitc: make(chan unix.WaitStatus, 1), settled: make(chan struct{}), done: make(chan struct{})}
+		if s.cgroups != nil {
+			// A name that cannot be a cgroup fails the service's start
+			// (prepareCgroup): every unit runs in its own cgroup.
+			svc.leaf, svc.leafErr = s.cgroups.Leaf(spec.Name)
+		}
 		if s.logDir != "" {
-			f, err := os.OpenFile(filepath.Join(s.logDir, spec.Name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			f, err := openLog(filepath.Join(s.logDir, spec.Name+".log"), s.cfg.logMaxSize, logKeep)
 			if err != nil {
 				logrus.WithError(err).WithField("service", spec.Name).Error("supervisor: service log goes to the console only")
 			} else {
@@ -166,6 +194,13 @@ func (s *supervisor) startServices() {
 		s.services = append(s.services, svc)
 	}
 	s.targets = linkServices(s.services)
+	if s.cgroups != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.statsLoop()
+		}()
+	}
 	s.readyMu.Lock()
 	s.maybeReadyLocked()
 	s.readyMu.Unlock()
@@ -197,8 +232,22 @@ func (s *supervisor) startMain(svc *service) (int, error) {
 	if d := svc.startTimeout(); d > 0 {
 		deadline = time.Now().Add(d)
 	}
+	if err := s.prepareCgroup(svc); err != nil {
+		return 0, err
+	}
 	if err := s.runCommands(svc, "ExecStartPre", svc.spec.ExecStartPre, deadline, false); err != nil {
 		return 0, err
+	}
+	if svc.spec.Container != nil {
+		if err := s.prepareContainer(svc); err != nil {
+			return 0, err
+		}
+	}
+	if svc.leaf != nil {
+		svc.oomBase = svc.leaf.OOMKills()
+		if svc.spec.Container != nil {
+			svc.parentOOMBase = s.slateCgroup().OOMKills()
+		}
 	}
 	pid, err := s.start(svc)
 	if err != nil || svc.oneshot() {
@@ -245,7 +294,17 @@ func (s *supervisor) runCommands(svc *service, kind string, cmds []ExecCommand, 
 // runCommand runs one command of svc to completion, with the service's
 // user, environment and folder, and its output on the console.
 func (s *supervisor) runCommand(svc *service, argv []string, timeout time.Duration, duringStop bool) error {
-	h, err := s.spawn(svc, argv, true, duringStop)
+	return s.runCommandOut(svc, argv, timeout, duringStop, false)
+}
+
+// runQuiet is runCommand with the command's output dropped (runc
+// delete, health check commands): it would only bury the service's own.
+func (s *supervisor) runQuiet(svc *service, argv []string, timeout time.Duration, duringStop bool) error {
+	return s.runCommandOut(svc, argv, timeout, duringStop, true)
+}
+
+func (s *supervisor) runCommandOut(svc *service, argv []string, timeout time.Duration, duringStop, quiet bool) error {
+	h, err := s.spawn(svc, argv, true, duringStop, quiet)
 	if err != nil {
 		return err
 	}
@@ -292,9 +351,9 @@ func (s *supervisor) runCommand(svc *service, argv []string, timeout time.Durati
 func (s *supervisor) signalHelper(h *helperProc, sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.helpers[h.proc.Pid]; ok {
+	if _, ok := s.helpers[h.pid]; ok {
 		_ = h.proc.Signal(sig)
-		_ = unix.Kill(-h.proc.Pid, sig)
+		_ = unix.Kill(-h.pid, sig)
 	}
 }
 
@@ -326,9 +385,12 @@ func (s *supervisor) supervise(svc *service) {
 				everStarted = true
 				s.settle(svc, up)
 			}
+			stopHealth := s.startHealth(svc)
+			stopWatch := s.watchContainer(svc)
 			e.status = <-svc.exitc
-			s.setState(name, "exited", 0)
-			s.event("SERVICE", append([]any{"name", name, "state", "exited"}, e.kv()...)...)
+			stopWatch()
+			stopHealth()
+			s.exited(svc, e)
 		}
 		if s.isStopping() {
 			return
@@ -403,8 +465,16 @@ func (s *supervisor) runOnce(svc *service) {
 		s.mu.Unlock()
 		e.status = <-svc.exitc
 	}
-	s.setState(name, "exited", 0)
-	s.event("SERVICE", append([]any{"name", name, "state", "exited"}, e.kv()...)...)
+	// What the oneshot printed comes before what its ExecStartPost
+	// prints.
+	s.mu.Lock()
+	outDone := svc.outDone
+	s.mu.Unlock()
+	select {
+	case <-outDone:
+	case <-time.After(outputDrain):
+	}
+	s.exited(svc, e)
 	if s.isStopping() {
 		return
 	}
@@ -429,6 +499,93 @@ func (s *supervisor) runOnce(svc *service) {
 	s.settle(svc, up)
 }
 
+// exited records and prints the end of a service's process, with oom=true
+// when the OOM killer killed a process of its cgroup meanwhile.
+func (s *supervisor) exited(svc *service, e exit) {
+	name := svc.spec.Name
+	kv := append([]any{"name", name, "state", "exited"}, e.kv()...)
+	reason := ""
+	s.refreshStats(svc)
+	oom := false
+	switch {
+	case svc.leaf == nil:
+	case svc.spec.Container != nil:
+		// The watch may lose the race with runc's removal of the leaf;
+		// /slate's memory.events counts its leaves' kills too, so a
+		// container killed by SIGKILL (runc says 137) while the count
+		// grew was the OOM killer's.
+		oom = svc.runOOM.Load() > 0 ||
+			e.startErr == nil && e.status.Exited() && e.status.ExitStatus() == 128+int(unix.SIGKILL) &&
+				s.slateCgroup().OOMKills() > svc.parentOOMBase
+		if oom && svc.runOOM.Load() == 0 {
+			svc.runOOM.Store(1)
+		}
+		s.statusMu.Lock()
+		svc.oomTotal += svc.runOOM.Swap(0)
+		svc.cpuTotal += svc.runCPU
+		svc.runCPU = 0
+		s.statusMu.Unlock()
+	default:
+		oom = svc.leaf.OOMKills() > svc.oomBase
+	}
+	if oom {
+		kv = append(kv, "oom", true)
+		reason = "oom-killed"
+	}
+	s.setStateReason(name, "exited", 0, reason)
+	s.event("SERVICE", kv...)
+}
+
+// watchContainer follows the OOM kills of a running container's leaf
+// until the returned function is called (its runc exited).
+func (s *supervisor) watchContainer(svc *service) func() {
+	if svc.spec.Container == nil || svc.leaf == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		svc.leaf.WatchMemoryEvents(ctx, time.Second, func(ev cgroup.MemoryEvents) {
+			for {
+				cur := svc.runOOM.Load()
+				if ev.OOMKill <= cur || svc.runOOM.CompareAndSwap(cur, ev.OOMKill) {
+					return
+				}
+			}
+		})
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// slateCgroup is the parent of every leaf (its memory.events counts the
+// leaves' events).
+func (s *supervisor) slateCgroup() *cgroup.Leaf {
+	return &cgroup.Leaf{Path: filepath.Join(s.cgroups.Root, cgroup.Parent)}
+}
+
+// prepareCgroup makes a plain service's leaf with its limits before its
+// first process starts; a container's is made by runc from config.json.
+func (s *supervisor) prepareCgroup(svc *service) error {
+	if svc.leafErr != nil {
+		return svc.leafErr
+	}
+	if svc.spec.Container != nil {
+		return nil
+	}
+	lim := svc.spec.Limits
+	if svc.leaf == nil {
+		if lim != (configs.Limits{}) {
+			return errors.New("limits are set (memory, cpus or pids) but cgroups are not available")
+		}
+		return nil
+	}
+	return svc.leaf.Create(cgroup.Limits{Memory: lim.Memory.Bytes(), CPUs: lim.CPUs, PIDs: int64(lim.PIDs)})
+}
+
 func (s *supervisor) isStopping() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -440,18 +597,20 @@ func (s *supervisor) isStopping() bool {
 // it looks a PID up, so an exit that comes before StartProcess returns is
 // still given to the service.
 func (s *supervisor) start(svc *service) (int, error) {
-	h, err := s.spawn(svc, append([]string{svc.spec.Command}, svc.spec.Args...), false, false)
+	h, err := s.spawn(svc, append([]string{svc.spec.Command}, svc.spec.Args...), false, false, false)
 	if err != nil {
 		return 0, err
 	}
-	return h.proc.Pid, nil
+	return h.pid, nil
 }
 
 // spawn starts argv as svc's main process or, with helper, as one of its
 // commands (registered apart, so the reaper hands its status to the
 // command's waiter). Only helper commands with duringStop start once the
-// supervisor is stopping.
-func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop bool) (*helperProc, error) {
+// supervisor is stopping. quiet drops the output. A plain service's
+// processes start in its cgroup leaf; a container's (runc) in PID 1's
+// cgroup, since runc puts the container in the leaf itself.
+func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop, quiet bool) (*helperProc, error) {
 	env, cred, err := s.identity(svc.spec)
 	if err != nil {
 		return nil, err
@@ -473,6 +632,15 @@ func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop bool)
 		return nil, err
 	}
 	defer stdin.Close()
+	sys := &syscall.SysProcAttr{Setsid: true, Credential: cred}
+	if svc.leaf != nil && svc.spec.Container == nil {
+		attr, dir, err := svc.leaf.Attr(sys)
+		if err != nil {
+			return nil, err
+		}
+		defer dir.Close()
+		sys = attr
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("output pipe: %w", err)
@@ -491,19 +659,19 @@ func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop bool)
 		Files: []*os.File{stdin, w, w},
 		// A session of its own: the service has no controlling terminal,
 		// and the whole group can be signalled at stop time.
-		Sys: &syscall.SysProcAttr{Setsid: true, Credential: cred},
+		Sys: sys,
 	})
 	w.Close()
 	if err != nil {
 		r.Close()
 		return nil, err // a *PathError: "fork/exec /path: reason"
 	}
-	h := &helperProc{proc: proc, outDone: make(chan struct{})}
+	h := &helperProc{proc: proc, pid: proc.Pid, outDone: make(chan struct{})}
 	if helper {
 		h.exitc = make(chan unix.WaitStatus, 1)
 		s.helpers[proc.Pid] = h
 	} else {
-		svc.proc = proc
+		svc.proc, svc.outDone = proc, h.outDone
 		s.byPID[proc.Pid] = svc
 	}
 	var log io.Writer // a nil *os.File in an interface would not be nil
@@ -515,6 +683,10 @@ func (s *supervisor) spawn(svc *service, argv []string, helper, duringStop bool)
 		defer s.outputWG.Done()
 		defer close(h.outDone)
 		defer r.Close()
+		if quiet {
+			_, _ = io.Copy(io.Discard, r)
+			return
+		}
 		copyLines(r, s.console, "["+svc.spec.Name+"] ", log)
 	}()
 	return h, nil
@@ -666,15 +838,35 @@ func (s *supervisor) stopService(svc *service) {
 		defer t.Stop()
 		tc = t.C
 	}
+	if svc.spec.Container != nil {
+		defer s.cleanupContainer(svc)
+	} else if svc.leaf != nil {
+		// What the service left behind in its cgroup goes with it.
+		defer func() { _ = svc.leaf.Kill() }()
+	}
 	select {
 	case <-svc.done:
 		return
 	case <-tc:
 	}
 	s.mu.Lock()
-	if svc.proc != nil {
+	running = svc.proc != nil
+	s.mu.Unlock()
+	if running {
 		logrus.WithField("service", svc.spec.Name).Warn("supervisor: service ignored SIGTERM, killing it")
 	}
+	if svc.spec.Container != nil && running {
+		// SIGKILL to runc would leave the container running: its
+		// processes are killed first, and runc then exits with them,
+		// reporting the container's end (code=137).
+		s.killContainer(svc)
+		select {
+		case <-svc.done:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	s.mu.Lock()
 	s.signalLocked(svc, unix.SIGKILL)
 	s.mu.Unlock()
 	select {

@@ -47,8 +47,25 @@ type ServiceStatus struct {
 	Starts int       `json:"starts"`
 	Since  time.Time `json:"since"`
 	// Reason is why a service failed or was skipped: the start error,
-	// code=N or signal=NAME, or the dependency.
+	// code=N or signal=NAME, or the dependency; "oom-killed" on an exited
+	// one whose process the OOM killer killed.
 	Reason string `json:"reason,omitempty"`
+	// Kind is "container" for a container, empty for a service.
+	Kind string `json:"kind,omitempty"`
+	// Health is starting, healthy or unhealthy for a unit with a health
+	// check (empty otherwise, and until its first start); HealthReason
+	// is the last failed check's error.
+	Health       string `json:"health,omitempty"`
+	HealthReason string `json:"health_reason,omitempty"`
+	// What the unit's cgroup uses, refreshed every few seconds: memory
+	// now and its peak in bytes, CPU time in µs since the boot (every
+	// run of the unit), processes, and the OOM killer's kills.
+	Memory     uint64    `json:"memory,omitempty"`
+	MemoryPeak uint64    `json:"memory_peak,omitempty"`
+	CPUUsec    uint64    `json:"cpu_usec,omitempty"`
+	Tasks      uint64    `json:"tasks,omitempty"`
+	OOMKills   uint64    `json:"oom_kills,omitempty"`
+	StatsAt    time.Time `json:"stats_at,omitzero"`
 }
 
 // Service returns a service's status by name.
@@ -83,11 +100,7 @@ func (s *supervisor) setState(name, state string, pid int) {
 func (s *supervisor) setStateReason(name, state string, pid int, reason string) {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
-	if s.status.Services == nil {
-		for _, svc := range s.cfg.Services {
-			s.status.Services = append(s.status.Services, ServiceStatus{Name: svc.Name, State: "waiting"})
-		}
-	}
+	s.initStatusLocked()
 	for i := range s.status.Services {
 		x := &s.status.Services[i]
 		if x.Name != name {
@@ -99,6 +112,76 @@ func (s *supervisor) setStateReason(name, state string, pid int, reason string) 
 		}
 	}
 	s.writeStatusLocked()
+}
+
+// initStatusLocked lists every service as waiting, once.
+func (s *supervisor) initStatusLocked() {
+	if s.status.Services != nil {
+		return
+	}
+	for _, svc := range s.cfg.Services {
+		st := ServiceStatus{Name: svc.Name, State: "waiting"}
+		if svc.Container != nil {
+			st.Kind = KindContainer
+		}
+		s.status.Services = append(s.status.Services, st)
+	}
+}
+
+// KindContainer is ServiceStatus.Kind of a container.
+const KindContainer = "container"
+
+// statsInterval is how often the units' cgroup use is refreshed in the
+// status file.
+const statsInterval = 5 * time.Second
+
+// refreshStats reads svc's cgroup use into the status (without writing
+// the file: the caller's next write carries it).
+func (s *supervisor) refreshStats(svc *service) {
+	if svc.leaf == nil {
+		return
+	}
+	st, err := svc.leaf.Stats()
+	if err != nil {
+		// a container's leaf exists only while runc runs it; what it
+		// used stays in the status
+		return
+	}
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	s.initStatusLocked()
+	for i := range s.status.Services {
+		if x := &s.status.Services[i]; x.Name == svc.spec.Name {
+			if svc.spec.Container != nil {
+				// runc makes a new leaf at each start: add what the
+				// earlier ones used.
+				svc.runCPU = st.CPUUsec
+				st.CPUUsec += svc.cpuTotal
+				st.OOMKills = svc.oomTotal + max(svc.runOOM.Load(), st.OOMKills)
+			}
+			x.Memory, x.MemoryPeak, x.CPUUsec, x.Tasks, x.OOMKills = st.MemoryCurrent, st.MemoryPeak, st.CPUUsec, st.PIDs, st.OOMKills
+			x.StatsAt = time.Now().UTC()
+		}
+	}
+}
+
+// statsLoop refreshes every unit's use until the supervisor stops.
+func (s *supervisor) statsLoop() {
+	t := time.NewTicker(s.cfg.statsEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopc:
+			return
+		case <-t.C:
+		}
+		for _, svc := range s.services {
+			s.refreshStats(svc)
+		}
+		s.statusMu.Lock()
+		s.writeStatusLocked()
+		s.statusMu.Unlock()
+	}
 }
 
 func (s *supervisor) setReady() {

@@ -18,6 +18,7 @@
 //
 //	SLATE-SERVICE name=web state=started pid=42
 //	SLATE-SERVICE name=web state=exited code=1        (or signal=SIGKILL)
+//	SLATE-SERVICE name=web state=exited signal=SIGKILL oom=true (the OOM killer killed in its cgroup)
 //	SLATE-SERVICE name=web state=failed err="..."     (could not be started)
 //	SLATE-SERVICE name=web state=restarting in=200ms
 //	SLATE-SERVICE name=web state=stopped              (policy says no restart)
@@ -25,6 +26,8 @@
 //	SLATE-SERVICE name=init state=done                (a oneshot exited 0)
 //	SLATE-SERVICE name=init state=failed code=1       (a oneshot did not; or signal=)
 //	SLATE-SERVICE name=web state=skipped reason="requires init, which failed"
+//	SLATE-SERVICE name=web health=healthy             (a container's health check: starting,
+//	                                                    healthy, or unhealthy err="...")
 //	SLATE-READY version=1.2.0 slot=a                  (once, every service resolved)
 //	SLATE-NET iface=eth0 addr=10.0.2.15/24 gw=10.0.2.2 (or err="...")
 //	SLATE-SHUTDOWN action=poweroff                    (or reboot)
@@ -47,6 +50,15 @@
 // TimeoutStartSec), and ExecStop commands run at shutdown before its
 // SIGTERM; a command marked IgnoreFailure only logs its failure.
 // RestartSec replaces the backoff and TimeoutStopSec the stop timeout.
+//
+// Containers (FromContainer) are services whose command is runc run in
+// the foreground: they are ordered, restarted and printed like any other,
+// and at stop runc forwards the SIGTERM; past the stop timeout runc kill
+// KILL and the cgroup's kill end them, and runc delete cleans up.
+//
+// With Config.Cgroups every service runs in its own cgroup leaf, born
+// there (CLONE_INTO_CGROUP), with its limits; its memory, CPU time and
+// OOM kills are in the status file.
 //
 // SLATE-READY comes once every service is resolved: simple services
 // started, oneshots done or failed, skipped services reported. A simple
@@ -75,6 +87,7 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/bootlog"
+	"github.com/slateos/slate/internal/run/cgroup"
 )
 
 // DefaultLogDir is where each service's output is appended as <name>.log.
@@ -105,8 +118,16 @@ type Config struct {
 	// DHCPIface, when set, is the interface DHCP runs on instead of the
 	// first wired one: the one init brought up to fetch a root.
 	DHCPIface string
-	// LogDir receives <service>.log files; DefaultLogDir when empty.
+	// LogDir receives <service>.log files; DefaultLogDir when empty. Each
+	// is rotated at 8 MiB to <service>.log.1 and .2.
 	LogDir string
+	// Cgroups, when set, puts every service in its own cgroup leaf
+	// (Cgroups.Root/slate/<name>) with its Limits, and its use in the
+	// status file; Run enables the controllers first. A container's leaf
+	// is made by runc (config.json names it). Without it (or when the
+	// set-up fails) services run in the supervisor's cgroup and one with
+	// Limits fails to start.
+	Cgroups *cgroup.Manager
 	// Console receives service output prefixed with "[name] " and the
 	// SLATE- lines; os.Stdout when nil (that is /dev/console in PID 1).
 	Console io.Writer
@@ -135,6 +156,8 @@ type Config struct {
 	passwdFile   string        // /etc/passwd, for Service.User
 	groupFile    string        // /etc/group
 	hostnameFile string        // /etc/hostname
+	logMaxSize   int64         // a log file's bound, logMaxSize
+	statsEvery   time.Duration // statsInterval
 }
 
 // Default timings of a booted system.
@@ -372,7 +395,8 @@ func becomeSubreaper() (func(), error) {
 type supervisor struct {
 	cfg     Config
 	console *lineWriter
-	logDir  string // "" when it cannot be created: console only
+	logDir  string          // "" when it cannot be created: console only
+	cgroups *cgroup.Manager // nil: no cgroups
 
 	mu       sync.Mutex
 	byPID    map[int]*service    // running service processes, by PID
@@ -429,6 +453,12 @@ func newSupervisor(cfg Config) *supervisor {
 	if cfg.hostnameFile == "" {
 		cfg.hostnameFile = "/etc/hostname"
 	}
+	if cfg.logMaxSize == 0 {
+		cfg.logMaxSize = logMaxSize
+	}
+	if cfg.statsEvery == 0 {
+		cfg.statsEvery = statsInterval
+	}
 	return &supervisor{
 		cfg:     cfg,
 		console: &lineWriter{w: cfg.Console},
@@ -456,6 +486,14 @@ func (s *supervisor) bringUp(ctx context.Context) {
 		}
 		if err := loopbackUp(); err != nil {
 			logrus.WithError(err).Error("supervisor: loopback")
+		}
+	}
+	if m := s.cfg.Cgroups; m != nil {
+		if ctrls, err := m.Setup(); err != nil {
+			logrus.WithError(err).Error("supervisor: no cgroups: services run without limits, containers cannot start")
+		} else {
+			s.cgroups = m
+			logrus.WithField("controllers", strings.Join(ctrls, ",")).Info("supervisor: cgroups set up")
 		}
 	}
 	if err := os.MkdirAll(s.cfg.LogDir, 0o755); err != nil {
