@@ -30,7 +30,7 @@ func Attach(name string, pid int, addr netip.Prefix, gw netip.Addr, bridge strin
 	if err := checkAttach(name, pid, addr, gw, bridge); err != nil {
 		return err
 	}
-	host, err := netlink.NewHandle()
+	host, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("cnet: netlink: %w", err)
 	}
@@ -131,7 +131,7 @@ func containerNS(pid int) (netns.NsHandle, error) {
 }
 
 func configureContainer(ns netns.NsHandle, pid int, addr netip.Prefix, gw netip.Addr) error {
-	c, err := netlink.NewHandleAt(ns)
+	c, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("cnet: netlink in the netns of pid %d: %w", pid, err)
 	}
@@ -165,7 +165,7 @@ func Detach(name string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	host, err := netlink.NewHandle()
+	host, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("cnet: netlink: %w", err)
 	}

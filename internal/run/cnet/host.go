@@ -97,7 +97,10 @@ func writeRules(h Host) error {
 }
 
 func setupBridge(h Host) error {
-	nl, err := netlink.NewHandle()
+	// Route only: a handle of every family also opens NETLINK_XFRM,
+	// which a kernel without xfrm_user loaded refuses
+	// (EPROTONOSUPPORT), as slate's kernels do.
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("cnet: netlink: %w", err)
 	}
