@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -443,5 +444,35 @@ func TestContainersList(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "KIND") || !strings.Contains(b.String(), "api   service") {
 		t.Errorf("units table:\n%s", b.String())
+	}
+}
+
+// Limits and health checks reach PID 1 through image.json's JSON.
+func TestImageJSONCarriesLimitsAndHealth(t *testing.T) {
+	info := imageinfo.Info{
+		Services: []configs.Service{{Name: "api", Command: "/bin/api", Limits: configs.Limits{Memory: 64 << 20, CPUs: 1.5, PIDs: 100}}},
+		Containers: []imageinfo.Container{{
+			Container: configs.Container{Name: "web", Limits: configs.Limits{Memory: 32 << 20},
+				Health: &configs.HealthCheck{HTTP: "/", Port: 80, Interval: configs.Duration(3 * time.Second), Retries: 5}},
+			Bundle: "/usr/lib/slate/containers/web",
+		}},
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back imageinfo.Info
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := FromSpecs(back.Services)[0].Limits; got != info.Services[0].Limits {
+		t.Errorf("service limits %+v, want %+v (JSON %s)", got, info.Services[0].Limits, b)
+	}
+	web, err := FromContainer(back.Containers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if web.Limits.Memory != 32<<20 || web.Container.Health == nil || web.Container.Health.Interval.D() != 3*time.Second || web.Container.Health.Retries != 5 {
+		t.Errorf("container %+v health %+v", web, web.Container.Health)
 	}
 }
