@@ -107,7 +107,9 @@ type tarEntry struct {
 	pax      map[string]string
 }
 
-func dirE(name string, mode int64) tarEntry { return tarEntry{name: name, typ: tar.TypeDir, mode: mode} }
+func dirE(name string, mode int64) tarEntry {
+	return tarEntry{name: name, typ: tar.TypeDir, mode: mode}
+}
 func fileE(name, body string, mode int64) tarEntry {
 	return tarEntry{name: name, typ: tar.TypeReg, mode: mode, body: body}
 }

@@ -164,6 +164,9 @@ func (p *puller) pull() (*Image, error) {
 	}
 
 	cfgDigest := mf.Config.Digest.String()
+	if mt := mf.Config.MediaType; mt != types.OCIConfigJSON && mt != types.DockerConfigJSON {
+		return nil, fmt.Errorf("manifest %s: config media type %q: not a container image", img.Manifest, mt)
+	}
 	if mf.Config.Size < 0 || mf.Config.Size > maxConfigBytes {
 		return nil, fmt.Errorf("config %s: size %d out of bounds", cfgDigest, mf.Config.Size)
 	}

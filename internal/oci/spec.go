@@ -373,11 +373,9 @@ func seccompProfile(caps []string) (*specs.LinuxSeccomp, error) {
 				continue
 			}
 		}
+		// DefaultProfile lists Names only (Name is for old JSON profiles).
 		sc := call.LinuxSyscall
 		sc.Names = slices.Clone(sc.Names)
-		if call.Name != "" {
-			sc.Names = append(sc.Names, call.Name)
-		}
 		sc.Args = slices.Clone(sc.Args)
 		out.Syscalls = append(out.Syscalls, sc)
 	}

@@ -103,16 +103,25 @@ func (img *Image) Unpack(opts UnpackOptions) (*Rootfs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: stage: %w", img.Ref, err)
 	}
-	r := &Rootfs{img: img, stage: stage, root: &node{ino: &inode{kind: kindDir, perm: 0o755}, kids: map[string]*node{}}}
-	u := &unpacker{r: r, opts: opts}
+	r, u := newRootfs(img, stage, opts)
 	for i, l := range img.layers {
-		if err := u.layer(i, l, img.diffIDs[i]); err != nil {
+		if err := u.layer(l, img.diffIDs[i]); err != nil {
 			r.Close()
 			return nil, fmt.Errorf("image %s: layer %d (%s): %w", img.Ref, i, l.digest, err)
 		}
 	}
+	if err := u.w.Flush(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("image %s: stage: %w", img.Ref, err)
+	}
 	r.count(r.root, map[*inode]bool{})
 	return r, nil
+}
+
+func newRootfs(img *Image, stage *os.File, opts UnpackOptions) (*Rootfs, *unpacker) {
+	r := &Rootfs{img: img, stage: stage, root: &node{ino: &inode{kind: kindDir, perm: 0o755}, kids: map[string]*node{}}}
+	// Small files are many: one write per file would be a syscall each.
+	return r, &unpacker{r: r, opts: opts, w: bufio.NewWriterSize(stage, 1<<20)}
 }
 
 func (r *Rootfs) count(n *node, seen map[*inode]bool) {
@@ -130,6 +139,7 @@ func (r *Rootfs) count(n *node, seen map[*inode]bool) {
 
 type unpacker struct {
 	r       *Rootfs
+	w       *bufio.Writer // the stage file
 	opts    UnpackOptions
 	entries int
 	staged  int64
@@ -172,7 +182,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (u *unpacker) layer(idx int, l layer, diffID string) error {
+func (u *unpacker) layer(l layer, diffID string) error {
 	p, err := u.r.img.cache.blobPath(l.digest)
 	if err != nil {
 		return err
@@ -182,7 +192,13 @@ func (u *unpacker) layer(idx int, l layer, diffID string) error {
 		return fmt.Errorf("cache: %w", err)
 	}
 	defer f.Close()
-	compressed := newHashingReader(f)
+	return u.stream(f, l.digest, diffID)
+}
+
+// stream applies one layer read from blob, checking its digest and its
+// uncompressed stream's (diffID).
+func (u *unpacker) stream(blob io.Reader, digest, diffID string) error {
+	compressed := newHashingReader(blob)
 	br := bufio.NewReaderSize(compressed, 64<<10)
 	magic, _ := br.Peek(4)
 	var stream io.Reader = br
@@ -238,7 +254,7 @@ func (u *unpacker) layer(idx int, l layer, diffID string) error {
 		return fmt.Errorf("after the stream: %w", err)
 	}
 	u.unpacked += diff.n
-	if got := compressed.digest(); got != l.digest {
+	if got := compressed.digest(); got != digest {
 		return fmt.Errorf("the cached blob now has digest %s (remove it from the cache and pull again)", got)
 	}
 	if got := diff.digest(); got != diffID {
@@ -330,7 +346,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		ino.kind = kindDir
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old layers still carry TypeRegA
+	case tar.TypeReg: // archive/tar reports the old TypeRegA as TypeReg
 		ino.kind = kindReg
 		if hdr.Size < 0 {
 			return nil, errors.New("negative size")
@@ -339,7 +355,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 			return nil, fmt.Errorf("the image's files are larger than %d bytes", u.opts.MaxBytes)
 		}
 		ino.off, ino.size = u.staged, hdr.Size
-		n, err := io.Copy(u.r.stage, tr)
+		n, err := io.Copy(u.w, tr)
 		if err != nil {
 			return nil, fmt.Errorf("stage: %w", err)
 		}
