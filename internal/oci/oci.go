@@ -46,6 +46,9 @@ type ImageConfig struct {
 	WorkingDir string `json:"working_dir,omitempty"`
 	// ExposedPorts are "80/tcp", sorted.
 	ExposedPorts []string `json:"exposed_ports,omitempty"`
+	// StopSignal is the image's STOPSIGNAL ("SIGQUIT", "3"); empty is
+	// SIGTERM. The supervisor may use it to stop the container.
+	StopSignal string `json:"stop_signal,omitempty"`
 }
 
 // Tree receives a flattened image. Its methods mirror ext4fs.FS (the

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sirupsen/logrus"
 )
 
 // Bounds on what a registry may send.
@@ -47,6 +48,9 @@ type PullOptions struct {
 	Keychain authn.Keychain
 	// Transport is the HTTP transport (tests); nil is ggcr's default.
 	Transport http.RoundTripper
+	// Log receives a line per blob fetched (Info) or found in the cache
+	// (Debug); nil is logrus' standard logger.
+	Log logrus.FieldLogger
 }
 
 // Image is a pulled image: every blob it needs is in the cache, verified.
@@ -93,7 +97,10 @@ func Pull(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", ref, err)
 	}
-	p := &puller{ctx: ctx, ref: r, opts: opts, cache: &cache{dir: opts.CacheDir}}
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	p := &puller{ctx: ctx, ref: r, opts: opts, cache: &cache{dir: opts.CacheDir}, log: opts.Log.WithField("image", ref)}
 	img, err := p.pull()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", ref, err)
@@ -109,6 +116,7 @@ type puller struct {
 	cache *cache
 
 	client *http.Client // made on first use
+	log    logrus.FieldLogger
 }
 
 func (p *puller) pull() (*Image, error) {
@@ -224,7 +232,7 @@ func imageConfig(cf *v1.ConfigFile) ImageConfig {
 	c := cf.Config
 	ic := ImageConfig{
 		Entrypoint: slices.Clone(c.Entrypoint), Cmd: slices.Clone(c.Cmd), Env: slices.Clone(c.Env),
-		User: c.User, WorkingDir: c.WorkingDir,
+		User: c.User, WorkingDir: c.WorkingDir, StopSignal: c.StopSignal,
 	}
 	for port := range c.ExposedPorts {
 		ic.ExposedPorts = append(ic.ExposedPorts, port)
@@ -334,6 +342,7 @@ func (p *puller) manifest(d string, pinned bool) ([]byte, error) {
 func (p *puller) blob(d string, size int64, what string) error {
 	_, err := p.cache.verify(d, size)
 	if err == nil {
+		p.log.Debugf("%s %s: cached", what, d)
 		return nil
 	}
 	if !errors.Is(err, errMiss) {
@@ -342,6 +351,7 @@ func (p *puller) blob(d string, size int64, what string) error {
 	if p.opts.Offline {
 		return fmt.Errorf("offline, and %s (%s) is not in the cache", what, d)
 	}
+	p.log.Infof("fetching %s %s (%d bytes)", what, d, size)
 	resp, err := p.get(http.MethodGet, "blobs", d, "")
 	if err != nil {
 		return fmt.Errorf("%s (%s): %w", what, d, err)

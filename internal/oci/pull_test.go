@@ -68,7 +68,7 @@ func sampleImage(t testing.TB) (v1.Image, string) {
 	img := imageOf(t, v1.Config{
 		Entrypoint: []string{"/bin/hello"}, Cmd: []string{"--serve"}, Env: []string{"PATH=/bin", "A=1"},
 		User: "app", WorkingDir: "/home/app",
-		ExposedPorts: map[string]struct{}{"8080/tcp": {}, "53/udp": {}},
+		ExposedPorts: map[string]struct{}{"8080/tcp": {}, "53/udp": {}}, StopSignal: "SIGQUIT",
 	}, l1, l2)
 	return img, random
 }
@@ -88,7 +88,7 @@ func TestPullUnpack(t *testing.T) {
 	}
 	wantCfg := ImageConfig{
 		Entrypoint: []string{"/bin/hello"}, Cmd: []string{"--serve"}, Env: []string{"PATH=/bin", "A=1"},
-		User: "app", WorkingDir: "/home/app", ExposedPorts: []string{"53/udp", "8080/tcp"},
+		User: "app", WorkingDir: "/home/app", ExposedPorts: []string{"53/udp", "8080/tcp"}, StopSignal: "SIGQUIT",
 	}
 	if !reflect.DeepEqual(got.Config, wantCfg) {
 		t.Errorf("config %+v, want %+v", got.Config, wantCfg)

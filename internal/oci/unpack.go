@@ -75,7 +75,9 @@ type Rootfs struct {
 	img   *Image
 	root  *node
 	stage *os.File
-	// Files, Bytes: regular files and their bytes in the final tree.
+	// Files and Bytes count the regular files (an inode once, whatever
+	// its links) of the unpacked image and their bytes (what the image
+	// adds to the root; AddMountPoints does not change them).
 	Files int
 	Bytes int64
 }
