@@ -243,7 +243,7 @@ func TestPullIndexAndCache(t *testing.T) {
 		maxReqs int64
 	}{
 		// The registry is asked only what the tag names now.
-		{"warm tag", reg.host() + "/multi:latest", PullOptions{}, 3},
+		{"warm tag", reg.host() + "/multi:latest", PullOptions{}, 2}, // GET /v2/, HEAD
 		{"warm pinned", reg.host() + "/multi@" + ixDigest, PullOptions{}, 0},
 		{"warm pinned, tag too", reg.host() + "/multi:latest@" + ixDigest, PullOptions{}, 0},
 		{"offline tag", reg.host() + "/multi:latest", PullOptions{Offline: true}, 0},
@@ -372,6 +372,22 @@ func TestPullErrors(t *testing.T) {
 		})
 	}
 	_ = otherDigest
+}
+
+func TestPullOfflineCold(t *testing.T) {
+	reg := newRegistry(t)
+	img, _ := sampleImage(t)
+	digest := reg.push(t, "app", "v1", img)
+	before := reg.requests.Load()
+	for _, ref := range []string{reg.host() + "/app:v1", reg.host() + "/app@" + digest} {
+		_, err := Pull(context.Background(), ref, PullOptions{CacheDir: t.TempDir(), Offline: true})
+		if err == nil || !strings.Contains(err.Error(), "offline") {
+			t.Errorf("%s offline with an empty cache: %v", ref, err)
+		}
+	}
+	if n := reg.requests.Load() - before; n != 0 {
+		t.Errorf("offline made %d requests", n)
+	}
 }
 
 func TestSchemeGuard(t *testing.T) {

@@ -232,6 +232,9 @@ func TestRuntimeSpecNetworks(t *testing.T) {
 			if s.Root.Path != tc.rootPath || s.Root.Readonly != (tc.rootPath == "rootfs") {
 				t.Errorf("root %+v", s.Root)
 			}
+			if got := s.Linux.Sysctl["net.ipv4.ip_unprivileged_port_start"] == "0"; got != tc.netns {
+				t.Errorf("unprivileged ports sysctl %v (it must never touch the host's)", got)
+			}
 			if !slices.Contains(nsTypes(s), "uts") || s.Hostname != "web" {
 				t.Error("no own hostname")
 			}
