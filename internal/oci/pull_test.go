@@ -94,11 +94,15 @@ func TestPullUnpack(t *testing.T) {
 		t.Errorf("config %+v, want %+v", got.Config, wantCfg)
 	}
 
-	root, err := got.Unpack(UnpackOptions{StageDir: t.TempDir()})
+	stageDir := t.TempDir()
+	root, err := got.Unpack(UnpackOptions{StageDir: stageDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer root.Close()
+	if left, _ := os.ReadDir(stageDir); len(left) != 0 {
+		t.Errorf("the stage is visible in its folder: %v", left)
+	}
 	tree := newMapTree()
 	if err := root.WriteTo(tree); err != nil {
 		t.Fatal(err)

@@ -33,8 +33,8 @@ const (
 // UnpackOptions bound a flattening.
 type UnpackOptions struct {
 	// StageDir is where regular files' contents are kept until the Tree
-	// has read them (one file, removed by Rootfs.Close). Empty is
-	// os.TempDir().
+	// has read them: one unlinked file (it needs room for every layer's
+	// files), released by Rootfs.Close. Empty is os.TempDir().
 	StageDir string
 	// MaxBytes bounds the bytes of regular files over all layers (a file
 	// a later layer replaces counts too); 0 is 8 GiB.
@@ -105,6 +105,12 @@ func (img *Image) Unpack(opts UnpackOptions) (*Rootfs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: stage: %w", img.Ref, err)
 	}
+	// Unlinked at once: the open file keeps the data, and a build that
+	// dies leaves nothing behind.
+	if err := os.Remove(stage.Name()); err != nil {
+		stage.Close()
+		return nil, fmt.Errorf("image %s: stage: %w", img.Ref, err)
+	}
 	r, u := newRootfs(img, stage, opts)
 	for i, l := range img.layers {
 		if err := u.layer(l, img.diffIDs[i]); err != nil {
@@ -157,12 +163,26 @@ const (
 	opOpaque
 )
 
+// op is one change a layer makes. Paths are kept joined ("a/b", "" for
+// the root) and split when applied: a layer's ops are held until its end,
+// and a string costs its bytes only (bounded by nameBudget).
 type op struct {
-	kind opKind
-	path []string
-	name string // as in the layer, for errors
-	ino  *inode
-	link []string // hard links: the existing path
+	kind    opKind
+	path    string
+	ino     *inode
+	link    string // hard links: the existing path
+	hasLink bool
+}
+
+// nameBudget bounds the bytes of the paths of one layer's ops, per entry
+// allowed.
+const nameBudget = 128
+
+func splitJoined(p string) []string {
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
 }
 
 // limitedReader fails once more than n bytes have been read.
@@ -228,6 +248,7 @@ func (u *unpacker) stream(blob io.Reader, digest, diffID string) error {
 	diff := newHashingReader(lim)
 	tr := tar.NewReader(diff)
 	var ops []op
+	var names int64
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -245,6 +266,10 @@ func (u *unpacker) stream(blob io.Reader, digest, diffID string) error {
 			return fmt.Errorf("%q: %w", hdr.Name, err)
 		}
 		if o != nil {
+			names += int64(len(o.path) + len(o.link))
+			if names > nameBudget*int64(u.opts.MaxEntries) {
+				return fmt.Errorf("paths longer than %d bytes in all (%d per entry allowed)", nameBudget*int64(u.opts.MaxEntries), nameBudget)
+			}
 			ops = append(ops, *o)
 		}
 	}
@@ -322,14 +347,14 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 		if rest, ok := strings.CutPrefix(base, ".wh."); ok {
 			switch {
 			case rest == ".wh..opq":
-				return &op{kind: opOpaque, path: path[:len(path)-1], name: hdr.Name}, nil
+				return &op{kind: opOpaque, path: strings.Join(path[:len(path)-1], "/")}, nil
 			case strings.HasPrefix(rest, ".wh."):
 				// aufs' own bookkeeping (.wh..wh.plnk, .wh..wh.aufs).
 				return nil, nil
 			case rest == "" || rest == "." || rest == "..":
 				return nil, errors.New("a whiteout of no name")
 			}
-			return &op{kind: opWhiteout, path: append(path[:len(path)-1:len(path)-1], rest), name: hdr.Name}, nil
+			return &op{kind: opWhiteout, path: strings.Join(append(path[:len(path)-1:len(path)-1], rest), "/")}, nil
 		}
 	}
 	uid, err := ownerID(hdr.Uid, "uid")
@@ -344,7 +369,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 	if err := xattrs(hdr, ino); err != nil {
 		return nil, err
 	}
-	o := &op{kind: opAdd, path: path, name: hdr.Name, ino: ino}
+	o := &op{kind: opAdd, path: strings.Join(path, "/"), ino: ino}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		ino.kind = kindDir
@@ -379,7 +404,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 		if len(link) == 0 {
 			return nil, errors.New("hard link to the root")
 		}
-		o.link, o.ino = link, nil
+		o.link, o.hasLink, o.ino = strings.Join(link, "/"), true, nil
 	case tar.TypeFifo:
 		ino.kind = kindFifo
 	case tar.TypeChar, tar.TypeBlock:
@@ -433,13 +458,14 @@ func xattrs(hdr *tar.Header, ino *inode) error {
 // layer's tar), then its entries in order.
 func (u *unpacker) apply(ops []op) error {
 	for _, o := range ops {
+		path := splitJoined(o.path)
 		switch o.kind {
 		case opWhiteout:
-			if parent := u.r.find(o.path[:len(o.path)-1]); parent != nil && parent.ino.kind == kindDir {
-				delete(parent.kids, o.path[len(o.path)-1])
+			if parent := u.r.find(path[:len(path)-1]); parent != nil && parent.ino.kind == kindDir {
+				delete(parent.kids, path[len(path)-1])
 			}
 		case opOpaque:
-			if d := u.r.find(o.path); d != nil && d.ino.kind == kindDir {
+			if d := u.r.find(path); d != nil && d.ino.kind == kindDir {
 				d.kids = map[string]*node{}
 			}
 		}
@@ -449,7 +475,7 @@ func (u *unpacker) apply(ops []op) error {
 			continue
 		}
 		if err := u.add(o); err != nil {
-			return fmt.Errorf("%q: %w", o.name, err)
+			return fmt.Errorf("%q: %w", "/"+o.path, err)
 		}
 	}
 	return nil
@@ -470,37 +496,42 @@ func (r *Rootfs) find(path []string) *node {
 }
 
 func (u *unpacker) add(o op) error {
-	if len(o.path) == 0 {
+	path := splitJoined(o.path)
+	if len(path) == 0 {
 		// The root's own entry: its attributes.
 		*u.r.root.ino = *o.ino
 		return nil
 	}
 	parent := u.r.root
-	for i, c := range o.path[:len(o.path)-1] {
+	for i, c := range path[:len(path)-1] {
 		k := parent.kids[c]
 		switch {
 		case k == nil:
-			// A layer may omit a parent's entry: it is a plain directory.
+			// A layer may omit a parent's entry: it is a plain directory
+			// (and counts as an entry: the tree stays bounded).
+			if u.entries++; u.entries > u.opts.MaxEntries {
+				return fmt.Errorf("more than %d entries in the image", u.opts.MaxEntries)
+			}
 			k = &node{ino: &inode{kind: kindDir, perm: 0o755}, kids: map[string]*node{}}
 			parent.kids[c] = k
 		case k.ino.kind == kindSymlink:
-			return fmt.Errorf("/%s is a symlink: a layer may not write through it", strings.Join(o.path[:i+1], "/"))
+			return fmt.Errorf("/%s is a symlink: a layer may not write through it", strings.Join(path[:i+1], "/"))
 		case k.ino.kind != kindDir:
-			return fmt.Errorf("/%s is not a directory", strings.Join(o.path[:i+1], "/"))
+			return fmt.Errorf("/%s is not a directory", strings.Join(path[:i+1], "/"))
 		}
 		parent = k
 	}
-	name := o.path[len(o.path)-1]
+	name := path[len(path)-1]
 	ino := o.ino
-	if o.link != nil {
-		t := u.r.find(o.link)
+	if o.hasLink {
+		t := u.r.find(splitJoined(o.link))
 		if t == nil {
-			return fmt.Errorf("hard link to %q, which is not in the image", "/"+strings.Join(o.link, "/"))
+			return fmt.Errorf("hard link to %q, which is not in the image", "/"+o.link)
 		}
 		if t.ino.kind == kindDir {
-			return fmt.Errorf("hard link to the directory %q", "/"+strings.Join(o.link, "/"))
+			return fmt.Errorf("hard link to the directory %q", "/"+o.link)
 		}
-		if slices.Equal(o.link, o.path) {
+		if o.link == o.path {
 			return nil
 		}
 		parent.kids[name] = &node{ino: t.ino}
@@ -660,17 +691,14 @@ func (r *Rootfs) opener(ino *inode) func() (io.ReadCloser, error) {
 	}
 }
 
-// Close removes the staged file contents; the Tree must have read them.
+// Close releases the staged file contents (the file was unlinked when
+// Unpack created it); the Tree must have read them.
 func (r *Rootfs) Close() error {
 	if r.stage == nil {
 		return nil
 	}
-	name := r.stage.Name()
 	err := r.stage.Close()
 	r.stage = nil
-	if rerr := os.Remove(name); err == nil {
-		err = rerr
-	}
 	return err
 }
 

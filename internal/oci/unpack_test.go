@@ -58,6 +58,7 @@ func TestUnpackRefuses(t *testing.T) {
 		{"long path", []tarEntry{fileE(long, "x", 0o644)}, UnpackOptions{}, "longer than 4096"},
 		{"long name", []tarEntry{fileE(strings.Repeat("n", 256), "x", 0o644)}, UnpackOptions{}, "longer than 255"},
 		{"too many entries", []tarEntry{fileE("a", "", 0o644), fileE("b", "", 0o644), fileE("c", "", 0o644)}, UnpackOptions{MaxEntries: 2}, "more than 2 entries"},
+		{"implicit parents count", []tarEntry{fileE("a/b/c/d/e/f", "", 0o644)}, UnpackOptions{MaxEntries: 3}, "more than 3 entries"},
 		{"too many bytes", []tarEntry{fileE("a", "12345", 0o644), fileE("b", "123456", 0o644)}, UnpackOptions{MaxBytes: 10}, "larger than 10 bytes"},
 		{"empty whiteout", []tarEntry{fileE("d/.wh.", "", 0)}, UnpackOptions{}, "whiteout of no name"},
 		{"empty symlink", []tarEntry{{name: "s", typ: tar.TypeSymlink}}, UnpackOptions{}, "symlink target empty"},
