@@ -3,6 +3,8 @@ package oci
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
+	"os"
 	"reflect"
 	"runtime"
 	"slices"
@@ -320,5 +322,38 @@ func TestSeccompMatchesMoby(t *testing.T) {
 		a, _ := json.Marshal(got)
 		b, _ := json.Marshal(want)
 		t.Errorf("profiles differ:\n%s\n%s", a, b)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/config.golden.json")
+
+// TestRuntimeSpecGolden pins the whole config.json (seccomp's syscall list
+// aside: it is moby/profiles', checked above) so that a change to what
+// runc gets shows in review.
+func TestRuntimeSpecGolden(t *testing.T) {
+	s, err := RuntimeSpec(bridgeContainer(), testImageConfig, User{UID: 1000, GID: 1000, AdditionalGids: []uint32{10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Linux.Seccomp.Syscalls = nil
+	got, err := MarshalSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const golden = "testdata/config.golden.json"
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("config.json differs from %s (go test -run Golden -update to accept):\n%s", golden, got)
 	}
 }
