@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -466,7 +467,13 @@ func (p *puller) connect() error {
 	if base == nil {
 		base = remote.DefaultTransport
 	}
-	base = &schemeGuard{inner: base, insecure: p.opts.Insecure}
+	// Transient failures (a reset connection, 429, 5xx) are retried a
+	// few times with backoff, as ggcr's remote does; a refused connection
+	// is not transient and fails at once.
+	base = transport.NewRetry(&schemeGuard{inner: base, insecure: p.opts.Insecure},
+		transport.WithRetryBackoff(transport.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 3}),
+		transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
 	t, err := transport.NewWithContext(p.ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
 		var ne net.Error

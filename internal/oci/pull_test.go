@@ -394,6 +394,23 @@ func TestPullOfflineCold(t *testing.T) {
 	}
 }
 
+func TestPullRetries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a retry's backoff")
+	}
+	reg := newRegistry(t)
+	img, _ := sampleImage(t)
+	digest := reg.push(t, "app", "v1", img)
+	reg.fail503.Store(1) // the one manifest GET of a pinned pull
+	got, err := Pull(context.Background(), reg.host()+"/app@"+digest, PullOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("a 503 was not retried: %v", err)
+	}
+	if got.Digest != digest {
+		t.Errorf("digest %s", got.Digest)
+	}
+}
+
 func TestSchemeGuard(t *testing.T) {
 	ok := roundTripFunc(func(*http.Request) (*http.Response, error) {
 		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
