@@ -129,7 +129,7 @@ func (img *Image) Unpack(opts UnpackOptions) (*Rootfs, error) {
 func newRootfs(img *Image, stage *os.File, opts UnpackOptions) (*Rootfs, *unpacker) {
 	r := &Rootfs{img: img, stage: stage, root: &node{ino: &inode{kind: kindDir, perm: 0o755}, kids: map[string]*node{}}}
 	// Small files are many: one write per file would be a syscall each.
-	return r, &unpacker{r: r, opts: opts, w: bufio.NewWriterSize(stage, 1<<20)}
+	return r, &unpacker{r: r, opts: opts, w: bufio.NewWriterSize(stage, 1<<20), buf: make([]byte, 64<<10)}
 }
 
 func (r *Rootfs) count(n *node, seen map[*inode]bool) {
@@ -148,6 +148,7 @@ func (r *Rootfs) count(n *node, seen map[*inode]bool) {
 type unpacker struct {
 	r       *Rootfs
 	w       *bufio.Writer // the stage file
+	buf     []byte
 	opts    UnpackOptions
 	entries int
 	staged  int64
@@ -382,7 +383,9 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 			return nil, fmt.Errorf("the image's files are larger than %d bytes", u.opts.MaxBytes)
 		}
 		ino.off, ino.size = u.staged, hdr.Size
-		n, err := io.Copy(u.w, tr)
+		// Through the buffer: bufio.Writer's ReadFrom would hand the copy
+		// to the file's, unbuffered, with a new buffer per file.
+		n, err := io.CopyBuffer(struct{ io.Writer }{u.w}, tr, u.buf)
 		if err != nil {
 			return nil, fmt.Errorf("stage: %w", err)
 		}
