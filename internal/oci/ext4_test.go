@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slateos/slate/ext4fs"
+	"github.com/slateos/slate/internal/format/ext4fs"
 )
 
 // ext4Tree is the adapter the builder writes: an ext4fs.FS under the

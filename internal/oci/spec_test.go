@@ -15,7 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/slateos/slate/configs"
-	"github.com/slateos/slate/imageinfo"
+	"github.com/slateos/slate/internal/imageinfo"
 )
 
 func bridgeContainer() imageinfo.Container {
