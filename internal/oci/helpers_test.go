@@ -31,6 +31,8 @@ type testRegistry struct {
 	requests atomic.Int64
 	mu       sync.Mutex
 	replace  map[string][]byte // URL path -> body served instead
+	// fail503 answers that many manifest requests with 503 first.
+	fail503 atomic.Int64
 }
 
 func newRegistry(t testing.TB) *testRegistry {
@@ -39,6 +41,10 @@ func newRegistry(t testing.TB) *testRegistry {
 	inner := registry.New(registry.Logger(discardLogger()))
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.requests.Add(1)
+		if strings.Contains(req.URL.Path, "/manifests/") && r.fail503.Add(-1) >= 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		r.mu.Lock()
 		body, ok := r.replace[req.URL.Path]
 		r.mu.Unlock()
@@ -107,7 +113,9 @@ type tarEntry struct {
 	pax      map[string]string
 }
 
-func dirE(name string, mode int64) tarEntry { return tarEntry{name: name, typ: tar.TypeDir, mode: mode} }
+func dirE(name string, mode int64) tarEntry {
+	return tarEntry{name: name, typ: tar.TypeDir, mode: mode}
+}
 func fileE(name, body string, mode int64) tarEntry {
 	return tarEntry{name: name, typ: tar.TypeReg, mode: mode, body: body}
 }

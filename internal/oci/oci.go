@@ -5,16 +5,18 @@
 // container's user in the image's own account files, and writes the OCI
 // runtime config runc reads.
 //
-// The builder's sequence for one container:
+// The builder's sequence for one container c (a configs.Container):
 //
-//	img, err := oci.Pull(ctx, c.Image, oci.PullOptions{CacheDir: ..., Insecure: c.Insecure})
-//	root, err := img.Unpack(oci.UnpackOptions{StageDir: ..., MaxBytes: ...})
-//	defer root.Close()                       // after ext4fs has written the files
-//	u, err := root.ResolveUser(c.User)       // wrap the error with the field path
+//	img, err := oci.Pull(ctx, c.Image, oci.PullOptions{CacheDir: cacheDir, Insecure: c.Insecure})
+//	root, err := img.Unpack(oci.UnpackOptions{StageDir: tmp})
+//	defer root.Close()                 // only after ext4fs has written the files
+//	u, err := root.ResolveUser(c.User) // wrap: "containers[i].user: ..."
+//	ic := imageinfo.Container{Container: c, Digest: img.Digest, Bundle: ...,
+//		Address: ..., Gateway: ..., UID: u.UID, GID: u.GID}
 //	spec, err := oci.RuntimeSpec(ic, img.Config, u)
-//	root.AddMountPoints(oci.MountPoints(spec))
-//	err = root.WriteTo(tree)                 // tree: ext4fs.FS under the bundle's rootfs
-//	js, err := oci.MarshalSpec(spec)         // ContainersDir/<name>/config.json
+//	err = root.AddMountPoints(oci.MountPoints(spec))
+//	err = root.WriteTo(tree)           // an ext4fs.FS under Bundle + "/rootfs"
+//	js, err := oci.MarshalSpec(spec)   // Bundle + "/config.json"
 //
 // Everything read from a registry or a layer is hostile: sizes, counts and
 // paths are bounded, and an error names the image, the layer or the file at
@@ -46,6 +48,9 @@ type ImageConfig struct {
 	WorkingDir string `json:"working_dir,omitempty"`
 	// ExposedPorts are "80/tcp", sorted.
 	ExposedPorts []string `json:"exposed_ports,omitempty"`
+	// StopSignal is the image's STOPSIGNAL ("SIGQUIT", "3"); empty is
+	// SIGTERM. The supervisor may use it to stop the container.
+	StopSignal string `json:"stop_signal,omitempty"`
 }
 
 // Tree receives a flattened image. Its methods mirror ext4fs.FS (the

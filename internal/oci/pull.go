@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sirupsen/logrus"
 )
 
 // Bounds on what a registry may send.
@@ -47,6 +49,9 @@ type PullOptions struct {
 	Keychain authn.Keychain
 	// Transport is the HTTP transport (tests); nil is ggcr's default.
 	Transport http.RoundTripper
+	// Log receives a line per blob fetched (Info) or found in the cache
+	// (Debug); nil is logrus' standard logger.
+	Log logrus.FieldLogger
 }
 
 // Image is a pulled image: every blob it needs is in the cache, verified.
@@ -93,7 +98,10 @@ func Pull(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", ref, err)
 	}
-	p := &puller{ctx: ctx, ref: r, opts: opts, cache: &cache{dir: opts.CacheDir}}
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	p := &puller{ctx: ctx, ref: r, opts: opts, cache: &cache{dir: opts.CacheDir}, log: opts.Log.WithField("image", ref)}
 	img, err := p.pull()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", ref, err)
@@ -109,6 +117,7 @@ type puller struct {
 	cache *cache
 
 	client *http.Client // made on first use
+	log    logrus.FieldLogger
 }
 
 func (p *puller) pull() (*Image, error) {
@@ -164,6 +173,9 @@ func (p *puller) pull() (*Image, error) {
 	}
 
 	cfgDigest := mf.Config.Digest.String()
+	if mt := mf.Config.MediaType; mt != types.OCIConfigJSON && mt != types.DockerConfigJSON {
+		return nil, fmt.Errorf("manifest %s: config media type %q: not a container image", img.Manifest, mt)
+	}
 	if mf.Config.Size < 0 || mf.Config.Size > maxConfigBytes {
 		return nil, fmt.Errorf("config %s: size %d out of bounds", cfgDigest, mf.Config.Size)
 	}
@@ -221,7 +233,7 @@ func imageConfig(cf *v1.ConfigFile) ImageConfig {
 	c := cf.Config
 	ic := ImageConfig{
 		Entrypoint: slices.Clone(c.Entrypoint), Cmd: slices.Clone(c.Cmd), Env: slices.Clone(c.Env),
-		User: c.User, WorkingDir: c.WorkingDir,
+		User: c.User, WorkingDir: c.WorkingDir, StopSignal: c.StopSignal,
 	}
 	for port := range c.ExposedPorts {
 		ic.ExposedPorts = append(ic.ExposedPorts, port)
@@ -331,6 +343,7 @@ func (p *puller) manifest(d string, pinned bool) ([]byte, error) {
 func (p *puller) blob(d string, size int64, what string) error {
 	_, err := p.cache.verify(d, size)
 	if err == nil {
+		p.log.Debugf("%s %s: cached", what, d)
 		return nil
 	}
 	if !errors.Is(err, errMiss) {
@@ -339,6 +352,7 @@ func (p *puller) blob(d string, size int64, what string) error {
 	if p.opts.Offline {
 		return fmt.Errorf("offline, and %s (%s) is not in the cache", what, d)
 	}
+	p.log.Infof("fetching %s %s (%d bytes)", what, d, size)
 	resp, err := p.get(http.MethodGet, "blobs", d, "")
 	if err != nil {
 		return fmt.Errorf("%s (%s): %w", what, d, err)
@@ -453,7 +467,13 @@ func (p *puller) connect() error {
 	if base == nil {
 		base = remote.DefaultTransport
 	}
-	base = &schemeGuard{inner: base, insecure: p.opts.Insecure}
+	// Transient failures (a reset connection, 429, 5xx) are retried a
+	// few times with backoff, as ggcr's remote does; a refused connection
+	// is not transient and fails at once.
+	base = transport.NewRetry(&schemeGuard{inner: base, insecure: p.opts.Insecure},
+		transport.WithRetryBackoff(transport.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 3}),
+		transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
 	t, err := transport.NewWithContext(p.ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
 		var ne net.Error

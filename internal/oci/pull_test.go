@@ -68,7 +68,7 @@ func sampleImage(t testing.TB) (v1.Image, string) {
 	img := imageOf(t, v1.Config{
 		Entrypoint: []string{"/bin/hello"}, Cmd: []string{"--serve"}, Env: []string{"PATH=/bin", "A=1"},
 		User: "app", WorkingDir: "/home/app",
-		ExposedPorts: map[string]struct{}{"8080/tcp": {}, "53/udp": {}},
+		ExposedPorts: map[string]struct{}{"8080/tcp": {}, "53/udp": {}}, StopSignal: "SIGQUIT",
 	}, l1, l2)
 	return img, random
 }
@@ -88,17 +88,21 @@ func TestPullUnpack(t *testing.T) {
 	}
 	wantCfg := ImageConfig{
 		Entrypoint: []string{"/bin/hello"}, Cmd: []string{"--serve"}, Env: []string{"PATH=/bin", "A=1"},
-		User: "app", WorkingDir: "/home/app", ExposedPorts: []string{"53/udp", "8080/tcp"},
+		User: "app", WorkingDir: "/home/app", ExposedPorts: []string{"53/udp", "8080/tcp"}, StopSignal: "SIGQUIT",
 	}
 	if !reflect.DeepEqual(got.Config, wantCfg) {
 		t.Errorf("config %+v, want %+v", got.Config, wantCfg)
 	}
 
-	root, err := got.Unpack(UnpackOptions{StageDir: t.TempDir()})
+	stageDir := t.TempDir()
+	root, err := got.Unpack(UnpackOptions{StageDir: stageDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer root.Close()
+	if left, _ := os.ReadDir(stageDir); len(left) != 0 {
+		t.Errorf("the stage is visible in its folder: %v", left)
+	}
 	tree := newMapTree()
 	if err := root.WriteTo(tree); err != nil {
 		t.Fatal(err)
@@ -243,7 +247,7 @@ func TestPullIndexAndCache(t *testing.T) {
 		maxReqs int64
 	}{
 		// The registry is asked only what the tag names now.
-		{"warm tag", reg.host() + "/multi:latest", PullOptions{}, 3},
+		{"warm tag", reg.host() + "/multi:latest", PullOptions{}, 2}, // GET /v2/, HEAD
 		{"warm pinned", reg.host() + "/multi@" + ixDigest, PullOptions{}, 0},
 		{"warm pinned, tag too", reg.host() + "/multi:latest@" + ixDigest, PullOptions{}, 0},
 		{"offline tag", reg.host() + "/multi:latest", PullOptions{Offline: true}, 0},
@@ -372,6 +376,39 @@ func TestPullErrors(t *testing.T) {
 		})
 	}
 	_ = otherDigest
+}
+
+func TestPullOfflineCold(t *testing.T) {
+	reg := newRegistry(t)
+	img, _ := sampleImage(t)
+	digest := reg.push(t, "app", "v1", img)
+	before := reg.requests.Load()
+	for _, ref := range []string{reg.host() + "/app:v1", reg.host() + "/app@" + digest} {
+		_, err := Pull(context.Background(), ref, PullOptions{CacheDir: t.TempDir(), Offline: true})
+		if err == nil || !strings.Contains(err.Error(), "offline") {
+			t.Errorf("%s offline with an empty cache: %v", ref, err)
+		}
+	}
+	if n := reg.requests.Load() - before; n != 0 {
+		t.Errorf("offline made %d requests", n)
+	}
+}
+
+func TestPullRetries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a retry's backoff")
+	}
+	reg := newRegistry(t)
+	img, _ := sampleImage(t)
+	digest := reg.push(t, "app", "v1", img)
+	reg.fail503.Store(1) // the one manifest GET of a pinned pull
+	got, err := Pull(context.Background(), reg.host()+"/app@"+digest, PullOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("a 503 was not retried: %v", err)
+	}
+	if got.Digest != digest {
+		t.Errorf("digest %s", got.Digest)
+	}
 }
 
 func TestSchemeGuard(t *testing.T) {

@@ -64,7 +64,9 @@ var TargetKernel = seccomp.KernelVersion{Kernel: 6, Major: 1}
 // and read-only /proc paths, the pid, mount, uts, ipc, cgroup and (except
 // for network: host) network namespaces, Docker's /dev, /dev/pts,
 // /dev/shm (64 MiB), /dev/mqueue, /proc and read-only /sys and cgroup
-// mounts, and a deny-all device cgroup (runc adds the standard devices).
+// mounts, a deny-all device cgroup (runc adds the standard devices), and
+// in a network namespace of its own unprivileged ports and ping for every
+// user (net.ipv4.ip_unprivileged_port_start=0, ping_group_range).
 //
 // The process follows Docker's rules for entrypoint and cmd: the spec's
 // command replaces the image's entrypoint and then drops the image's cmd
@@ -138,6 +140,15 @@ func RuntimeSpec(c imageinfo.Container, img ImageConfig, u User) (*specs.Spec, e
 	if !readOnly {
 		s.Root = &specs.Root{Path: RunDir + "/" + c.Name + "/rootfs"}
 	}
+	if network != configs.NetworkHost {
+		// Docker's, in the container's own network namespace only: any
+		// user may bind ports below 1024 and ping (the image's user is
+		// often not root, and its server listens on :80).
+		s.Linux.Sysctl = map[string]string{
+			"net.ipv4.ip_unprivileged_port_start": "0",
+			"net.ipv4.ping_group_range":           "0 2147483647",
+		}
+	}
 	for _, ns := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.MountNamespace, specs.UTSNamespace, specs.IPCNamespace, specs.NetworkNamespace, specs.CgroupNamespace} {
 		if ns == specs.NetworkNamespace && network == configs.NetworkHost {
 			continue
@@ -206,7 +217,7 @@ func defaultMounts() []specs.Mount {
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		// runc mounts cgroup2 here (the host is unified), the
 		// container's own cgroup as its root (cgroup namespace).
-		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=67108864"}},
 	}
@@ -373,11 +384,9 @@ func seccompProfile(caps []string) (*specs.LinuxSeccomp, error) {
 				continue
 			}
 		}
+		// DefaultProfile lists Names only (Name is for old JSON profiles).
 		sc := call.LinuxSyscall
 		sc.Names = slices.Clone(sc.Names)
-		if call.Name != "" {
-			sc.Names = append(sc.Names, call.Name)
-		}
 		sc.Args = slices.Clone(sc.Args)
 		out.Syscalls = append(out.Syscalls, sc)
 	}

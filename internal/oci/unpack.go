@@ -33,8 +33,8 @@ const (
 // UnpackOptions bound a flattening.
 type UnpackOptions struct {
 	// StageDir is where regular files' contents are kept until the Tree
-	// has read them (one file, removed by Rootfs.Close). Empty is
-	// os.TempDir().
+	// has read them: one unlinked file (it needs room for every layer's
+	// files), released by Rootfs.Close. Empty is os.TempDir().
 	StageDir string
 	// MaxBytes bounds the bytes of regular files over all layers (a file
 	// a later layer replaces counts too); 0 is 8 GiB.
@@ -75,7 +75,9 @@ type Rootfs struct {
 	img   *Image
 	root  *node
 	stage *os.File
-	// Files, Bytes: regular files and their bytes in the final tree.
+	// Files and Bytes count the regular files (an inode once, whatever
+	// its links) of the unpacked image and their bytes (what the image
+	// adds to the root; AddMountPoints does not change them).
 	Files int
 	Bytes int64
 }
@@ -103,16 +105,31 @@ func (img *Image) Unpack(opts UnpackOptions) (*Rootfs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: stage: %w", img.Ref, err)
 	}
-	r := &Rootfs{img: img, stage: stage, root: &node{ino: &inode{kind: kindDir, perm: 0o755}, kids: map[string]*node{}}}
-	u := &unpacker{r: r, opts: opts}
+	// Unlinked at once: the open file keeps the data, and a build that
+	// dies leaves nothing behind.
+	if err := os.Remove(stage.Name()); err != nil {
+		stage.Close()
+		return nil, fmt.Errorf("image %s: stage: %w", img.Ref, err)
+	}
+	r, u := newRootfs(img, stage, opts)
 	for i, l := range img.layers {
-		if err := u.layer(i, l, img.diffIDs[i]); err != nil {
+		if err := u.layer(l, img.diffIDs[i]); err != nil {
 			r.Close()
 			return nil, fmt.Errorf("image %s: layer %d (%s): %w", img.Ref, i, l.digest, err)
 		}
 	}
+	if err := u.w.Flush(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("image %s: stage: %w", img.Ref, err)
+	}
 	r.count(r.root, map[*inode]bool{})
 	return r, nil
+}
+
+func newRootfs(img *Image, stage *os.File, opts UnpackOptions) (*Rootfs, *unpacker) {
+	r := &Rootfs{img: img, stage: stage, root: &node{ino: &inode{kind: kindDir, perm: 0o755}, kids: map[string]*node{}}}
+	// Small files are many: one write per file would be a syscall each.
+	return r, &unpacker{r: r, opts: opts, w: bufio.NewWriterSize(stage, 1<<20), buf: make([]byte, 64<<10)}
 }
 
 func (r *Rootfs) count(n *node, seen map[*inode]bool) {
@@ -130,6 +147,8 @@ func (r *Rootfs) count(n *node, seen map[*inode]bool) {
 
 type unpacker struct {
 	r       *Rootfs
+	w       *bufio.Writer // the stage file
+	buf     []byte
 	opts    UnpackOptions
 	entries int
 	staged  int64
@@ -145,12 +164,26 @@ const (
 	opOpaque
 )
 
+// op is one change a layer makes. Paths are kept joined ("a/b", "" for
+// the root) and split when applied: a layer's ops are held until its end,
+// and a string costs its bytes only (bounded by nameBudget).
 type op struct {
-	kind opKind
-	path []string
-	name string // as in the layer, for errors
-	ino  *inode
-	link []string // hard links: the existing path
+	kind    opKind
+	path    string
+	ino     *inode
+	link    string // hard links: the existing path
+	hasLink bool
+}
+
+// nameBudget bounds the bytes of the paths of one layer's ops, per entry
+// allowed.
+const nameBudget = 128
+
+func splitJoined(p string) []string {
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
 }
 
 // limitedReader fails once more than n bytes have been read.
@@ -172,7 +205,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (u *unpacker) layer(idx int, l layer, diffID string) error {
+func (u *unpacker) layer(l layer, diffID string) error {
 	p, err := u.r.img.cache.blobPath(l.digest)
 	if err != nil {
 		return err
@@ -182,7 +215,13 @@ func (u *unpacker) layer(idx int, l layer, diffID string) error {
 		return fmt.Errorf("cache: %w", err)
 	}
 	defer f.Close()
-	compressed := newHashingReader(f)
+	return u.stream(f, l.digest, diffID)
+}
+
+// stream applies one layer read from blob, checking its digest and its
+// uncompressed stream's (diffID).
+func (u *unpacker) stream(blob io.Reader, digest, diffID string) error {
+	compressed := newHashingReader(blob)
 	br := bufio.NewReaderSize(compressed, 64<<10)
 	magic, _ := br.Peek(4)
 	var stream io.Reader = br
@@ -210,6 +249,7 @@ func (u *unpacker) layer(idx int, l layer, diffID string) error {
 	diff := newHashingReader(lim)
 	tr := tar.NewReader(diff)
 	var ops []op
+	var names int64
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -227,6 +267,10 @@ func (u *unpacker) layer(idx int, l layer, diffID string) error {
 			return fmt.Errorf("%q: %w", hdr.Name, err)
 		}
 		if o != nil {
+			names += int64(len(o.path) + len(o.link))
+			if names > nameBudget*int64(u.opts.MaxEntries) {
+				return fmt.Errorf("paths longer than %d bytes in all (%d per entry allowed)", nameBudget*int64(u.opts.MaxEntries), nameBudget)
+			}
 			ops = append(ops, *o)
 		}
 	}
@@ -238,7 +282,7 @@ func (u *unpacker) layer(idx int, l layer, diffID string) error {
 		return fmt.Errorf("after the stream: %w", err)
 	}
 	u.unpacked += diff.n
-	if got := compressed.digest(); got != l.digest {
+	if got := compressed.digest(); got != digest {
 		return fmt.Errorf("the cached blob now has digest %s (remove it from the cache and pull again)", got)
 	}
 	if got := diff.digest(); got != diffID {
@@ -304,14 +348,14 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 		if rest, ok := strings.CutPrefix(base, ".wh."); ok {
 			switch {
 			case rest == ".wh..opq":
-				return &op{kind: opOpaque, path: path[:len(path)-1], name: hdr.Name}, nil
+				return &op{kind: opOpaque, path: strings.Join(path[:len(path)-1], "/")}, nil
 			case strings.HasPrefix(rest, ".wh."):
 				// aufs' own bookkeeping (.wh..wh.plnk, .wh..wh.aufs).
 				return nil, nil
 			case rest == "" || rest == "." || rest == "..":
 				return nil, errors.New("a whiteout of no name")
 			}
-			return &op{kind: opWhiteout, path: append(path[:len(path)-1:len(path)-1], rest), name: hdr.Name}, nil
+			return &op{kind: opWhiteout, path: strings.Join(append(path[:len(path)-1:len(path)-1], rest), "/")}, nil
 		}
 	}
 	uid, err := ownerID(hdr.Uid, "uid")
@@ -326,11 +370,11 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 	if err := xattrs(hdr, ino); err != nil {
 		return nil, err
 	}
-	o := &op{kind: opAdd, path: path, name: hdr.Name, ino: ino}
+	o := &op{kind: opAdd, path: strings.Join(path, "/"), ino: ino}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		ino.kind = kindDir
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old layers still carry TypeRegA
+	case tar.TypeReg: // archive/tar reports the old TypeRegA as TypeReg
 		ino.kind = kindReg
 		if hdr.Size < 0 {
 			return nil, errors.New("negative size")
@@ -339,7 +383,9 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 			return nil, fmt.Errorf("the image's files are larger than %d bytes", u.opts.MaxBytes)
 		}
 		ino.off, ino.size = u.staged, hdr.Size
-		n, err := io.Copy(u.r.stage, tr)
+		// Through the buffer: bufio.Writer's ReadFrom would hand the copy
+		// to the file's, unbuffered, with a new buffer per file.
+		n, err := io.CopyBuffer(struct{ io.Writer }{u.w}, tr, u.buf)
 		if err != nil {
 			return nil, fmt.Errorf("stage: %w", err)
 		}
@@ -361,7 +407,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 		if len(link) == 0 {
 			return nil, errors.New("hard link to the root")
 		}
-		o.link, o.ino = link, nil
+		o.link, o.hasLink, o.ino = strings.Join(link, "/"), true, nil
 	case tar.TypeFifo:
 		ino.kind = kindFifo
 	case tar.TypeChar, tar.TypeBlock:
@@ -415,13 +461,14 @@ func xattrs(hdr *tar.Header, ino *inode) error {
 // layer's tar), then its entries in order.
 func (u *unpacker) apply(ops []op) error {
 	for _, o := range ops {
+		path := splitJoined(o.path)
 		switch o.kind {
 		case opWhiteout:
-			if parent := u.r.find(o.path[:len(o.path)-1]); parent != nil && parent.ino.kind == kindDir {
-				delete(parent.kids, o.path[len(o.path)-1])
+			if parent := u.r.find(path[:len(path)-1]); parent != nil && parent.ino.kind == kindDir {
+				delete(parent.kids, path[len(path)-1])
 			}
 		case opOpaque:
-			if d := u.r.find(o.path); d != nil && d.ino.kind == kindDir {
+			if d := u.r.find(path); d != nil && d.ino.kind == kindDir {
 				d.kids = map[string]*node{}
 			}
 		}
@@ -431,7 +478,7 @@ func (u *unpacker) apply(ops []op) error {
 			continue
 		}
 		if err := u.add(o); err != nil {
-			return fmt.Errorf("%q: %w", o.name, err)
+			return fmt.Errorf("%q: %w", "/"+o.path, err)
 		}
 	}
 	return nil
@@ -452,37 +499,42 @@ func (r *Rootfs) find(path []string) *node {
 }
 
 func (u *unpacker) add(o op) error {
-	if len(o.path) == 0 {
+	path := splitJoined(o.path)
+	if len(path) == 0 {
 		// The root's own entry: its attributes.
 		*u.r.root.ino = *o.ino
 		return nil
 	}
 	parent := u.r.root
-	for i, c := range o.path[:len(o.path)-1] {
+	for i, c := range path[:len(path)-1] {
 		k := parent.kids[c]
 		switch {
 		case k == nil:
-			// A layer may omit a parent's entry: it is a plain directory.
+			// A layer may omit a parent's entry: it is a plain directory
+			// (and counts as an entry: the tree stays bounded).
+			if u.entries++; u.entries > u.opts.MaxEntries {
+				return fmt.Errorf("more than %d entries in the image", u.opts.MaxEntries)
+			}
 			k = &node{ino: &inode{kind: kindDir, perm: 0o755}, kids: map[string]*node{}}
 			parent.kids[c] = k
 		case k.ino.kind == kindSymlink:
-			return fmt.Errorf("/%s is a symlink: a layer may not write through it", strings.Join(o.path[:i+1], "/"))
+			return fmt.Errorf("/%s is a symlink: a layer may not write through it", strings.Join(path[:i+1], "/"))
 		case k.ino.kind != kindDir:
-			return fmt.Errorf("/%s is not a directory", strings.Join(o.path[:i+1], "/"))
+			return fmt.Errorf("/%s is not a directory", strings.Join(path[:i+1], "/"))
 		}
 		parent = k
 	}
-	name := o.path[len(o.path)-1]
+	name := path[len(path)-1]
 	ino := o.ino
-	if o.link != nil {
-		t := u.r.find(o.link)
+	if o.hasLink {
+		t := u.r.find(splitJoined(o.link))
 		if t == nil {
-			return fmt.Errorf("hard link to %q, which is not in the image", "/"+strings.Join(o.link, "/"))
+			return fmt.Errorf("hard link to %q, which is not in the image", "/"+o.link)
 		}
 		if t.ino.kind == kindDir {
-			return fmt.Errorf("hard link to the directory %q", "/"+strings.Join(o.link, "/"))
+			return fmt.Errorf("hard link to the directory %q", "/"+o.link)
 		}
-		if slices.Equal(o.link, o.path) {
+		if o.link == o.path {
 			return nil
 		}
 		parent.kids[name] = &node{ino: t.ino}
@@ -642,17 +694,14 @@ func (r *Rootfs) opener(ino *inode) func() (io.ReadCloser, error) {
 	}
 }
 
-// Close removes the staged file contents; the Tree must have read them.
+// Close releases the staged file contents (the file was unlinked when
+// Unpack created it); the Tree must have read them.
 func (r *Rootfs) Close() error {
 	if r.stage == nil {
 		return nil
 	}
-	name := r.stage.Name()
 	err := r.stage.Close()
 	r.stage = nil
-	if rerr := os.Remove(name); err == nil {
-		err = rerr
-	}
 	return err
 }
 
