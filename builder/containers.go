@@ -150,16 +150,13 @@ func (j *job) pullContainers(ctx context.Context) error {
 		}
 		b := &baked{rootfs: rootfs}
 		j.baked = append(j.baked, b) // closed by cleanup, on success too
-		userSpec, userField := c.User, field+".user"
-		if userSpec == "" {
-			userSpec, userField = img.Config.User, field+".image"
-		}
-		u, err := rootfs.ResolveUser(userSpec)
+		// an empty user is the image's USER: an error then is the image's
+		u, err := rootfs.ResolveUser(c.User)
 		if err != nil {
 			if c.User == "" {
-				return fmt.Errorf("%s: the image's user %q: %w", userField, userSpec, err)
+				return fmt.Errorf("%s.image: %w", field, err)
 			}
-			return fmt.Errorf("%s: %w", userField, err)
+			return fmt.Errorf("%s.user: %w", field, err)
 		}
 		b.info = imageinfo.Container{
 			Container: c,

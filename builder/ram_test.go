@@ -268,22 +268,7 @@ func TestBuildRefusesRAMOptions(t *testing.T) {
 // the test when there is none, or fails it under CI.
 func ramCache(t *testing.T) string {
 	t.Helper()
-	cache := os.Getenv("SLATE_CACHE")
-	if cache == "" {
-		cache = filepath.Join("..", ".cache")
-	}
-	cache, err := filepath.Abs(cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m, _ := filepath.Glob(filepath.Join(cache, "kernel", "linux-image-amd64", "boot", "vmlinuz-*")); len(m) == 0 {
-		msg := "no kernel in " + cache + " (run scripts/fetch-kernel.sh)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; CI is set")
-		}
-		t.Skip(msg)
-	}
-	return cache
+	return realCache(t)
 }
 
 // staticSlate builds the slate binary that becomes the images' init: a test

@@ -217,7 +217,8 @@ func testCache(t testing.TB, withRunc bool) string {
 	return dir
 }
 
-// realCache is ramCache for a testing.TB.
+// realCache is the cache the integration tests and benchmarks build from.
+// It skips them when it has no kernel, or fails them under CI.
 func realCache(t testing.TB) string {
 	t.Helper()
 	cache := os.Getenv("SLATE_CACHE")
