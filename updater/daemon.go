@@ -192,7 +192,7 @@ func (d *Daemon) report(state string, kv ...any) {
 		}
 	}
 	bootlog.Event("UPDATE", append([]any{"state", state}, kv...)...)
-	d.metrics().reported(state, kv)
+	d.metrics().reported(state)
 	d.smu.Lock()
 	defer d.smu.Unlock()
 	d.status.State = state
@@ -520,15 +520,19 @@ var ErrNothingNew = errors.New("no newer version")
 
 // Check looks at the channel and applies a newer version.
 func (d *Daemon) Check(ctx context.Context) error {
+	err := d.check(ctx)
+	if !errors.Is(err, ErrBusy) {
+		d.metrics().checked(d.now(), err)
+	}
+	return err
+}
+
+func (d *Daemon) check(ctx context.Context) error {
 	src, err := NewSourceIdle(d.Config.Channel, d.client(), d.Timeouts().Idle)
 	if err != nil {
 		return redactErr(err)
 	}
-	err = d.update(ctx, src, false)
-	if !errors.Is(err, ErrBusy) {
-		d.metrics().checked(d.now(), err)
-	}
-	return redactErr(err)
+	return redactErr(d.update(ctx, src, false))
 }
 
 // ApplyFrom applies the version in a folder or at a URL (air-gapped

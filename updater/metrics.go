@@ -42,20 +42,13 @@ type Metrics struct {
 // than missing series; a state reported later (a new one) is added.
 var knownStates = []string{"idle", "checking", "downloading", "verifying", "staged", "trial", "blessed", "failed", "unhealthy", "rollback", "rebooting", "waiting", "paused"}
 
-// failureReasons bound the reason label of slate_update_failures_total:
-// a trust reason (payload.Reason*), "unhealthy" (a health check failed)
-// or "error" (anything else: network, disk, a bad payload).
-func failureReason(state string, kv []any) string {
-	if state == "unhealthy" {
-		return "unhealthy"
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i] == "reason" {
-			switch r, _ := kv[i+1].(string); r {
-			case payload.ReasonExpired, payload.ReasonRollback, payload.ReasonNoExpiry, payload.ReasonSignature:
-				return r
-			}
-		}
+// failureReason bounds the reason label of slate_update_failures_total:
+// a trust reason of a check (payload.Reason*), "error" for any other
+// failed check (network, disk, a bad payload), "unhealthy" for a health
+// check of a new version that failed.
+func failureReason(err error) string {
+	if r := payload.ReasonOf(err); r != "" {
+		return r
 	}
 	return "error"
 }
@@ -141,14 +134,15 @@ func (m *Metrics) setState(state string) {
 	m.lastState = state
 }
 
-// reported counts failures among the daemon's reports.
-func (m *Metrics) reported(state string, kv []any) {
+// reported follows the daemon's reports: the state, and failed health
+// checks (failed checks are counted by checked).
+func (m *Metrics) reported(state string) {
 	if m == nil {
 		return
 	}
 	m.setState(state)
-	if state == "failed" || state == "unhealthy" {
-		m.failures.WithLabelValues(failureReason(state, kv)).Inc()
+	if state == "unhealthy" {
+		m.failures.WithLabelValues("unhealthy").Inc()
 	}
 }
 
@@ -161,6 +155,7 @@ func (m *Metrics) checked(at time.Time, err error) {
 	m.lastCheck.Set(float64(at.UnixNano()) / 1e9)
 	if err != nil {
 		m.lastSuccess.Set(0)
+		m.failures.WithLabelValues(failureReason(err)).Inc()
 	} else {
 		m.lastSuccess.Set(1)
 	}

@@ -43,6 +43,24 @@ type RolloutStatus struct {
 	Note string `json:"note,omitempty"`
 }
 
+// String is the status line: "1.1.0: wave 2/3 (50%), place 0.4213, opens
+// 2026-12-02T10:00:00Z (waiting)".
+func (r *RolloutStatus) String() string {
+	s := fmt.Sprintf("%s: wave %d/%d (%d%%), place %.4f, opens %s", r.Version, r.Wave, r.Waves, r.Share, r.Place, r.Opens.UTC().Format(time.RFC3339))
+	switch {
+	case r.Paused:
+		s += ", paused since " + r.PausedAt.UTC().Format(time.RFC3339)
+	case r.Open:
+		s += " (open)"
+	default:
+		s += " (waiting)"
+	}
+	if r.Note != "" {
+		s += "; " + r.Note
+	}
+	return s
+}
+
 // now is the daemon's clock.
 func (d *Daemon) now() time.Time {
 	if d.Now != nil {
@@ -52,8 +70,7 @@ func (d *Daemon) now() time.Time {
 }
 
 // rolloutOf places this machine in m's rollout at time now. A manifest
-// without a rollout is one wave of 100% that opened when it was
-// published. A machine without an id is in the last wave: it cannot be
+// without a rollout is one wave of 100%, open since it was published. A machine without an id is in the last wave: it cannot be
 // placed, and the last wave is the safe end.
 func (d *Daemon) rolloutOf(m *payload.Manifest, now time.Time) RolloutStatus {
 	r := m.Rollout
@@ -70,8 +87,9 @@ func (d *Daemon) rolloutOf(m *payload.Manifest, now time.Time) RolloutStatus {
 	}
 	rs.Wave, rs.Share, rs.Opens = i+1, r.Waves[i].Share, r.Opens(i)
 	// A machine whose clock is before the start waits, whatever the
-	// wave: it cannot tell how far the rollout is.
-	rs.Open = !now.Before(rs.Opens)
+	// wave: it cannot tell how far the rollout is. Without a rollout
+	// (a channel as before waves) nothing waits, whatever the clock.
+	rs.Open = m.Rollout == nil || !now.Before(rs.Opens)
 	return rs
 }
 

@@ -225,6 +225,9 @@ func TestRolloutClockAndNoID(t *testing.T) {
 	if st.State != "waiting" || st.Rollout.Wave != 2 || st.Rollout.Place != 1 || !strings.Contains(st.Rollout.Note, "no machine id") {
 		t.Fatalf("no machine id: %+v %+v", st, st.Rollout)
 	}
+	if got, want := st.Rollout.String(), "1.1.0: wave 2/2 (100%), place 1.0000, opens 2026-12-01T12:00:00Z (waiting); no machine id: in the last wave"; got != want {
+		t.Errorf("status line %q, want %q", got, want)
+	}
 	// the status JSON carries the rollout
 	b, _ := json.Marshal(st)
 	if !bytes.Contains(b, []byte(`"rollout":{"version":"1.1.0","wave":2,"waves":2,"share":100,"place":1,"opens":"2026-12-01T12:00:00Z","open":false,"note":"no machine id: in the last wave"}`)) {
@@ -310,10 +313,11 @@ func TestRolloutApplyByHand(t *testing.T) {
 	}
 }
 
-// A channel without a rollout is one wave that opened at its publishing.
+// A channel without a rollout is one wave, open to every machine, even one
+// whose clock is behind the publisher's (as before there were waves).
 func TestNoRolloutAllAtOnce(t *testing.T) {
 	c := newWaveChannel(t, "")
-	d := machine(t, c, "any", &clock{t: t0.Add(time.Second)})
+	d := machine(t, c, "any", &clock{t: t0.Add(-time.Hour)})
 	if err := d.Check(context.Background()); err != nil || d.Status().Staged != "1.1.0" {
 		t.Fatalf("%v %+v", err, d.Status())
 	}
