@@ -47,6 +47,10 @@ type Options struct {
 	Expires time.Duration
 	// Force publishes into a channel of another image name or key.
 	Force bool
+	// Rollout gives the published version to the fleet in waves, like
+	// "10%:0h,50%:24h,100%:72h" (payload.ParseRolloutSpec); empty: all
+	// at once.
+	Rollout string
 	// EmbedRoot puts the root image inside the PXE initramfs instead of
 	// beside it (the ISO always carries it).
 	EmbedRoot bool
@@ -273,6 +277,10 @@ func publish(channel string, keys []ed25519.PrivateKey, o Options, rawPath strin
 		return fmt.Errorf("channel: %w", err)
 	}
 	defer disk.Close()
+	waves, err := rolloutWaves(o)
+	if err != nil {
+		return err
+	}
 	m, err := payload.Publish(channel, payload.Release{
 		Name:          spec.Name,
 		Version:       spec.Version,
@@ -283,7 +291,7 @@ func publish(channel string, keys []ed25519.PrivateKey, o Options, rawPath strin
 		RootSize:      rootSize,
 		Kernel:        in.Vmlinuz,
 		Initrd:        initrdPath,
-	}, payload.PublishOptions{Keys: keys, Expires: o.Expires, Force: o.Force})
+	}, payload.PublishOptions{Keys: keys, Expires: o.Expires, Force: o.Force, Rollout: waves})
 	if err != nil {
 		return err
 	}

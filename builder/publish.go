@@ -52,3 +52,19 @@ func loadSignKeys(o Options, name string) ([]ed25519.PrivateKey, error) {
 	}
 	return keys, nil
 }
+
+// rolloutWaves parses Options.Rollout (nil when empty); it is checked
+// before the build, so a typo fails in a second, not after the build.
+func rolloutWaves(o Options) ([]payload.Wave, error) {
+	if o.Rollout == "" {
+		return nil, nil
+	}
+	if o.Channel == "" {
+		return nil, &OptionError{Field: "Rollout", Msg: "is for Options.Channel"}
+	}
+	waves, err := payload.ParseRolloutSpec(o.Rollout)
+	if err != nil {
+		return nil, &OptionError{Field: "Rollout", Msg: "bad waves", Err: err}
+	}
+	return waves, nil
+}

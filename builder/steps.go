@@ -159,6 +159,9 @@ func checkOptions(o Options) (*job, error) {
 	if o.Channel != "" && len(o.SignKeys) == 0 {
 		return nil, &OptionError{Field: "Channel", Msg: "needs Options.SignKeys, a private key to sign with (slate keygen writes one)"}
 	}
+	if _, err := rolloutWaves(o); err != nil {
+		return nil, err
+	}
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()
 	}

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +51,10 @@ type Update struct {
 	Health Health `yaml:"health,omitempty" json:"health"`
 	// Timeouts bound the updater's network waits.
 	Timeouts UpdateTimeouts `yaml:"timeouts,omitempty" json:"timeouts,omitzero"`
+	// Metrics is the host:port the daemon serves Prometheus metrics on
+	// (http, /metrics), like 127.0.0.1:9100; empty: none. See
+	// checkMetrics.
+	Metrics string `yaml:"metrics,omitempty" json:"metrics,omitempty"`
 }
 
 // UpdateTimeouts bound the updater's network waits; zero is the default
@@ -221,6 +227,7 @@ func (u *Update) validate(c *collector, p string, svcs []Service, containers []C
 			c.add(p+".timeouts."+f.name, "%s is out of range: between 1s and 1h", f.d)
 		}
 	}
+	checkMetrics(c, p+".metrics", u.Metrics)
 	names := map[string]bool{}
 	for _, s := range svcs {
 		names[s.Name] = true
@@ -237,6 +244,28 @@ func (u *Update) validate(c *collector, p string, svcs []Service, containers []C
 		if !strings.HasPrefix(hc.Command, "/") {
 			c.add(index(p+".health.commands", i)+".command", "%q: write an absolute path", hc.Command)
 		}
+	}
+}
+
+// checkMetrics checks update.metrics: a host (an address or a name, may be
+// empty for every address) and a port, as net.Listen takes them. The
+// metrics are unauthenticated: the README says to keep them on loopback
+// or a management network.
+func checkMetrics(c *collector, p, addr string) {
+	if addr == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		c.add(p, "%q is not host:port (like 127.0.0.1:9100): %v", addr, err)
+		return
+	}
+	if strings.ContainsAny(host, " /\\") {
+		c.add(p, "%q: the host %q is not an address or a name", addr, host)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || port[0] == '0' || port[0] == '+' {
+		c.add(p, "%q: the port %q must be a number from 1 to 65535", addr, port)
 	}
 }
 

@@ -67,6 +67,9 @@ type Daemon struct {
 	// MachineID is the machine's /etc/machine-id: its identity in a
 	// fleet (reboot locks, rollout waves, fleet reports).
 	MachineID string
+	// Now is the clock of rollout decisions and freshness checks
+	// (tests); nil is time.Now.
+	Now func() time.Time
 
 	mu     sync.Mutex // boot entries and state file
 	smu    sync.Mutex // guards status, the job fields, rebootTimer
@@ -83,6 +86,10 @@ type Daemon struct {
 	clientOnce  sync.Once
 	// blessPending: healthy, but the bless did not get written yet.
 	blessPending bool
+	// rolloutSaid is the last rollout decision printed (rollout.go).
+	rolloutSaid string
+	metricsOnce sync.Once
+	metricsReg  *Metrics
 }
 
 // ErrBusy is returned when an update is asked for while another runs.
@@ -163,6 +170,9 @@ type Status struct {
 	LastCheck time.Time          `json:"last_check,omitzero"`
 	LastError string             `json:"last_error,omitempty"`
 	Failed    map[string]Failure `json:"failed,omitempty"`
+	// Rollout is this machine's place in the rollout of the newer
+	// version the channel offers, from the last check that found one.
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 }
 
 // SlotInfo describes a slot from its boot entry.
@@ -186,6 +196,7 @@ func (d *Daemon) report(state string, kv ...any) {
 		}
 	}
 	bootlog.Event("UPDATE", append([]any{"state", state}, kv...)...)
+	d.metrics().reported(state)
 	d.smu.Lock()
 	defer d.smu.Unlock()
 	d.status.State = state
@@ -285,6 +296,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer srv.Close()
 	defer d.stopReboot()
+	if d.Config.Metrics != "" {
+		mctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go d.serveMetrics(mctx, d.Config.Metrics)
+	}
 	d.settle(ctx)
 	retry := 5 * time.Second
 	for {
@@ -529,6 +545,14 @@ var ErrNothingNew = errors.New("no newer version")
 
 // Check looks at the channel and applies a newer version.
 func (d *Daemon) Check(ctx context.Context) error {
+	err := d.check(ctx)
+	if !errors.Is(err, ErrBusy) {
+		d.metrics().checked(d.now(), err)
+	}
+	return err
+}
+
+func (d *Daemon) check(ctx context.Context) error {
 	src, err := NewSourceIdle(d.Config.Channel, d.client(), d.Timeouts().Idle)
 	if err != nil {
 		return redactErr(err)
@@ -606,6 +630,12 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 		d.editState(func(st *State) { st.LastCheck = checked })
 		d.report("staged", "version", m.Version)
 		return d.rebootPerPolicy()
+	}
+	// Not yet this machine's wave, or the channel is paused: a decision,
+	// not a wait; the next check decides again.
+	if !explicit && d.holdForRollout(m) {
+		d.editState(func(st *State) { st.LastCheck, st.LastError = checked, "" })
+		return nil
 	}
 	t, err := idleTarget(d.Disk, d.Slot)
 	if err != nil {

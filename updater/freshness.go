@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/google/renameio/v2"
 
@@ -45,7 +44,7 @@ func (d *Daemon) fetchTrusted(ctx context.Context, src Source, explicit bool) (*
 	if err != nil {
 		return nil, err
 	}
-	next, err := payload.CheckFresh(m, seen, time.Now())
+	next, err := payload.CheckFresh(m, seen, d.now())
 	if err != nil {
 		var te *payload.TrustError
 		if errors.As(err, &te) {
@@ -63,6 +62,7 @@ func (d *Daemon) fetchTrusted(ctx context.Context, src Source, explicit bool) (*
 			return nil, err
 		}
 	}
+	d.metrics().availableVersion(m.Version)
 	return m, nil
 }
 

@@ -19,6 +19,7 @@ func newBuildCmd() *cobra.Command {
 	var spec, out, cache, slateBin, ver, channel, rootURL string
 	var sign []string
 	var expires time.Duration
+	var rollout string
 	var embed, force bool
 	var formats []string
 	cmd := &cobra.Command{
@@ -35,7 +36,7 @@ func newBuildCmd() *cobra.Command {
 			}
 			rep, err := builder.Build(cmd.Context(), builder.Options{
 				Spec: s, OutDir: out, Formats: formats, CacheDir: cache, Slate: slateBin,
-				Progress: newProgress(), Channel: channel, SignKeys: sign, Expires: expires, Force: force,
+				Progress: newProgress(), Channel: channel, SignKeys: sign, Expires: expires, Force: force, Rollout: rollout,
 				EmbedRoot: embed, RootURL: rootURL,
 			})
 			if err != nil {
@@ -59,6 +60,7 @@ func newBuildCmd() *cobra.Command {
 	cmd.Flags().StringVar(&channel, "channel", "", "once the build has succeeded, add the version to this channel folder (needs --sign)")
 	cmd.Flags().StringArrayVar(&sign, "sign", nil, "private key to sign the channel manifest with (slate keygen); repeat it to sign with several keys during a key rotation")
 	cmd.Flags().DurationVar(&expires, "expires", 0, "how long the channel's top manifest is trusted before `slate channel refresh` must re-sign it (default 168h)")
+	cmd.Flags().StringVar(&rollout, "rollout", "", "give the published version to the fleet in waves: SHARE%:AFTER,..., like 10%:0h,50%:24h,100%:72h (shares cumulative, the last 100%; times after publishing); default all at once")
 	cmd.Flags().BoolVar(&force, "force", false, "publish into a channel whose top manifest is of another image name or does not verify with --sign (every machine following it is affected)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
@@ -67,7 +69,7 @@ func newBuildCmd() *cobra.Command {
 // buildFlags maps the builder's Options fields to the flags that set them.
 var buildFlags = map[string]string{
 	"OutDir": "-o", "Formats": "--format", "CacheDir": "--cache", "Slate": "--slate",
-	"Channel": "--channel", "SignKeys": "--sign", "Expires": "--expires", "Force": "--force",
+	"Channel": "--channel", "SignKeys": "--sign", "Expires": "--expires", "Force": "--force", "Rollout": "--rollout",
 	"EmbedRoot": "--embed-root", "RootURL": "--root-url",
 }
 

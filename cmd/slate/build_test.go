@@ -27,6 +27,8 @@ func TestBuildErrorsNameFlags(t *testing.T) {
 		{"unknown format", builder.Options{Formats: []string{"zip"}}, `--format: unknown format "zip"`},
 		{"keys without a channel", builder.Options{SignKeys: []string{"k"}}, "--sign: is for --channel"},
 		{"channel without keys", builder.Options{Channel: "ch"}, "--channel: needs --sign, a private key"},
+		{"rollout without a channel", builder.Options{Rollout: "100%:0h"}, "--rollout: is for --channel"},
+		{"bad rollout", builder.Options{Channel: "ch", SignKeys: []string{"k"}, Rollout: "50%:0h"}, `--rollout: bad waves: rollout "50%:0h": wave 1: the last wave's share must be 100%`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -110,6 +110,9 @@ func printStatus(w io.Writer, st *updater.Status, asJSON bool) {
 	if st.Channel != "" {
 		fmt.Fprintf(w, "channel:  %s\n", st.Channel)
 	}
+	if st.Rollout != nil {
+		fmt.Fprintf(w, "rollout:  %s\n", st.Rollout)
+	}
 	if !st.LastCheck.IsZero() {
 		fmt.Fprintf(w, "checked:  %s\n", st.LastCheck.Format(time.RFC3339))
 	}

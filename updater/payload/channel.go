@@ -72,6 +72,10 @@ type PublishOptions struct {
 	// follows the channel sees the change, so this is for a deliberate
 	// re-keying or re-naming, never a default.
 	Force bool
+	// Rollout, when not nil, gives the version being published to the
+	// fleet in these waves (see Rollout), counted from its publishing;
+	// nil: all at once. It must pass ValidateWaves.
+	Rollout []Wave
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
 }
@@ -93,6 +97,11 @@ func (o *PublishOptions) check() error {
 	}
 	if o.Expires < MinExpiry || o.Expires > MaxExpiry {
 		return fmt.Errorf("expiry %s is out of range (%s to %s)", o.Expires, MinExpiry, MaxExpiry)
+	}
+	if o.Rollout != nil {
+		if err := ValidateWaves(o.Rollout); err != nil {
+			return fmt.Errorf("rollout: %w", err)
+		}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -261,6 +270,7 @@ func publish(dir string, in Release, o PublishOptions) (*Manifest, error) {
 		return m, nil
 	}
 	topM := *m
+	topM.Rollout = nextRollout(m.Version, top, o.Rollout)
 	if err := writeTop(dir, &topM, top, o); err != nil {
 		return nil, err
 	}
@@ -271,16 +281,121 @@ func publish(dir string, in Release, o PublishOptions) (*Manifest, error) {
 // and expiry, without a new version: a publisher runs it (slate channel
 // refresh) more often than the expiry, so machines can tell a live channel
 // from a frozen one. The top must verify with one of the keys and must
-// point at a version folder that is there, unless Force.
+// point at a version folder that is there, unless Force. Its rollout, if
+// any, is kept as it is (the waves' start does not move).
 func Refresh(dir string, o PublishOptions) (*Manifest, error) {
-	m, err := refresh(dir, o)
+	m, err := retop(dir, o, nil)
 	if err != nil {
 		return nil, fmt.Errorf("refresh channel %s: %w", dir, err)
 	}
 	return m, nil
 }
 
-func refresh(dir string, o PublishOptions) (*Manifest, error) {
+// SetRollout re-signs the top manifest, as Refresh does, with new waves
+// for the version it offers. The waves keep counting from the version's
+// publishing (the rollout's start, or the top's published time if it had
+// no rollout), and a pause stays.
+func SetRollout(dir string, waves []Wave, o PublishOptions) (*Manifest, error) {
+	if err := ValidateWaves(waves); err != nil {
+		return nil, fmt.Errorf("set the rollout of channel %s: %w", dir, err)
+	}
+	m, err := retop(dir, o, func(m *Manifest) {
+		r := rolloutOf(m)
+		r.Waves = append([]Wave(nil), waves...)
+		m.Rollout = r
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set the rollout of channel %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// Pause re-signs the top manifest, as Refresh does, as paused: every
+// machine that has not begun to apply its version holds until Resume. A
+// channel without a rollout gets one wave of 100%. Pausing a paused
+// channel keeps its paused time. The pause stays across new versions
+// published into the channel.
+func Pause(dir string, o PublishOptions) (*Manifest, error) {
+	m, err := retop(dir, o, func(m *Manifest) {
+		r := rolloutOf(m)
+		if !r.Paused {
+			r.Paused, r.PausedAt = true, time.Time{} // writeTop stamps it
+		}
+		m.Rollout = r
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pause channel %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// Resume re-signs the top manifest, as Refresh does, without the pause;
+// the waves are as before (their start does not move, so waves whose time
+// has come open at once). Resuming a channel that is not paused is a
+// refresh.
+func Resume(dir string, o PublishOptions) (*Manifest, error) {
+	m, err := retop(dir, o, func(m *Manifest) {
+		if m.Rollout != nil {
+			r := *m.Rollout
+			r.Paused, r.PausedAt = false, time.Time{}
+			m.Rollout = &r
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resume channel %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// rolloutOf is a copy of m's rollout to change, or for a manifest without
+// one, all at once counted from its publishing.
+func rolloutOf(m *Manifest) *Rollout {
+	if m.Rollout != nil {
+		r := *m.Rollout
+		r.Waves = append([]Wave(nil), r.Waves...)
+		return &r
+	}
+	return &Rollout{Waves: append([]Wave(nil), AllAtOnce...), Start: m.Published}
+}
+
+// nextRollout is the rollout of version in a new top manifest that
+// replaces top, given the waves asked for (nil: none). The same version
+// keeps its start (re-publishing does not restart its waves); a new
+// version starts when it is published (zero: writeTop stamps it). A pause
+// stays until Resume, across versions: the publisher who paused the
+// channel resumes it.
+func nextRollout(version string, top *Manifest, waves []Wave) *Rollout {
+	var prev *Rollout
+	if top != nil {
+		prev = top.Rollout
+	}
+	same := top != nil && top.Version == version
+	if waves == nil {
+		switch {
+		case same && prev != nil:
+			r := *prev
+			return &r
+		case prev != nil && prev.Paused:
+			return &Rollout{Waves: append([]Wave(nil), AllAtOnce...), Paused: true, PausedAt: prev.PausedAt}
+		}
+		return nil
+	}
+	r := &Rollout{Waves: append([]Wave(nil), waves...)}
+	if same {
+		r.Start = top.Published
+		if prev != nil {
+			r.Start = prev.Start
+		}
+	}
+	if prev != nil && prev.Paused {
+		r.Paused, r.PausedAt = true, prev.PausedAt
+	}
+	return r
+}
+
+// retop re-signs the channel's top manifest under the publisher lock,
+// after edit (if not nil) has changed a copy of it.
+func retop(dir string, o PublishOptions, edit func(*Manifest)) (*Manifest, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
@@ -300,6 +415,9 @@ func refresh(dir string, o PublishOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("the top manifest names %s, whose folder is missing: %w", top.Version, err)
 	}
 	m := *top
+	if edit != nil {
+		edit(&m)
+	}
 	if err := writeTop(dir, &m, top, o); err != nil {
 		return nil, err
 	}
@@ -317,6 +435,16 @@ func writeTop(dir string, m *Manifest, prev *Manifest, o PublishOptions) error {
 	}
 	m.Published = now
 	m.Expires = now.Add(o.Expires)
+	if r := m.Rollout; r != nil {
+		// Zero times are "now": a new version's waves start, a pause
+		// begins, with this signature.
+		if r.Start.IsZero() {
+			r.Start = now
+		}
+		if r.Paused && r.PausedAt.IsZero() {
+			r.PausedAt = now
+		}
+	}
 	data := m.Marshal()
 	if _, err := ParseManifest(data); err != nil {
 		return fmt.Errorf("internal error: generated manifest does not parse: %w", err)

@@ -15,6 +15,7 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add(base)
 	m, _ := ParseManifest(base)
 	f.Add(m.Marshal())
+	f.Add(topWithRollout().Marshal())
 	f.Add([]byte(dupFileKey()))
 	f.Add([]byte(`{"format":2}`))
 	f.Add([]byte(`{"format":1,"name":"a","version":"1.0.0-rc.1","kernel_version":"6","created":"2026-01-01T00:00:00.123+05:30","files":[]}`))

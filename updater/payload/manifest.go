@@ -70,6 +70,9 @@ type Manifest struct {
 	// Zero in a version folder's manifest, which describes immutable
 	// files and is applied only by hand (slate update apply).
 	Expires time.Time
+	// Rollout, in a top manifest only, gives the version to the fleet in
+	// waves, or holds it (paused); nil: every machine at once.
+	Rollout *Rollout
 	Files   []File // exactly one file per role
 }
 
@@ -96,15 +99,16 @@ func (m *Manifest) File(role string) (File, bool) {
 
 // jsonManifest and jsonFile fix the field order and spelling of the encoding.
 type jsonManifest struct {
-	Format        int        `json:"format"`
-	Name          string     `json:"name"`
-	Version       string     `json:"version"`
-	KernelVersion string     `json:"kernel_version"`
-	KernelArgs    []string   `json:"kernel_args,omitempty"`
-	Created       string     `json:"created"`
-	Published     string     `json:"published,omitempty"`
-	Expires       string     `json:"expires,omitempty"`
-	Files         []jsonFile `json:"files"`
+	Format        int          `json:"format"`
+	Name          string       `json:"name"`
+	Version       string       `json:"version"`
+	KernelVersion string       `json:"kernel_version"`
+	KernelArgs    []string     `json:"kernel_args,omitempty"`
+	Created       string       `json:"created"`
+	Published     string       `json:"published,omitempty"`
+	Expires       string       `json:"expires,omitempty"`
+	Rollout       *jsonRollout `json:"rollout,omitempty"`
+	Files         []jsonFile   `json:"files"`
 }
 
 type jsonFile struct {
@@ -130,6 +134,7 @@ func (m *Manifest) Marshal() []byte {
 		Created:       m.Created.UTC().Format(time.RFC3339Nano),
 		Published:     formatOptionalTime(m.Published),
 		Expires:       formatOptionalTime(m.Expires),
+		Rollout:       m.Rollout.toJSON(),
 		Files:         make([]jsonFile, 0, len(m.Files)),
 	}
 	for _, f := range m.Files {
@@ -198,7 +203,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fieldErr("$.format", "format must be %d, got %d (format 1 channels are republished with this slate)", FormatVersion, format)
 	}
 	m.Format = int(format)
-	known := []string{"format", "name", "version", "kernel_version", "kernel_args", "created", "published", "expires", "files"}
+	known := []string{"format", "name", "version", "kernel_version", "kernel_args", "created", "published", "expires", "rollout", "files"}
 	if err := checkKeys(obj, "$", known); err != nil {
 		return nil, err
 	}
@@ -239,6 +244,22 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 	if !m.Expires.IsZero() && !m.Expires.After(m.Published) {
 		return nil, fieldErr("$.expires", "must be after published (%s)", formatOptionalTime(m.Published))
+	}
+	if m.Rollout, err = rolloutField(obj); err != nil {
+		return nil, err
+	}
+	if r := m.Rollout; r != nil {
+		// Only a top manifest, which is signed with a publish time,
+		// has waves; they count from a time that is not in its future.
+		if m.Published.IsZero() {
+			return nil, fieldErr("$.rollout", "only a channel's top manifest (with published) has a rollout")
+		}
+		if r.Start.After(m.Published) {
+			return nil, fieldErr("$.rollout.start", "must not be after published (%s)", formatOptionalTime(m.Published))
+		}
+		if r.Paused && r.PausedAt.After(m.Published) {
+			return nil, fieldErr("$.rollout.paused_at", "must not be after published (%s)", formatOptionalTime(m.Published))
+		}
 	}
 
 	rawFiles, err := required(obj, "$", "files")
