@@ -122,7 +122,10 @@ func (d *Daemon) rebootWithLock() error {
 			d.fl.mu.Unlock()
 		}()
 		if err := d.acquireInWindow(ctx); err != nil {
-			return // shutting down, or a rollback by hand
+			if ctx.Err() == nil { // else shutting down, or a rollback by hand
+				d.report("failed", "err", "reboot lock: "+err.Error())
+			}
+			return
 		}
 		_ = d.rebootNow()
 	}()

@@ -42,6 +42,7 @@ var Allowed = map[string][]string{
 	"internal/run/ignition":    {"internal/accounts", "configs", "internal/fetch"},
 	"updater/payload":          {"internal/cmdline", "internal/version"},
 	"updater/fleet":            {"configs", "internal/bootlog", "internal/redact"},
+	"updater/fleet/fleettest":  nil,
 	// Build.
 	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/format/isoimage",
 		"internal/format/kmod", "internal/boot/netroot", "partitions", "updater/payload", "internal/version"},
@@ -68,7 +69,7 @@ var Allowed = map[string][]string{
 // updater/payload), never build code.
 var (
 	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "updater/fleet", "internal/run/pid1"}
-	BuildOnly   = []string{"builder", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e"}
+	BuildOnly   = []string{"builder", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e", "updater/fleet/fleettest"}
 )
 
 // Package is one node of the graph: its path relative to Module, its direct

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,53 +12,14 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/updater/fleet/fleettest"
 )
 
-// startEtcd runs a real etcd in the test process on loopback ports the
-// kernel picks, its data in a temporary folder.
 func startEtcd(t testing.TB) string {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{filepath.Join(cfg.Dir, "etcd.log")}
-	// The ports are picked here, free a moment ago: etcd needs its peer
-	// URL in the initial cluster before it listens, so port 0 cannot be
-	// advertised. Another process may take one meanwhile: try again.
-	var e *embed.Etcd
-	var err error
-	for range 3 {
-		cu, pu := freeURL(t), freeURL(t)
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-		if e, err = embed.StartEtcd(cfg); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		t.Fatal("etcd did not become ready")
-	}
-	return "http://" + e.Clients[0].Addr().String()
-}
-
-func freeURL(t testing.TB) url.URL {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return url.URL{Scheme: "http", Host: addr}
+	ep, _ := fleettest.StartEtcd(t)
+	return ep
 }
 
 func conn(ep string) configs.EtcdConn {
@@ -324,19 +283,14 @@ func TestEtcdLockBadDocuments(t *testing.T) {
 }
 
 func TestEtcdLockUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := "http://" + l.Addr().String()
-	l.Close() // a closed port
+	ep := fleettest.ClosedPort(t)
 	lines := &lines{}
 	lk := newLock(ep, "m1", lines)
 	lk.Conn.DialTimeout = configs.Duration(200 * time.Millisecond)
 	defer lk.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	err = lk.Acquire(ctx)
+	err := lk.Acquire(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Acquire returned %v, want the context's deadline", err)
 	}
