@@ -49,9 +49,18 @@ type EtcdConn struct {
 	DialTimeout  Duration `yaml:"dial_timeout,omitempty" json:"dial_timeout,omitempty"`
 }
 
-// EtcdLock is update.lock.etcd: locksmith's semaphore.
+// EtcdLock is update.lock.etcd: locksmith's semaphore. Its connection
+// fields are EtcdConn's, written out (the spec's strict checker knows no
+// inline structs); Conn returns them.
 type EtcdLock struct {
-	EtcdConn `yaml:",inline"`
+	Endpoints    []string `yaml:"endpoints" json:"endpoints"`
+	Prefix       string   `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	CA           string   `yaml:"ca,omitempty" json:"ca,omitempty"`
+	Cert         string   `yaml:"cert,omitempty" json:"cert,omitempty"`
+	Key          string   `yaml:"key,omitempty" json:"key,omitempty"`
+	Username     string   `yaml:"username,omitempty" json:"username,omitempty"`
+	PasswordFile string   `yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	DialTimeout  Duration `yaml:"dial_timeout,omitempty" json:"dial_timeout,omitempty"`
 	// Group names a separate semaphore (locksmith's groups).
 	Group string `yaml:"group,omitempty" json:"group,omitempty"`
 	// Max holders when the semaphore is created (default 1); an existing
@@ -59,6 +68,17 @@ type EtcdLock struct {
 	Max int `yaml:"max,omitempty" json:"max,omitempty"`
 	// TTL: a hold older than this may be taken over (default 30m).
 	TTL Duration `yaml:"ttl,omitempty" json:"ttl,omitempty"`
+}
+
+// Conn is the lock's etcd connection.
+func (e *EtcdLock) Conn() EtcdConn {
+	return EtcdConn{Endpoints: e.Endpoints, Prefix: e.Prefix, CA: e.CA, Cert: e.Cert, Key: e.Key,
+		Username: e.Username, PasswordFile: e.PasswordFile, DialTimeout: e.DialTimeout}
+}
+
+func (e *EtcdLock) setConn(c EtcdConn) {
+	e.Endpoints, e.Prefix, e.CA, e.Cert, e.Key = c.Endpoints, c.Prefix, c.CA, c.Cert, c.Key
+	e.Username, e.PasswordFile, e.DialTimeout = c.Username, c.PasswordFile, c.DialTimeout
 }
 
 // FleetLockConf is update.lock.fleetlock: a FleetLock server (Zincati's
@@ -81,7 +101,8 @@ func (u *Update) ReportEtcd() *EtcdConn {
 		return u.Report.Etcd
 	}
 	if u.Lock != nil && u.Lock.Etcd != nil {
-		return &u.Lock.Etcd.EtcdConn
+		c := u.Lock.Etcd.Conn()
+		return &c
 	}
 	return nil
 }
@@ -89,7 +110,9 @@ func (u *Update) ReportEtcd() *EtcdConn {
 func (u *Update) setFleetDefaults() {
 	if u.Lock != nil && u.Lock.Etcd != nil {
 		e := u.Lock.Etcd
-		e.setDefaults()
+		c := e.Conn()
+		c.setDefaults()
+		e.setConn(c)
 		if e.Max == 0 {
 			e.Max = DefaultLockMax
 		}
@@ -156,7 +179,8 @@ func checkLock(c *collector, p string, l *UpdateLock) {
 	}
 	if e := l.Etcd; e != nil {
 		ep := p + ".etcd"
-		CheckEtcdConn(c.add, ep, &e.EtcdConn, true)
+		conn := e.Conn()
+		CheckEtcdConn(c.add, ep, &conn, true)
 		if e.Group != "" && !groupRe.MatchString(e.Group) {
 			c.add(ep+".group", "%q: letters, digits, '.', '_' and '-', at most 63", e.Group)
 		}

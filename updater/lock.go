@@ -57,7 +57,7 @@ func (d *Daemon) fleetInit() {
 		if d.Lock == nil && d.Config.Lock != nil {
 			switch l := d.Config.Lock; {
 			case l.Etcd != nil:
-				d.Lock = &fleet.Etcd{Conn: l.Etcd.EtcdConn, Group: l.Etcd.Group, Max: l.Etcd.Max, TTL: l.Etcd.TTL.D(), ID: d.MachineID, Report: d.lockReport}
+				d.Lock = &fleet.Etcd{Conn: l.Etcd.Conn(), Group: l.Etcd.Group, Max: l.Etcd.Max, TTL: l.Etcd.TTL.D(), ID: d.MachineID, Report: d.lockReport}
 			case l.FleetLock != nil:
 				d.Lock = &fleet.FleetLock{URL: l.FleetLock.URL, Group: l.FleetLock.Group, ID: d.MachineID, Client: d.client(), Report: d.lockReport}
 			}

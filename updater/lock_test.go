@@ -3,6 +3,8 @@ package updater
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/updater/fleet"
 )
 
 // gateLock is a reboot lock that is granted when the test says so.
@@ -144,4 +147,118 @@ func TestRebootLockWithoutLock(t *testing.T) {
 	if err := d.rebootPerPolicy(); err == nil {
 		t.Fatal("no error")
 	}
+}
+
+// With a real etcd: another machine holds the only place; the staged
+// update waits (status says for what), reboots once the place is free,
+// and the bless gives it back.
+func TestRebootWaitsForEtcdLock(t *testing.T) {
+	ep := startEtcd(t)
+	conn := configs.EtcdConn{Endpoints: []string{ep}, Prefix: configs.DefaultLockPrefix, DialTimeout: configs.Duration(2 * time.Second)}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	other := &fleet.Etcd{Conn: conn, ID: "other", Max: 1, Report: func(string, ...any) {}}
+	defer other.Close()
+	if err := other.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	d := testDaemon(t, serveChannel(t, f.channel), f.pub)
+	d.MachineID = "0123456789abcdef0123456789abcdef"
+	d.Config.Reboot = configs.RebootLock
+	d.Config.Lock = &configs.UpdateLock{Etcd: &configs.EtcdLock{Endpoints: conn.Endpoints, Prefix: conn.Prefix, DialTimeout: conn.DialTimeout, Max: 1, TTL: configs.DefaultLockTTL}}
+	rebooted := make(chan struct{}, 1)
+	d.Reboot = func() error { rebooted <- struct{}{}; return nil }
+	d.fleetInit()
+	d.Lock.(*fleet.Etcd).Backoff = fleet.Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}
+	if err := d.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.Status().Lock, "full: held by other") {
+		if time.Now().After(deadline) {
+			t.Fatalf("status lock %q", d.Status().Lock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := d.Status(); st.State != "locking" {
+		t.Errorf("state %s, want locking", st.State)
+	}
+	select {
+	case <-rebooted:
+		t.Fatal("rebooted while another machine holds the lock")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := other.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rebooted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reboot once the lock was free")
+	}
+	ls, err := other.Read(ctx)
+	if err != nil || !slices.Equal(ls.Doc.Holders, []string{d.MachineID}) {
+		t.Fatalf("holders at the reboot: %+v %v", ls, err)
+	}
+	onTrial(t, d)
+	d.bless()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		ls, err := other.Read(ctx)
+		if err == nil && len(ls.Doc.Holders) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lock was not released after the bless: %+v %v", ls, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A machine that boots, not on trial, with a hold of its own (it rolled
+// back, or rebooted before its bless was written) gives it back once
+// healthy; one with a version staged keeps it for that reboot.
+func TestBootReleasesStaleHold(t *testing.T) {
+	for _, staged := range []bool{false, true} {
+		d := testDaemon(t, "http://127.0.0.1:1/", nil)
+		d.MachineID = "0123456789abcdef0123456789abcdef"
+		d.Config.Reboot = configs.RebootLock
+		g := &gateLock{grant: make(chan struct{})}
+		d.Lock = g
+		d.StatusFile = filepath.Join(t.TempDir(), "status.json")
+		if err := os.WriteFile(d.StatusFile, []byte(`{"version":"1.0.0","slot":"a","ready":true,"services":[]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if staged {
+			d.editState(func(st *State) { st.Staged = "1.1.0" })
+		}
+		d.settle(context.Background())
+		time.Sleep(300 * time.Millisecond)
+		if released := slices.Contains(g.Events(), "release"); released == staged {
+			t.Errorf("staged %v: released %v", staged, released)
+		}
+	}
+}
+
+// reboot: lock with a window hours away asks for no lock before it opens.
+func TestLockWaitsForWindow(t *testing.T) {
+	d := testDaemon(t, "http://127.0.0.1:1/", nil)
+	d.MachineID = "0123456789abcdef0123456789abcdef"
+	d.Config.Reboot = configs.RebootLock
+	from := time.Now().UTC().Add(3 * time.Hour)
+	d.Config.Window = from.Format("15:04") + "-" + from.Add(time.Hour).Format("15:04")
+	g := &gateLock{grant: make(chan struct{})}
+	d.Lock = g
+	if err := d.rebootPerPolicy(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if len(g.Events()) != 0 {
+		t.Errorf("asked for the lock outside the window: %v", g.Events())
+	}
+	if st := d.Status(); st.State != "staged" || !strings.HasPrefix(st.Lock, "waiting for the reboot lock") {
+		t.Errorf("state %s lock %q", st.State, st.Lock)
+	}
+	d.stopLockWait()
 }

@@ -336,7 +336,7 @@ func (e *Etcd) tryAcquire(ctx context.Context) (stale string, err error) {
 		}
 		// held without a record (taken by an older slate or by hand):
 		// record it now so it can expire
-		return "", e.swap(ctx, ls, doc, []clientv3.Op{e.putHold(ls, now)})
+		return "", e.swap(ctx, ls, doc, []clientv3.Op{e.putHold(now)})
 	}
 	if len(doc.Holders) >= doc.Max {
 		stale = e.staleHolder(ls, doc, now)
@@ -348,7 +348,7 @@ func (e *Etcd) tryAcquire(ctx context.Context) (stale string, err error) {
 	doc.Holders = append(doc.Holders, e.ID)
 	// the stale holder's record goes in swap, with every record whose
 	// holder is gone
-	return stale, e.swap(ctx, ls, doc, []clientv3.Op{e.putHold(ls, now)})
+	return stale, e.swap(ctx, ls, doc, []clientv3.Op{e.putHold(now)})
 }
 
 // staleHolder is the oldest holder whose hold is older than TTL; holders
@@ -372,7 +372,7 @@ func (e *Etcd) staleHolder(ls *LockState, doc *Semaphore, now time.Time) string 
 	return ids[0]
 }
 
-func (e *Etcd) putHold(_ *LockState, now time.Time) clientv3.Op {
+func (e *Etcd) putHold(now time.Time) clientv3.Op {
 	b := fmt.Appendf(nil, `{"taken":%q}`, now.Format(time.RFC3339Nano))
 	return clientv3.OpPut(holdsPrefix(e.prefix(), e.Group)+e.ID, string(b))
 }

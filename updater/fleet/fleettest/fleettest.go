@@ -22,20 +22,14 @@ func StartEtcd(t testing.TB) (string, *embed.Etcd) {
 	cfg.Dir = t.TempDir()
 	cfg.LogLevel = "error"
 	cfg.LogOutputs = []string{filepath.Join(cfg.Dir, "etcd.log")}
-	// The ports are picked here, free a moment ago: etcd needs its peer
-	// URL in the initial cluster before it listens, so port 0 cannot be
-	// advertised. Another process may take one meanwhile: try again.
-	var e *embed.Etcd
-	var err error
-	for range 3 {
-		cu, pu := freeURL(t), freeURL(t)
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-		if e, err = embed.StartEtcd(cfg); err == nil {
-			break
-		}
-	}
+	// Port 0: the kernel picks the ports as etcd listens (a single
+	// member never dials its own peer URL, so the advertised :0 is never
+	// used); Clients[0].Addr() says where the clients' port ended up.
+	loop := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{loop}, []url.URL{loop}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{loop}, []url.URL{loop}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
