@@ -44,11 +44,21 @@ type Update struct {
 	PublicKeys []string `yaml:"public_keys,omitempty" json:"public_keys,omitempty"`
 	// CheckInterval between checks (default 1h), with up to 10% jitter.
 	CheckInterval Duration `yaml:"check_interval,omitempty" json:"check_interval,omitempty"`
-	// Reboot is immediate (default), window or off (stage only).
+	// Reboot is immediate (default), window, lock (once the fleet's
+	// reboot lock is taken, see Lock) or off (stage only).
 	Reboot string `yaml:"reboot,omitempty" json:"reboot,omitempty"`
-	// Window is the daily reboot window "HH:MM-HH:MM" (UTC), for reboot: window.
+	// Window is the daily reboot window "HH:MM-HH:MM" (UTC), for reboot:
+	// window, or with reboot: lock, when the lock may be taken.
 	Window string `yaml:"window,omitempty" json:"window,omitempty"`
-	Health Health `yaml:"health,omitempty" json:"health"`
+	// Lock is the fleet's reboot lock, for reboot: lock.
+	Lock *UpdateLock `yaml:"lock,omitempty" json:"lock,omitempty"`
+	// Report sends this machine's state to an etcd of its own (lock.etcd's
+	// is used without it) for fleet status and stop-the-line.
+	Report *UpdateReport `yaml:"report,omitempty" json:"report,omitempty"`
+	// HaltAfter: a version that this many machines of the fleet reported
+	// as failed is not applied until resumed (default 1; needs an etcd).
+	HaltAfter int    `yaml:"halt_after,omitempty" json:"halt_after,omitempty"`
+	Health    Health `yaml:"health,omitempty" json:"health"`
 	// Timeouts bound the updater's network waits.
 	Timeouts UpdateTimeouts `yaml:"timeouts,omitempty" json:"timeouts,omitzero"`
 	// Metrics is the host:port the daemon serves Prometheus metrics on
@@ -174,6 +184,7 @@ func (u *Update) setDefaults(svcs []Service) {
 	if u.Health.Hold == 0 {
 		u.Health.Hold = DefaultHealthHold
 	}
+	u.setFleetDefaults()
 	if u.Health.Services == nil {
 		for _, s := range svcs {
 			// a oneshot finishes: it is never "up"
@@ -210,15 +221,17 @@ func (u *Update) validate(c *collector, p string, svcs []Service, containers []C
 	switch u.Reboot {
 	case "", RebootImmediate, RebootOff:
 		if u.Window != "" {
-			c.add(p+".window", "a window needs reboot: window")
+			c.add(p+".window", "a window needs reboot: window or lock")
 		}
 	case RebootWindow:
 		if _, _, err := ParseWindow(u.Window); err != nil {
 			c.add(p+".window", "%v", err)
 		}
+	case RebootLock: // checkFleet
 	default:
-		c.add(p+".reboot", "%q is not a reboot policy: use immediate, window or off", u.Reboot)
+		c.add(p+".reboot", "%q is not a reboot policy: use immediate, window, lock or off", u.Reboot)
 	}
+	u.checkFleet(c, p)
 	for _, f := range []struct {
 		name string
 		d    Duration

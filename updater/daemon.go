@@ -23,6 +23,7 @@ import (
 	"github.com/slateos/slate/internal/fetch"
 	"github.com/slateos/slate/internal/run/supervisor"
 	"github.com/slateos/slate/partitions"
+	"github.com/slateos/slate/updater/fleet"
 	"github.com/slateos/slate/updater/payload"
 )
 
@@ -70,7 +71,12 @@ type Daemon struct {
 	// Now is the clock of rollout decisions and freshness checks
 	// (tests); nil is time.Now.
 	Now func() time.Time
+	// Lock is the fleet's reboot lock and Fleet its reports (nil: built
+	// from Config.Lock and Config.ReportEtcd; see lock.go).
+	Lock  fleet.Lock
+	Fleet *fleet.Fleet
 
+	fl     fleetState
 	mu     sync.Mutex // boot entries and state file
 	smu    sync.Mutex // guards status, the job fields, rebootTimer
 	status Status
@@ -172,7 +178,12 @@ type Status struct {
 	Failed    map[string]Failure `json:"failed,omitempty"`
 	// Rollout is this machine's place in the rollout of the newer
 	// version the channel offers, from the last check that found one.
-	Rollout *RolloutStatus `json:"rollout,omitempty"`
+	Rollout   *RolloutStatus `json:"rollout,omitempty"`
+	MachineID string         `json:"machine_id,omitempty"`
+	// Lock says the daemon waits for the fleet's reboot lock; Halted
+	// that stop-the-line holds a version back.
+	Lock   string `json:"lock,omitempty"`
+	Halted string `json:"halted,omitempty"`
 }
 
 // SlotInfo describes a slot from its boot entry.
@@ -243,6 +254,7 @@ func (d *Daemon) Status() Status {
 	if st.State == "" {
 		st.State = "idle"
 	}
+	d.fleetStatus(&st)
 	return st
 }
 
@@ -301,6 +313,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer stop()
 		go d.serveMetrics(mctx, d.Config.Metrics)
 	}
+	defer d.stopLockWait()
+	d.fleetStart(ctx)
 	d.settle(ctx)
 	retry := 5 * time.Second
 	for {
@@ -320,6 +334,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		} else {
 			retry = 5 * time.Second
 		}
+		d.reportFleet(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -382,6 +397,7 @@ func (d *Daemon) settle(ctx context.Context) {
 	d.mu.Unlock()
 	if !haveMine || !mine.Counted {
 		d.report("idle", "version", d.Version, "slot", d.Slot)
+		d.releaseLock(true)
 		return
 	}
 	// We are on trial: bless once healthy. No update runs meanwhile: it
@@ -457,6 +473,7 @@ func (d *Daemon) bless() {
 	st.Blessed, st.Staged = d.Version, ""
 	d.saveState(st)
 	d.report("blessed", "version", d.Version, "slot", d.Slot, "entry", blessed)
+	d.releaseLock(false)
 }
 
 // healthy waits for SLATE-READY, then for the required services and
@@ -637,6 +654,12 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 		d.editState(func(st *State) { st.LastCheck, st.LastError = checked, "" })
 		return nil
 	}
+	if halted, err := d.haltFor(ctx, m.Version); err != nil {
+		return fail(err)
+	} else if halted && !explicit {
+		d.editState(func(st *State) { st.LastCheck, st.LastError = checked, "" })
+		return nil
+	}
 	t, err := idleTarget(d.Disk, d.Slot)
 	if err != nil {
 		return fail(err)
@@ -708,6 +731,8 @@ func (d *Daemon) rebootPerPolicy() error {
 	switch d.Config.Reboot {
 	case configs.RebootOff:
 		return nil
+	case configs.RebootLock:
+		return d.rebootWithLock()
 	case configs.RebootWindow:
 		from, to, err := configs.ParseWindow(d.Config.Window)
 		if err != nil {
@@ -796,7 +821,9 @@ func (d *Daemon) Rollback() error {
 		}
 		return fmt.Errorf("rollback: %w", err)
 	}
-	// Marked bad: an update that would write the other slot must not.
+	// Marked bad: an update that would write the other slot must not,
+	// and a staged one no longer waits for the reboot lock.
+	d.stopLockWait()
 	d.smu.Lock()
 	if d.cancelJob != nil {
 		d.cancelJob()

@@ -28,7 +28,7 @@ func newRoot() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newBuildCmd(), newInspectCmd(), newVMCmd(), newPowerCmd("poweroff"), newPowerCmd("reboot"),
+	root.AddCommand(newFleetCmd(), newBuildCmd(), newInspectCmd(), newVMCmd(), newPowerCmd("poweroff"), newPowerCmd("reboot"),
 		newUpdatedCmd(), newUpdateCmd(), newContainersCmd(), newStatusCmd(), newKeygenCmd(), newServeCmd(), newChannelCmd(), newIgnitionCmd(), newContainerHookCmd(),
 		&cobra.Command{
 			Use:   "version",

@@ -104,6 +104,15 @@ func printStatus(w io.Writer, st *updater.Status, asJSON bool) {
 		state = fmt.Sprintf("%s %d%%", st.State, st.Percent)
 	}
 	fmt.Fprintf(w, "updater:  %s\n", state)
+	if st.MachineID != "" {
+		fmt.Fprintf(w, "machine:  %s\n", st.MachineID)
+	}
+	if st.Lock != "" {
+		fmt.Fprintf(w, "lock:     %s\n", st.Lock)
+	}
+	if st.Halted != "" {
+		fmt.Fprintf(w, "halted:   %s\n", st.Halted)
+	}
 	if st.Staged != "" {
 		fmt.Fprintf(w, "staged:   %s (boots on the next reboot)\n", st.Staged)
 	}

@@ -28,6 +28,7 @@ var Allowed = map[string][]string{
 	"internal/fetch":           {"internal/redact"},
 	"internal/cmdline":         nil,
 	"internal/version":         nil,
+	"internal/machineid":       nil,
 	"internal/format/ext4fs":   nil,
 	"internal/format/fatfs":    nil,
 	"internal/format/kmod":     nil,
@@ -41,6 +42,8 @@ var Allowed = map[string][]string{
 	"internal/imageinfo":       {"configs"},
 	"internal/run/ignition":    {"internal/accounts", "configs", "internal/fetch"},
 	"updater/payload":          {"internal/cmdline", "internal/version"},
+	"updater/fleet":            {"configs", "internal/bootlog", "internal/redact"},
+	"updater/fleet/fleettest":  nil,
 	// Build.
 	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/oci", "internal/run/cnet", "internal/format/isoimage",
 		"internal/format/kmod", "internal/boot/netroot", "partitions", "updater/payload", "internal/version"},
@@ -52,9 +55,9 @@ var Allowed = map[string][]string{
 	"internal/bootdisk":       {"internal/cmdline", "partitions"},
 	"internal/run/supervisor": {"internal/accounts", "internal/bootlog", "configs", "internal/imageinfo", "internal/run/cgroup", "internal/boot/netconf"},
 	"internal/run/provision":  {"internal/bootdisk", "internal/cmdline", "configs", "internal/run/ignition", "internal/run/supervisor"},
-	"updater":                 {"internal/bootdisk", "internal/bootentry", "internal/bootlog", "internal/cmdline", "configs", "internal/fetch", "partitions", "internal/redact", "internal/run/supervisor", "updater/payload"},
+	"updater":                 {"internal/bootdisk", "internal/bootentry", "internal/bootlog", "internal/cmdline", "configs", "internal/fetch", "partitions", "internal/redact", "internal/run/supervisor", "updater/fleet", "updater/payload"},
 	"internal/run/pid1": {"internal/bootdisk", "internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "configs", "internal/run/ignition", "internal/imageinfo", "internal/format/kmod",
-		"internal/run/provision", "internal/run/supervisor", "internal/run/cnet", "internal/run/cgroup", "updater", "updater/payload"},
+		"internal/machineid", "internal/run/provision", "internal/run/supervisor", "internal/run/cnet", "internal/run/cgroup", "updater", "updater/payload"},
 	"internal/run/cnet": {"configs", "internal/imageinfo"},
 	// Harness and front ends.
 	"internal/qemu":     nil,
@@ -68,8 +71,8 @@ var Allowed = map[string][]string{
 // the machine reads contracts (imageinfo, partitions, bootentry,
 // updater/payload), never build code.
 var (
-	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "internal/run/pid1", "internal/run/cnet"}
-	BuildOnly   = []string{"builder", "internal/oci", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e"}
+	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "updater/fleet", "internal/run/pid1", "internal/run/cnet"}
+	BuildOnly   = []string{"builder", "internal/oci", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e", "updater/fleet/fleettest"}
 )
 
 // Package is one node of the graph: its path relative to Module, its direct

@@ -24,6 +24,7 @@ import (
 	"github.com/slateos/slate/internal/cmdline"
 	"github.com/slateos/slate/internal/format/kmod"
 	"github.com/slateos/slate/internal/imageinfo"
+	"github.com/slateos/slate/internal/machineid"
 	"github.com/slateos/slate/internal/run/cgroup"
 	"github.com/slateos/slate/internal/run/ignition"
 	"github.com/slateos/slate/internal/run/provision"
@@ -159,7 +160,24 @@ func provisionHook(ctx context.Context, cmdline, kver string, image []supervisor
 		bootlog.Event("FAILED", "stage", "ignition", "err", err.Error())
 		return nil, err
 	}
+	ensureMachineID()
 	return svcs, nil
+}
+
+// ensureMachineID gives the machine its id once provisioning has run, so
+// an id a config wrote to /etc/machine-id wins (and one that is not valid
+// is replaced, with a line saying so). /etc's upper layer is on STATE: the
+// id stays across updates and rollbacks.
+func ensureMachineID() {
+	id, created, replaced, err := machineid.Ensure(machineid.Path)
+	switch {
+	case err != nil:
+		logrus.WithError(err).Error("no machine id: fleet coordination (reboot locks, reports) will not work")
+	case replaced:
+		logrus.WithField("id", id).Warn("machine id: /etc/machine-id was not 32 lowercase hex digits; replaced")
+	case created:
+		logrus.WithField("id", id).Info("machine id created")
+	}
 }
 
 // readESPConfig reads /slate/config.ign from the ESP of the boot disk.

@@ -10,11 +10,14 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/bootdisk"
 	"github.com/slateos/slate/internal/bootlog"
 	"github.com/slateos/slate/internal/format/kmod"
 	"github.com/slateos/slate/internal/imageinfo"
+	"github.com/slateos/slate/internal/machineid"
 	"github.com/slateos/slate/internal/run/supervisor"
 	"github.com/slateos/slate/updater"
 	"github.com/slateos/slate/updater/payload"
@@ -56,7 +59,14 @@ func RunUpdater() error {
 	if err != nil {
 		return err
 	}
+	// PID 1 wrote the id before services started; without one the daemon
+	// still updates, but refuses a reboot lock (see updater/lock.go).
+	mid, err := machineid.Read(machineid.Path)
+	if err != nil {
+		logrus.WithError(err).Warn("updater: no machine id")
+	}
 	d := &updater.Daemon{
+		MachineID:  mid,
 		Name:       info.Name,
 		Version:    info.Version,
 		Slot:       Slot(),

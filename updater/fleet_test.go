@@ -1,0 +1,84 @@
+package updater
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/updater/fleet"
+	"github.com/slateos/slate/updater/fleet/fleettest"
+)
+
+func startEtcd(t *testing.T) string {
+	ep, _ := fleettest.StartEtcd(t)
+	return ep
+}
+
+// Stop-the-line: one machine gave 1.1.0 up (rolled back) and says so;
+// the other does not apply 1.1.0 until someone resumes it.
+func TestStopTheLine(t *testing.T) {
+	ep := startEtcd(t)
+	conn := configs.EtcdConn{Endpoints: []string{ep}, Prefix: configs.DefaultLockPrefix, DialTimeout: configs.Duration(2 * time.Second)}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := newFixture(t)
+	report := &configs.UpdateReport{Etcd: &conn}
+
+	one := testDaemon(t, "http://127.0.0.1:1/", nil)
+	one.MachineID, one.Config.Report, one.Config.HaltAfter = "11111111111111111111111111111111", report, 1
+	one.editState(func(st *State) {
+		st.Failed["1.1.0"] = Failure{Reason: "health check: service web did not stay up", At: time.Now().UTC()}
+	})
+	one.reportFleet(ctx)
+
+	two := testDaemon(t, serveChannel(t, f.channel), f.pub)
+	two.MachineID, two.Config.Report, two.Config.HaltAfter = "22222222222222222222222222222222", report, 1
+	if err := two.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := two.Status()
+	if st.State != "halted" || st.Staged != "" || st.Other.Version != "0.9.0" {
+		t.Fatalf("machine two applied 1.1.0 that failed on machine one: state %s, staged %q, other %+v", st.State, st.Staged, st.Other)
+	}
+	if !strings.Contains(st.Halted, "1.1.0 failed on 1 machines (11111111111111111111111111111111)") {
+		t.Errorf("status does not say why: %q", st.Halted)
+	}
+	two.reportFleet(ctx)
+	fl := &fleet.Fleet{Conn: conn}
+	defer fl.Close()
+	fs, err := fl.Status(ctx)
+	if err != nil || len(fs.Machines) != 2 || fs.Counts["1.0.0"]["halted"] != 1 || len(fs.Failed) != 1 || fs.Failed[0].ID != one.MachineID {
+		t.Errorf("fleet status %+v %v", fs, err)
+	}
+	// still held at the next check
+	if err := two.Check(ctx); err != nil || two.Status().Staged != "" {
+		t.Fatalf("second check: %v, staged %q", err, two.Status().Staged)
+	}
+	if err := fl.Resume(ctx, "1.1.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := two.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := two.Status(); st.Staged != "1.1.0" || st.Halted != "" {
+		t.Errorf("after resume: staged %q, halted %q", st.Staged, st.Halted)
+	}
+}
+
+// An etcd that cannot be read holds the update (fail closed) and says so.
+func TestStopTheLineUnreachable(t *testing.T) {
+	ep := fleettest.ClosedPort(t)
+	f := newFixture(t)
+	d := testDaemon(t, serveChannel(t, f.channel), f.pub)
+	d.MachineID = "22222222222222222222222222222222"
+	d.Config.Report = &configs.UpdateReport{Etcd: &configs.EtcdConn{Endpoints: []string{ep}, DialTimeout: configs.Duration(time.Second)}}
+	err := d.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "stop-the-line") {
+		t.Fatalf("check with etcd down: %v", err)
+	}
+	if st := d.Status(); st.Staged != "" || st.Other.Version != "0.9.0" {
+		t.Errorf("applied without the fleet's word: %+v", st)
+	}
+}
