@@ -121,12 +121,14 @@ func (d *Daemon) rebootWithLock() error {
 			d.fl.waiting, d.fl.cancel = false, nil
 			d.fl.mu.Unlock()
 		}()
+		t0 := time.Now()
 		if err := d.acquireInWindow(ctx); err != nil {
 			if ctx.Err() == nil { // else shutting down, or a rollback by hand
 				d.report("failed", "err", "reboot lock: "+err.Error())
 			}
 			return
 		}
+		d.Metrics().LockWait(time.Since(t0))
 		_ = d.rebootNow()
 	}()
 	return nil
