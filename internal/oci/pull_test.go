@@ -431,7 +431,10 @@ func TestSchemeGuard(t *testing.T) {
 	}
 	for _, tc := range cases {
 		req, _ := http.NewRequest(http.MethodGet, tc.url, nil)
-		_, err := (&schemeGuard{inner: ok, insecure: tc.insecure}).RoundTrip(req)
+		resp, err := (&schemeGuard{inner: ok, insecure: tc.insecure}).RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
 		if (err == nil) != tc.allowed {
 			t.Errorf("%s insecure=%v: err %v, want allowed=%v", tc.url, tc.insecure, err, tc.allowed)
 		}

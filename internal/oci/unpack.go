@@ -252,7 +252,7 @@ func (u *unpacker) stream(blob io.Reader, digest, diffID string) error {
 	var names int64
 	for {
 		hdr, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
