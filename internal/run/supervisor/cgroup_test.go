@@ -98,7 +98,10 @@ func TestServicesRunInTheirCgroup(t *testing.T) {
 func TestServiceOOMKilledIsReported(t *testing.T) {
 	m, ctrls := testCgroups(t)
 	if !slices.Contains(ctrls, "memory") {
-		t.Skip("the memory controller is not available in cgroup2 here")
+		// A hybrid host binds memory to cgroup v1: check the other
+		// branch, a service whose limit cannot be applied fails alone.
+		limitWithoutController(t, m, "memory", configs.Limits{Memory: 32 << 20})
+		return
 	}
 	hog := helperService(t, "hog", "alloc", configs.RestartAlways, nil)
 	hog.Limits = configs.Limits{Memory: 32 << 20}
@@ -129,18 +132,18 @@ func TestLimitsWithoutCgroupsFail(t *testing.T) {
 	con.waitFor(t, `^SLATE-SERVICE name=x state=failed err="limits are set .* cgroups are not available"$`, 1)
 }
 
-func TestLimitWithoutControllerFailsTheService(t *testing.T) {
-	m, ctrls := testCgroups(t)
-	if slices.Contains(ctrls, "pids") {
-		t.Skip("the pids controller is available here")
-	}
+// limitWithoutController checks that a service whose limit needs a
+// controller this host's cgroup2 lacks fails with an error naming it, and
+// that the others start.
+func limitWithoutController(t *testing.T, m *cgroup.Manager, ctrl string, lim configs.Limits) {
+	t.Helper()
 	svc := helperService(t, "x", "sleep", configs.RestartNever, nil)
-	svc.Limits = configs.Limits{PIDs: 10}
+	svc.Limits = lim
 	ok := helperService(t, "ok", "sleep", configs.RestartNever, nil)
 	cfg, con := testConfig(t, svc, ok)
 	cfg.Cgroups = m
 	start(t, cfg)
-	con.waitFor(t, `^SLATE-SERVICE name=x state=failed err=".*pids controller is not enabled`, 1)
+	con.waitFor(t, `^SLATE-SERVICE name=x state=failed err=".*`+ctrl+` controller is not enabled`, 1)
 	con.waitFor(t, `^SLATE-SERVICE name=ok state=started`, 1)
 }
 
@@ -240,4 +243,25 @@ func (d discardLines) Write(p []byte) (int, error) {
 		return d.c.Write(p)
 	}
 	return len(p), nil
+}
+
+func TestServicePIDsLimit(t *testing.T) {
+	m, ctrls := testCgroups(t)
+	if !slices.Contains(ctrls, "pids") {
+		limitWithoutController(t, m, "pids", configs.Limits{PIDs: 10})
+		return
+	}
+	svc := helperService(t, "x", "sleep", configs.RestartNever, nil)
+	svc.Limits = configs.Limits{PIDs: 10}
+	cfg, con := testConfig(t, svc)
+	cfg.Cgroups = m
+	start(t, cfg)
+	con.waitFor(t, `^SLATE-SERVICE name=x state=started`, 1)
+	l, err := m.Leaf("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(l.Path, "pids.max")); err != nil || strings.TrimSpace(string(b)) != "10" {
+		t.Errorf("pids.max of x: %q, %v; want 10", b, err)
+	}
 }
