@@ -9,7 +9,8 @@
 //	GET /alloc   allocates and touches memory until the OOM killer ends it
 //
 // APP_VERSION names the version; APP_MODE=crash exits 1 half a second
-// after each start instead of serving.
+// after each start instead of serving; APP_PORT replaces 8080 (the
+// benchmark runs the same program as a plain service beside it).
 package main
 
 import (
@@ -60,7 +61,11 @@ func main() {
 			}
 		}()
 	})
-	if err := http.ListenAndServe(":8080", nil); err != nil {
+	port := os.Getenv("APP_PORT")
+	if port == "" {
+		port = "8080"
+	}
+	if err := http.ListenAndServe(":"+port, nil); err != nil {
 		fmt.Println("ctrapp:", err)
 		os.Exit(2)
 	}
