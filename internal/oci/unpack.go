@@ -400,6 +400,9 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 		}
 		ino.target = hdr.Linkname
 	case tar.TypeLink:
+		if len(path) == 0 {
+			return nil, errors.New("the root is not a directory (a hard link)")
+		}
 		link, err := splitName(hdr.Linkname)
 		if err != nil {
 			return nil, fmt.Errorf("hard link target %q: %w", hdr.Linkname, err)
@@ -420,7 +423,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) (*op, error) {
 	default:
 		return nil, fmt.Errorf("entry type %q is not supported", hdr.Typeflag)
 	}
-	if len(path) == 0 && ino.kind != kindDir {
+	if len(path) == 0 && (o.ino == nil || ino.kind != kindDir) {
 		return nil, errors.New("the root is not a directory")
 	}
 	return o, nil
@@ -501,7 +504,11 @@ func (r *Rootfs) find(path []string) *node {
 func (u *unpacker) add(o op) error {
 	path := splitJoined(o.path)
 	if len(path) == 0 {
-		// The root's own entry: its attributes.
+		// The root's own entry: its attributes (entry refuses a root that
+		// is not a directory, a hard link included).
+		if o.ino == nil || o.ino.kind != kindDir {
+			return errors.New("the root is not a directory")
+		}
 		*u.r.root.ino = *o.ino
 		return nil
 	}

@@ -54,7 +54,12 @@ func TestUnpackRefuses(t *testing.T) {
 		{"write through a symlink", []tarEntry{{name: "lib", typ: tar.TypeSymlink, link: "/etc"}, fileE("lib/passwd", "x", 0o644)}, UnpackOptions{}, "/lib is a symlink"},
 		{"file under a file", []tarEntry{fileE("a", "x", 0o644), fileE("a/b", "x", 0o644)}, UnpackOptions{}, "/a is not a directory"},
 		{"device outside /dev", []tarEntry{{name: "tmp/sda", typ: tar.TypeBlock, mode: 0o600}}, UnpackOptions{}, `"tmp/sda": a device node outside /dev`},
-		{"root a file", []tarEntry{fileE(".", "x", 0o644)}, UnpackOptions{}, "the root is not a directory"},
+		{"root a file", []tarEntry{fileE(".", "x", 0o644)}, UnpackOptions{}, `".": the root is not a directory`},
+		{"root a hard link ./", []tarEntry{fileE("f", "x", 0o644), {name: "./", typ: tar.TypeLink, link: "f"}}, UnpackOptions{}, `"./": the root is not a directory`},
+		{"root a hard link /", []tarEntry{fileE("f", "x", 0o644), {name: "/", typ: tar.TypeLink, link: "f"}}, UnpackOptions{}, `"/": the root is not a directory`},
+		{"root a hard link .", []tarEntry{fileE("f", "x", 0o644), {name: ".", typ: tar.TypeLink, link: "f"}}, UnpackOptions{}, `".": the root is not a directory`},
+		{"root a symlink", []tarEntry{{name: "./", typ: tar.TypeSymlink, link: "/etc"}}, UnpackOptions{}, `"./": the root is not a directory`},
+		{"root a fifo", []tarEntry{{name: ".", typ: tar.TypeFifo}}, UnpackOptions{}, `".": the root is not a directory`},
 		{"long path", []tarEntry{fileE(long, "x", 0o644)}, UnpackOptions{}, "longer than 4096"},
 		{"long name", []tarEntry{fileE(strings.Repeat("n", 256), "x", 0o644)}, UnpackOptions{}, "longer than 255"},
 		{"too many entries", []tarEntry{fileE("a", "", 0o644), fileE("b", "", 0o644), fileE("c", "", 0o644)}, UnpackOptions{MaxEntries: 2}, "more than 2 entries"},
@@ -135,6 +140,7 @@ func FuzzUnpack(f *testing.F) {
 		tarEntry{name: "f", typ: tar.TypeReg, pax: map[string]string{"SCHILY.xattr.security.capability": "v"}}))
 	f.Add(tarBytes(f, fileE(".wh.gone", "", 0), fileE("d/.wh..wh..opq", "", 0), tarEntry{name: "dev/x", typ: tar.TypeChar}, tarEntry{name: "p", typ: tar.TypeFifo}))
 	f.Add(tarBytes(f, fileE("a/b/c", "x", 0o644), tarEntry{name: "l", typ: tar.TypeLink, link: "a/b/c"}, fileE("a/.wh.b", "", 0)))
+	f.Add(tarBytes(f, fileE("f", "x", 0o644), tarEntry{name: "./", typ: tar.TypeLink, link: "f"}))
 	// One stage file for every run, and no cache: the walker only.
 	stage, err := os.CreateTemp(f.TempDir(), "stage")
 	if err != nil {
