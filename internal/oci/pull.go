@@ -35,10 +35,12 @@ const (
 type PullOptions struct {
 	// CacheDir holds the content-addressed cache ($SLATE_CACHE/oci).
 	CacheDir string
-	// Insecure allows plain http to the image's registry. Without it,
-	// http is used only for a loopback registry (localhost, 127.0.0.0/8,
-	// ::1); every other request (token servers, blob redirects too) must
-	// be https.
+	// Insecure allows plain http to the image's registry (its host and
+	// port only). Without it, the registry is reached over https, an RFC
+	// 1918 address or a *.local name too, and http is used only for a
+	// loopback registry (localhost, 127.0.0.0/8, ::1) that does not
+	// answer https. Every other host (token servers, blob redirects) is
+	// https either way.
 	Insecure bool
 	// Offline makes no network request at all: a tag is resolved to the
 	// digest it resolved to last time (recorded in the cache), and every
@@ -429,7 +431,7 @@ func (p *puller) get(method, kind, id, accept string) (*http.Response, error) {
 	}
 	repo := p.ref.Context()
 	reg := repo.Registry
-	u := fmt.Sprintf("%s://%s/v2/%s/%s/%s", reg.Scheme(), reg.RegistryStr(), repo.RepositoryStr(), kind, id)
+	u := fmt.Sprintf("%s://%s/v2/%s/%s/%s", registryScheme(reg, p.opts.Insecure), reg.RegistryStr(), repo.RepositoryStr(), kind, id)
 	req, err := http.NewRequestWithContext(p.ctx, method, u, nil)
 	if err != nil {
 		return nil, err
@@ -470,7 +472,7 @@ func (p *puller) connect() error {
 	// Transient failures (a reset connection, 429, 5xx) are retried a
 	// few times with backoff, as ggcr's remote does; a refused connection
 	// is not transient and fails at once.
-	base = transport.NewRetry(&schemeGuard{inner: base, insecure: p.opts.Insecure},
+	base = transport.NewRetry(&schemeGuard{inner: base, registry: repo.RegistryStr(), insecure: p.opts.Insecure},
 		transport.WithRetryBackoff(transport.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 3}),
 		transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
 			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))
@@ -487,19 +489,58 @@ func (p *puller) connect() error {
 	return nil
 }
 
-// schemeGuard refuses plain http except to loopback hosts or when the
-// caller allowed it: ggcr itself also speaks http to RFC 1918 addresses
-// and *.local names, which slate does not want without the spec saying so.
+// registryScheme is the scheme of the URLs slate builds for the image's
+// registry: https, unless the image is marked insecure or the registry is
+// loopback (localhost, 127.0.0.0/8, ::1). Then it is http, and ggcr's
+// ping decides: its transport switches requests to the registry to
+// https when the registry answered that. reg.Scheme() is not used: it is
+// also http for RFC 1918 addresses and *.local names, so an https
+// registry there could not be used without marking it insecure.
+func registryScheme(reg name.Registry, insecure bool) string {
+	if insecure || loopbackHost(registryHostname(reg.RegistryStr())) {
+		return "http"
+	}
+	return "https"
+}
+
+// registryHostname is the host of a registry's "host[:port]", without
+// the port or the brackets of an IPv6 address.
+func registryHostname(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+}
+
+// schemeGuard refuses plain http except to the image's registry itself
+// (registry, "host[:port]"), and to that only when it is loopback or the
+// caller allowed it: a token realm or a redirect target on another host
+// is https whatever the image says. ggcr itself also speaks http to RFC
+// 1918 addresses and *.local names, which slate does not want without
+// the spec saying so.
 type schemeGuard struct {
 	inner    http.RoundTripper
+	registry string
 	insecure bool
 }
 
 func (g *schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme == "http" && !g.insecure && !loopbackHost(req.URL.Hostname()) {
+	if req.URL.Scheme != "http" {
+		return g.inner.RoundTrip(req)
+	}
+	if !sameHost(req.URL.Host, g.registry) {
+		return nil, fmt.Errorf("plain http to %s refused: only the image's registry %s may be reached without TLS", req.URL.Host, g.registry)
+	}
+	if !g.insecure && !loopbackHost(req.URL.Hostname()) {
 		return nil, fmt.Errorf("plain http to %s refused: not a loopback registry, and the image is not marked insecure", req.URL.Host)
 	}
 	return g.inner.RoundTrip(req)
+}
+
+// sameHost says whether a plain http URL's host is the registry's
+// ("host" and "host:80" are the same).
+func sameHost(urlHost, registry string) bool {
+	return strings.TrimSuffix(urlHost, ":80") == strings.TrimSuffix(registry, ":80")
 }
 
 func loopbackHost(h string) bool {

@@ -7,11 +7,17 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -416,27 +422,37 @@ func TestSchemeGuard(t *testing.T) {
 		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
 	})
 	cases := []struct {
+		registry string // the image's registry
 		url      string
 		insecure bool
 		allowed  bool
 	}{
-		{"http://127.0.0.1:5000/v2/", false, true},
-		{"http://localhost:5000/v2/", false, true},
-		{"http://[::1]:5000/v2/", false, true},
-		{"http://10.0.0.5:5000/v2/", false, false},
-		{"http://registry.local/v2/", false, false},
-		{"http://registry.example/v2/", false, false},
-		{"http://registry.example/v2/", true, true},
-		{"https://registry.example/v2/", false, true},
+		{"127.0.0.1:5000", "http://127.0.0.1:5000/v2/", false, true},
+		{"localhost:5000", "http://localhost:5000/v2/", false, true},
+		{"[::1]:5000", "http://[::1]:5000/v2/", false, true},
+		{"10.0.0.5:5000", "http://10.0.0.5:5000/v2/", false, false},
+		{"registry.local", "http://registry.local/v2/", false, false},
+		{"registry.example", "http://registry.example/v2/", false, false},
+		{"registry.example", "http://registry.example/v2/", true, true},
+		{"registry.example", "http://registry.example:80/v2/", true, true},
+		{"registry.example", "https://registry.example/v2/", false, true},
+		// Plain http goes to the image's registry only: not to a token
+		// realm or a redirect target on another host, insecure or not.
+		{"registry.example", "http://auth.example/token", true, false},
+		{"registry.example", "http://blobs.example/sha256:1", true, false},
+		{"registry.example", "http://registry.example:8080/v2/", true, false},
+		{"127.0.0.1:5000", "http://127.0.0.1:5001/token", false, false},
+		{"127.0.0.1:5000", "http://localhost:5000/v2/", false, false},
+		{"registry.example", "https://auth.example/token", true, true},
 	}
 	for _, tc := range cases {
 		req, _ := http.NewRequest(http.MethodGet, tc.url, nil)
-		resp, err := (&schemeGuard{inner: ok, insecure: tc.insecure}).RoundTrip(req)
+		resp, err := (&schemeGuard{inner: ok, registry: tc.registry, insecure: tc.insecure}).RoundTrip(req)
 		if err == nil {
 			resp.Body.Close()
 		}
 		if (err == nil) != tc.allowed {
-			t.Errorf("%s insecure=%v: err %v, want allowed=%v", tc.url, tc.insecure, err, tc.allowed)
+			t.Errorf("%s (registry %s) insecure=%v: err %v, want allowed=%v", tc.url, tc.registry, tc.insecure, err, tc.allowed)
 		}
 	}
 }
@@ -444,3 +460,93 @@ func TestSchemeGuard(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// tlsRegistry is ggcr's registry behind TLS only, and a transport that
+// trusts it and reaches it whatever address a reference names.
+func tlsRegistry(t *testing.T) (*httptest.Server, http.RoundTripper) {
+	t.Helper()
+	srv := httptest.NewTLSServer(registry.New(registry.Logger(discardLogger())))
+	t.Cleanup(srv.Close)
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.ServerName = "example.com" // in httptest's certificate
+	addr := srv.Listener.Addr().String()
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	}
+	return srv, tr
+}
+
+// TestPullTLSPrivateAddress pulls over https from registries ggcr itself
+// would speak http to (an RFC 1918 address, a .local name), and from a
+// loopback registry that speaks TLS only.
+func TestPullTLSPrivateAddress(t *testing.T) {
+	srv, tr := tlsRegistry(t)
+	img, _ := sampleImage(t)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	ref, err := name.ParseReference(host + "/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithTransport(tr)); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := img.Digest()
+	for _, reg := range []string{"10.0.0.5:5000", "192.168.1.2", "registry.local:5000", host} {
+		var schemes []string
+		var mu sync.Mutex
+		rec := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			mu.Lock()
+			schemes = append(schemes, req.URL.Scheme+" "+req.URL.Path)
+			mu.Unlock()
+			return tr.RoundTrip(req)
+		})
+		got, err := Pull(context.Background(), reg+"/app:v1", PullOptions{CacheDir: t.TempDir(), Transport: rec})
+		if err != nil {
+			t.Errorf("%s: %v", reg, err)
+			continue
+		}
+		if got.Digest != want.String() {
+			t.Errorf("%s: digest %s, want %s", reg, got.Digest, want)
+		}
+		for _, s := range schemes {
+			if strings.HasPrefix(s, "http ") && !loopbackHost(strings.Split(reg, ":")[0]) {
+				t.Errorf("%s: plain http request %s", reg, s)
+			}
+		}
+	}
+}
+
+func TestRegistryScheme(t *testing.T) {
+	cases := []struct {
+		ref      string
+		insecure bool
+		want     string
+	}{
+		{"registry.example/app", false, "https"},
+		{"registry.example/app", true, "http"},
+		{"10.0.0.5:5000/app", false, "https"},
+		{"172.16.0.1/app", false, "https"},
+		{"192.168.1.2:443/app", false, "https"},
+		{"registry.local/app", false, "https"},
+		{"registry.local/app", true, "http"},
+		{"localhost:5000/app", false, "http"},
+		{"127.0.0.1:5000/app", false, "http"},
+		{"127.1.2.3/app", false, "http"},
+		{"[::1]:5000/app", false, "http"},
+		{"alpine", false, "https"},
+	}
+	for _, tc := range cases {
+		var opts []name.Option
+		if tc.insecure {
+			opts = append(opts, name.Insecure)
+		}
+		ref, err := name.ParseReference(tc.ref, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := registryScheme(ref.Context().Registry, tc.insecure); got != tc.want {
+			t.Errorf("%s insecure=%v: %s, want %s", tc.ref, tc.insecure, got, tc.want)
+		}
+	}
+}
