@@ -564,7 +564,10 @@ func (u *unpacker) add(o op) error {
 // a missing one (and its missing parents) is created as root's (a
 // directory 0755, a file 0644 and empty), and one of the wrong kind (a
 // symlink too: runc would follow it, and cannot create its target in a
-// read-only root) is replaced.
+// read-only root) is replaced. A parent that is there but not a directory
+// (a symlink such as /var/run -> /run, or a file) is an error naming the
+// mount point and that path: replacing it would drop what the image put
+// there.
 func (r *Rootfs) AddMountPoints(mps []MountPoint) error {
 	for _, mp := range mps {
 		path, err := splitName(mp.Path)
@@ -572,11 +575,16 @@ func (r *Rootfs) AddMountPoints(mps []MountPoint) error {
 			return fmt.Errorf("mount point %q: not an absolute path below /", mp.Path)
 		}
 		parent := r.root
-		for _, c := range path[:len(path)-1] {
+		for i, c := range path[:len(path)-1] {
 			k := parent.kids[c]
-			if k == nil || k.ino.kind != kindDir {
+			switch {
+			case k == nil:
 				k = &node{ino: &inode{kind: kindDir, perm: 0o755}, kids: map[string]*node{}}
 				parent.kids[c] = k
+			case k.ino.kind == kindSymlink:
+				return fmt.Errorf("mount point %s: /%s is a symlink (to %s) in the image, not a directory", mp.Path, strings.Join(path[:i+1], "/"), k.ino.target)
+			case k.ino.kind != kindDir:
+				return fmt.Errorf("mount point %s: /%s is not a directory in the image", mp.Path, strings.Join(path[:i+1], "/"))
 			}
 			parent = k
 		}

@@ -221,3 +221,46 @@ func (discardTree) Symlink(string, string, uint32, uint32) error               {
 func (discardTree) Link(string, string) error                                  { return nil }
 func (discardTree) Mknod(string, fsMode, uint32, uint32, uint32, uint32) error { return nil }
 func (discardTree) SetXattr(string, string, []byte) error                      { return nil }
+
+func TestAddMountPointsParentNotADirectory(t *testing.T) {
+	cases := []struct {
+		name    string
+		entries []tarEntry
+		mp      MountPoint
+		want    string // "" for no error
+	}{
+		{"symlinked parent", []tarEntry{dirE("run/", 0o755), {name: "var/run", typ: tar.TypeSymlink, link: "/run"}}, MountPoint{Path: "/var/run/x", Dir: true},
+			"mount point /var/run/x: /var/run is a symlink (to /run) in the image, not a directory"},
+		{"file parent", []tarEntry{fileE("opt", "x", 0o644)}, MountPoint{Path: "/opt/data/v", Dir: true},
+			"mount point /opt/data/v: /opt is not a directory in the image"},
+		{"missing parents", []tarEntry{fileE("etc/passwd", "x", 0o644)}, MountPoint{Path: "/var/lib/data", Dir: true}, ""},
+		{"symlinked mount point itself", []tarEntry{{name: "data", typ: tar.TypeSymlink, link: "/tmp"}}, MountPoint{Path: "/data", Dir: true}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			img := localImage(t, tarBytes(t, tc.entries...))
+			r, err := img.Unpack(UnpackOptions{StageDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			err = r.AddMountPoints([]MountPoint{tc.mp})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatal(err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+			if tc.want != "" {
+				return
+			}
+			tree := newMapTree()
+			if err := r.WriteTo(tree); err != nil {
+				t.Fatal(err)
+			}
+			if e := tree.entries[tc.mp.Path]; e == nil || e.kind != "dir" {
+				t.Errorf("%s is %+v, want a dir", tc.mp.Path, e)
+			}
+		})
+	}
+}
