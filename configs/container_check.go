@@ -312,6 +312,8 @@ func (s *Spec) validateContainers(c *collector) {
 			c.add(key(cp, "name"), "%d characters; at most %d are allowed", len(con.Name), maxName)
 		case !serviceNameRe.MatchString(con.Name):
 			c.add(key(cp, "name"), "%q is not a valid container name: lowercase letters, digits, '_', '.' and '-', starting with a letter or digit", con.Name)
+		case !CgroupSafeName(con.Name):
+			c.add(key(cp, "name"), "%q cannot name the container's cgroup: %s", con.Name, cgroupNameHint)
 		default:
 			if j, ok := services[con.Name]; ok {
 				c.add(key(cp, "name"), "%q is also the name of $.services[%d]; services and containers share one namespace", con.Name, j)

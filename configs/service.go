@@ -47,6 +47,8 @@ func CheckService(s Service) []ServiceProblem {
 		add("name", "%d characters; at most %d are allowed", len(s.Name), maxName)
 	case !serviceNameRe.MatchString(s.Name):
 		add("name", "%q is not a valid service name: lowercase letters, digits, '_', '.' and '-', starting with a letter or digit", s.Name)
+	case !CgroupSafeName(s.Name):
+		add("name", "%q cannot name the service's cgroup: %s", s.Name, cgroupNameHint)
 	}
 	switch {
 	case s.Command == "":

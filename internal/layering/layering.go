@@ -33,7 +33,7 @@ var Allowed = map[string][]string{
 	"internal/format/fatfs":    nil,
 	"internal/format/kmod":     nil,
 	"internal/boot/netconf":    nil,
-	"internal/run/cgroup":      nil,
+	"internal/run/cgroup":      {"configs"},
 	"initramfs":                nil,
 	"internal/format/isoimage": {"partitions"},
 	"partitions":               nil,

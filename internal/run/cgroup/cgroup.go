@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slateos/slate/configs"
 	"golang.org/x/sys/unix"
 )
 
@@ -134,14 +135,10 @@ func ValidName(name string) bool {
 	if name == "" || name == "." || name == ".." || len(name) > 255 || strings.ContainsAny(name, "/\x00\n") {
 		return false
 	}
-	if pfx, _, ok := strings.Cut(name, "."); ok && slices.Contains(reservedPrefixes, pfx) {
-		return false
-	}
-	return true
+	// The spec refuses the same names (configs.CgroupSafeName), so a unit
+	// that builds can run.
+	return configs.CgroupSafeName(name)
 }
-
-// reservedPrefixes are the core's and the controllers' file prefixes.
-var reservedPrefixes = []string{"cgroup", "cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc", "irq"}
 
 // Leaf is one unit's cgroup folder.
 type Leaf struct {

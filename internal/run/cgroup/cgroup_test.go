@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slateos/slate/configs"
 )
 
 // The test binary doubles as the processes started in leaves.
@@ -412,4 +414,19 @@ func FuzzParsePIDs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestValidNameAgreesWithTheSpec: a unit name the spec accepts names a
+// leaf, and one that looks like an interface file is refused by both.
+func TestValidNameAgreesWithTheSpec(t *testing.T) {
+	for _, name := range []string{"web", "web.cpu", "cpuweb", "io-x", "a.b.c", "cpu.web", "io.x", "memory.db", "cgroup.x", "pids.", "irq.1", "misc.a"} {
+		if got, want := ValidName(name), configs.CgroupSafeName(name); got != want {
+			t.Errorf("%q: ValidName %v, configs.CgroupSafeName %v", name, got, want)
+		}
+	}
+	for _, p := range configs.CgroupReservedPrefixes {
+		if ValidName(p+".x") || !ValidName("x."+p) {
+			t.Errorf("prefix %s", p)
+		}
+	}
 }
