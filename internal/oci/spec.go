@@ -280,65 +280,23 @@ func processEnv(c configs.Container, img ImageConfig) ([]string, error) {
 	return env, nil
 }
 
-// Volume is a parsed "NAME:/container/path[:ro|:rw]".
-type Volume struct {
-	Name, Target string
-	ReadOnly     bool
-}
-
-// ParseVolume parses a spec volume; NAME is a plain folder name under
-// configs.VolumesDir, the target an absolute path outside /proc, /sys and
-// /dev.
-func ParseVolume(v string) (Volume, error) {
-	parts := strings.Split(v, ":")
-	if len(parts) < 2 || len(parts) > 3 {
-		return Volume{}, fmt.Errorf("volume %q: not NAME:/path[:ro]", v)
-	}
-	vol := Volume{Name: parts[0], Target: parts[1]}
-	if len(parts) == 3 {
-		switch parts[2] {
-		case "ro":
-			vol.ReadOnly = true
-		case "rw":
-		default:
-			return Volume{}, fmt.Errorf("volume %q: mode %q is not ro or rw", v, parts[2])
-		}
-	}
-	if vol.Name == "" || vol.Name == "." || vol.Name == ".." || strings.ContainsAny(vol.Name, "/\x00") || len(vol.Name) > maxNameLen {
-		return Volume{}, fmt.Errorf("volume %q: name %q is not a plain folder name", v, vol.Name)
-	}
-	if !path.IsAbs(vol.Target) || strings.IndexByte(vol.Target, 0) >= 0 || len(vol.Target) > maxPathLen {
-		return Volume{}, fmt.Errorf("volume %q: target %q is not an absolute path", v, vol.Target)
-	}
-	if slices.Contains(strings.Split(vol.Target, "/"), "..") {
-		return Volume{}, fmt.Errorf("volume %q: target %q has \"..\"", v, vol.Target)
-	}
-	vol.Target = path.Clean(vol.Target)
-	for _, bad := range []string{"/", "/proc", "/sys", "/dev"} {
-		if vol.Target == bad || (bad != "/" && strings.HasPrefix(vol.Target, bad+"/")) {
-			return Volume{}, fmt.Errorf("volume %q: target %s is reserved", v, vol.Target)
-		}
-	}
-	return vol, nil
-}
-
 func volumeMounts(vs []string) ([]specs.Mount, error) {
 	var out []specs.Mount
 	seen := map[string]bool{}
 	for _, v := range vs {
-		vol, err := ParseVolume(v)
+		vol, err := configs.ParseVolume(v)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("volume %w", err)
 		}
-		if seen[vol.Target] {
-			return nil, fmt.Errorf("volume %q: %s is mounted twice", v, vol.Target)
+		if seen[vol.Path] {
+			return nil, fmt.Errorf("volume %q: %s is mounted twice", v, vol.Path)
 		}
-		seen[vol.Target] = true
+		seen[vol.Path] = true
 		opts := []string{"rbind", "nosuid", "nodev"}
 		if vol.ReadOnly {
 			opts = append(opts, "ro")
 		}
-		out = append(out, specs.Mount{Destination: vol.Target, Type: "bind", Source: configs.VolumesDir + "/" + vol.Name, Options: opts})
+		out = append(out, specs.Mount{Destination: vol.Path, Type: "bind", Source: vol.HostPath(), Options: opts})
 	}
 	// A parent before its children, whatever the spec's order.
 	slices.SortFunc(out, func(a, b specs.Mount) int { return strings.Compare(a.Destination, b.Destination) })

@@ -16,8 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/imageinfo"
@@ -86,53 +84,6 @@ type Host struct {
 func VethName(container string) string {
 	sum := sha256.Sum256([]byte(container))
 	return "vs" + hex.EncodeToString(sum[:4])
-}
-
-// maxPortSpec bounds a port string: "65535:65535/tcp" is 15 characters.
-const maxPortSpec = 32
-
-// ParsePort parses "HOSTPORT:CONTAINERPORT[/tcp|udp]" (tcp when no
-// protocol is given). Ports are decimal, 1 to 65535.
-func ParsePort(s string) (Port, error) {
-	if len(s) > maxPortSpec {
-		return Port{}, fmt.Errorf("port %.32q...: longer than %d characters", s, maxPortSpec)
-	}
-	spec, proto, hasProto := strings.Cut(s, "/")
-	if !hasProto {
-		proto = "tcp"
-	}
-	if proto != "tcp" && proto != "udp" {
-		return Port{}, fmt.Errorf("port %q: protocol %q is neither tcp nor udp", s, proto)
-	}
-	hp, cp, ok := strings.Cut(spec, ":")
-	if !ok {
-		return Port{}, fmt.Errorf("port %q: want HOSTPORT:CONTAINERPORT[/tcp|udp]", s)
-	}
-	h, err := parsePortNumber(hp)
-	if err != nil {
-		return Port{}, fmt.Errorf("port %q: host port: %w", s, err)
-	}
-	c, err := parsePortNumber(cp)
-	if err != nil {
-		return Port{}, fmt.Errorf("port %q: container port: %w", s, err)
-	}
-	return Port{Proto: proto, HostPort: h, ContainerPort: c}, nil
-}
-
-func parsePortNumber(s string) (uint16, error) {
-	if s == "" || len(s) > 5 {
-		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
-		}
-	}
-	n, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
-	}
-	return uint16(n), nil
 }
 
 // Gateway is the first address of subnet, the bridge's.
@@ -215,10 +166,11 @@ func FromImage(info *imageinfo.Info) (Host, bool, error) {
 		}
 		veths[v] = c.Name
 		for j, ps := range c.Ports {
-			p, err := ParsePort(ps)
+			cp, err := configs.ParsePort(ps)
 			if err != nil {
 				return Host{}, false, fmt.Errorf("containers[%d] (%s): ports[%d]: %w", i, c.Name, j, err)
 			}
+			p := Port{Proto: cp.Proto, HostPort: cp.Host, ContainerPort: cp.Container}
 			k := key{p.Proto, p.HostPort}
 			if other, ok := published[k]; ok {
 				return Host{}, false, fmt.Errorf("containers[%d] (%s): ports[%d]: host port %d/%s is published by %s too", i, c.Name, j, p.HostPort, p.Proto, other)

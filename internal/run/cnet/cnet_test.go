@@ -2,7 +2,6 @@ package cnet
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -11,47 +10,6 @@ import (
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/imageinfo"
 )
-
-func TestParsePort(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want Port
-		err  string
-	}{
-		{"8080:80", Port{Proto: "tcp", HostPort: 8080, ContainerPort: 80}, ""},
-		{"8080:80/tcp", Port{Proto: "tcp", HostPort: 8080, ContainerPort: 80}, ""},
-		{"53:5353/udp", Port{Proto: "udp", HostPort: 53, ContainerPort: 5353}, ""},
-		{"65535:1", Port{Proto: "tcp", HostPort: 65535, ContainerPort: 1}, ""},
-		{"", Port{}, "want HOSTPORT:CONTAINERPORT"},
-		{"80", Port{}, "want HOSTPORT:CONTAINERPORT"},
-		{"80:80/sctp", Port{}, `protocol "sctp"`},
-		{"80:80/", Port{}, `protocol ""`},
-		{"80:80/TCP", Port{}, `protocol "TCP"`},
-		{"0:80", Port{}, "host port"},
-		{"80:0", Port{}, "container port"},
-		{"65536:80", Port{}, "host port"},
-		{"-1:80", Port{}, "host port"},
-		{"+80:80", Port{}, "host port"},
-		{" 80:80", Port{}, "host port"},
-		{"80:80:80", Port{}, "container port"},
-		{"1.2.3.4:80:80", Port{}, "host port"},
-		{"080:80", Port{Proto: "tcp", HostPort: 80, ContainerPort: 80}, ""},
-		{"00000080:80", Port{}, "host port"},
-		{"80:80/tcp/udp", Port{}, "protocol"},
-		{strings.Repeat("1", 100), Port{}, "longer than"},
-	} {
-		got, err := ParsePort(tc.in)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("ParsePort(%q) = %v, %v; want an error with %q", tc.in, got, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("ParsePort(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
-		}
-	}
-}
 
 func TestVethName(t *testing.T) {
 	a, b := VethName("web"), VethName("web2")
@@ -200,10 +158,4 @@ func TestComment(t *testing.T) {
 	if len(long) != 2+120+1 || int(long[1]) != 121 {
 		t.Errorf("long comment: %d bytes, length byte %d", len(long), long[1])
 	}
-}
-
-func ExampleParsePort() {
-	p, _ := ParsePort("8080:80/udp")
-	fmt.Println(p.HostPort, p.ContainerPort, p.Proto)
-	// Output: 8080 80 udp
 }

@@ -121,26 +121,6 @@ func FuzzParseState(f *testing.F) {
 	})
 }
 
-func FuzzParsePort(f *testing.F) {
-	for _, s := range []string{"8080:80", "53:53/udp", "1:65535/tcp", "0:0", "a:b/c", "65536:1"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		p, err := ParsePort(s)
-		if err != nil {
-			return
-		}
-		if p.HostPort == 0 || p.ContainerPort == 0 || (p.Proto != "tcp" && p.Proto != "udp") {
-			t.Fatalf("ParsePort(%q) accepted %+v", s, p)
-		}
-		// What is accepted reads back the same.
-		back := fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, p.Proto)
-		if q, err := ParsePort(back); err != nil || q != p {
-			t.Fatalf("ParsePort(%q) = %+v, but %q reads as %+v, %v", s, p, back, q, err)
-		}
-	})
-}
-
 func FuzzParseAddress(f *testing.F) {
 	f.Add("10.88.0.2/16", "10.88.0.1")
 	f.Add("10.88.0.0/16", "10.88.0.1")

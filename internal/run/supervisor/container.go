@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -90,11 +89,11 @@ func fromContainer(c imageinfo.Container, p containerPaths) (Service, error) {
 	}
 	var vols []string
 	for i, v := range c.Volumes {
-		name, _, ok := strings.Cut(v, ":")
-		if !ok || name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-			return Service{}, fmt.Errorf("volumes[%d]: %q is not NAME:/path[:ro]", i, v)
+		vol, err := configs.ParseVolume(v)
+		if err != nil {
+			return Service{}, fmt.Errorf("volumes[%d]: %w", i, err)
 		}
-		vols = append(vols, filepath.Join(p.volumes, name))
+		vols = append(vols, filepath.Join(p.volumes, vol.Name))
 	}
 	restart := c.Restart
 	if restart == "" {

@@ -188,6 +188,9 @@ func TestFromContainer(t *testing.T) {
 		{"relative bundle", imageinfo.Container{Container: configs.Container{Name: "x"}, Bundle: "b"}, Service{}, "not an absolute path"},
 		{"volume escapes", imageinfo.Container{Container: configs.Container{Name: "x", Volumes: []string{"../etc:/x"}}}, Service{}, "volumes[0]"},
 		{"volume without path", imageinfo.Container{Container: configs.Container{Name: "x", Volumes: []string{"data"}}}, Service{}, "volumes[0]"},
+		{"volume with a relative path", imageinfo.Container{Container: configs.Container{Name: "x", Volumes: []string{"data:var/data"}}}, Service{}, "volumes[0]"},
+		{"volume under /proc", imageinfo.Container{Container: configs.Container{Name: "x", Volumes: []string{"data:/proc/x"}}}, Service{}, "volumes[0]"},
+		{"volume option", imageinfo.Container{Container: configs.Container{Name: "x", Volumes: []string{"data:/data:z"}}}, Service{}, "volumes[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := fromContainer(tc.c, p)
