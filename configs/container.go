@@ -86,6 +86,11 @@ const (
 	RuncPath = "/usr/lib/slate/runc"
 	// RuncState is runc's --root, on a tmpfs.
 	RuncState = "/run/slate/runc"
+	// ContainerRunDir holds what PID 1 mounts for a writable container
+	// root, one folder per container: a tmpfs on ContainerRunDir/NAME,
+	// and ContainerRunDir/NAME/rootfs the overlay runc uses as its root
+	// (config.json's root.path).
+	ContainerRunDir = "/run/slate/containers"
 )
 
 // Container networks.

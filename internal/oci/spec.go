@@ -22,9 +22,6 @@ const (
 	// createRuntime hook runs it as "slate container-hook network NAME
 	// ADDRESS GATEWAY" (the OCI state JSON on stdin).
 	HookPath = "/usr/bin/slate"
-	// RunDir holds what PID 1 mounts for a writable container:
-	// RunDir/<name>/rootfs is the overlay runc uses as its root.
-	RunDir = "/run/slate/containers"
 	// DefaultPath is the PATH a container gets when its image sets none
 	// (Docker's).
 	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -138,7 +135,7 @@ func RuntimeSpec(c imageinfo.Container, img ImageConfig, u User) (*specs.Spec, e
 		},
 	}
 	if !readOnly {
-		s.Root = &specs.Root{Path: RunDir + "/" + c.Name + "/rootfs"}
+		s.Root = &specs.Root{Path: configs.ContainerRunDir + "/" + c.Name + "/rootfs"}
 	}
 	if network != configs.NetworkHost {
 		// Docker's, in the container's own network namespace only: any

@@ -209,7 +209,7 @@ func TestRuntimeSpecNetworks(t *testing.T) {
 		{"bridge", func(*imageinfo.Container) {}, true, true, true, true, "rootfs"},
 		{"host", func(c *imageinfo.Container) { c.Network, c.Address, c.Gateway = "host", "", "" }, false, true, false, true, "rootfs"},
 		{"none", func(c *imageinfo.Container) { c.Network, c.Address, c.Gateway = "none", "", "" }, true, false, false, true, "rootfs"},
-		{"writable root", func(c *imageinfo.Container) { c.ReadOnly = &no }, true, true, true, false, "/run/slate/containers/web/rootfs"},
+		{"writable root", func(c *imageinfo.Container) { c.ReadOnly = &no }, true, true, true, false, configs.ContainerRunDir + "/web/rootfs"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,17 +47,13 @@ type Container struct {
 	Health *configs.HealthCheck `json:"health,omitempty"`
 }
 
-// ContainerRunDir is where a writable container root's tmpfs and overlay
-// are mounted, one folder per container.
-const ContainerRunDir = "/run/slate/containers"
-
 // containerPaths are the folders FromContainer uses; tests change them.
 type containerPaths struct {
 	runc, runcRoot, volumes, runDir string
 }
 
 var defaultContainerPaths = containerPaths{
-	runc: configs.RuncPath, runcRoot: configs.RuncState, volumes: configs.VolumesDir, runDir: ContainerRunDir,
+	runc: configs.RuncPath, runcRoot: configs.RuncState, volumes: configs.VolumesDir, runDir: configs.ContainerRunDir,
 }
 
 // FromContainer is how PID 1 runs a container of the image description.
