@@ -27,6 +27,9 @@ const (
 	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	// cpuPeriod is cpu.max's period in microseconds.
 	cpuPeriod = 100000
+	// hookTimeout bounds the network hook, in seconds: runc kills a hook
+	// that runs longer and fails the start, instead of the start hanging.
+	hookTimeout = 30
 )
 
 // DefaultCapabilities is Docker's default set, in Docker's order: the
@@ -189,9 +192,11 @@ func RuntimeSpec(c imageinfo.Container, img ImageConfig, u User) (*specs.Spec, e
 		if c.Address == "" || c.Gateway == "" {
 			return nil, fmt.Errorf("network bridge: no address or gateway for %s", c.Name)
 		}
+		timeout := hookTimeout
 		s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{
-			Path: HookPath,
-			Args: []string{"slate", "container-hook", "network", c.Name, c.Address, c.Gateway},
+			Path:    HookPath,
+			Args:    []string{"slate", "container-hook", "network", c.Name, c.Address, c.Gateway},
+			Timeout: &timeout,
 		}}}
 	case configs.NetworkHost, configs.NetworkNone:
 	default:

@@ -163,7 +163,8 @@ func TestRuntimeSpecDefaults(t *testing.T) {
 	if m := mountOf(s, "/etc/resolv.conf"); m.Source != "/etc/resolv.conf" || !slices.Contains(m.Options, "ro") {
 		t.Errorf("resolv.conf %+v", m)
 	}
-	wantHook := []specs.Hook{{Path: "/usr/bin/slate", Args: []string{"slate", "container-hook", "network", "web", "10.88.0.2/16", "10.88.0.1"}}}
+	thirty := 30 // seconds: a hung hook fails the start instead of holding it
+	wantHook := []specs.Hook{{Path: "/usr/bin/slate", Args: []string{"slate", "container-hook", "network", "web", "10.88.0.2/16", "10.88.0.1"}, Timeout: &thirty}}
 	if s.Hooks == nil || !reflect.DeepEqual(s.Hooks.CreateRuntime, wantHook) {
 		t.Errorf("hooks %+v", s.Hooks)
 	}
