@@ -20,8 +20,6 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/imageinfo"
-	"github.com/slateos/slate/internal/run/cgroup"
-	"golang.org/x/sys/unix"
 )
 
 // runHelperMore runs the helper modes of the container and cgroup
@@ -479,45 +477,5 @@ func TestImageJSONCarriesLimitsAndHealth(t *testing.T) {
 	}
 	if web.Limits.Memory != 32<<20 || web.Container.Health == nil || web.Container.Health.Interval.D() != 3*time.Second || web.Container.Health.Retries != 5 {
 		t.Errorf("container %+v health %+v", web, web.Container.Health)
-	}
-}
-
-// TestContainerOOMFromItsLeafOnly: a container killed by SIGKILL (runc
-// says 137) is oom-killed only when its own leaf counted a kill, not when
-// /slate's count grew with another unit's.
-func TestContainerOOMFromItsLeafOnly(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		runOOM   uint64 // what the watch of the leaf saw
-		slateOOM string // /slate's memory.events oom_kill at the exit
-		want     string
-	}{
-		{"another unit's kill", 0, "3", "SLATE-SERVICE name=db state=exited code=137\n"},
-		{"its own kill", 1, "3", "SLATE-SERVICE name=db state=exited code=137 oom=true\n"},
-		{"no kill", 0, "0", "SLATE-SERVICE name=db state=exited code=137\n"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			root := t.TempDir()
-			// The leaf is gone (runc removed it); /slate counted kills.
-			if err := os.MkdirAll(filepath.Join(root, cgroup.Parent), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(root, cgroup.Parent, "memory.events"), []byte("oom 0\noom_kill "+tc.slateOOM+"\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			con := &console{}
-			s := newSupervisor(Config{Console: con})
-			s.cgroups = &cgroup.Manager{Root: root}
-			leaf, err := s.cgroups.Leaf("db")
-			if err != nil {
-				t.Fatal(err)
-			}
-			svc := &service{spec: Service{Name: "db", Container: &Container{}}, leaf: leaf}
-			svc.runOOM.Store(tc.runOOM)
-			s.exited(svc, exit{status: unix.WaitStatus(137 << 8)})
-			if got := con.String(); got != tc.want {
-				t.Errorf("console %q, want %q", got, tc.want)
-			}
-		})
 	}
 }

@@ -102,6 +102,8 @@ type service struct {
 	leaf    *cgroup.Leaf
 	leafErr error
 	oomBase uint64
+	// parentOOMBase is /slate's oom_kill count when a container started.
+	parentOOMBase uint64
 	// A container's leaf is made by runc at each start and removed when
 	// it exits, so what it used is kept here: runOOM is the oom_kill count
 	// of the current run (watched while it runs), and oomTotal, cpuTotal
@@ -243,6 +245,9 @@ func (s *supervisor) startMain(svc *service) (int, error) {
 	}
 	if svc.leaf != nil {
 		svc.oomBase = svc.leaf.OOMKills()
+		if svc.spec.Container != nil {
+			svc.parentOOMBase = s.slateCgroup().OOMKills()
+		}
 	}
 	pid, err := s.start(svc)
 	if err != nil || svc.oneshot() {
@@ -505,11 +510,16 @@ func (s *supervisor) exited(svc *service, e exit) {
 	switch {
 	case svc.leaf == nil:
 	case svc.spec.Container != nil:
-		// Only the container's own leaf counts: the watch follows its
-		// memory.events (inotify, so a kill is seen before runc removes
-		// the leaf). /slate's count is no evidence: it grows with every
-		// other unit's OOM kills too.
-		oom = svc.runOOM.Load() > 0
+		// The watch may lose the race with runc's removal of the leaf;
+		// /slate's memory.events counts its leaves' kills too, so a
+		// container killed by SIGKILL (runc says 137) while the count
+		// grew was the OOM killer's.
+		oom = svc.runOOM.Load() > 0 ||
+			e.startErr == nil && e.status.Exited() && e.status.ExitStatus() == 128+int(unix.SIGKILL) &&
+				s.slateCgroup().OOMKills() > svc.parentOOMBase
+		if oom && svc.runOOM.Load() == 0 {
+			svc.runOOM.Store(1)
+		}
 		s.statusMu.Lock()
 		svc.oomTotal += svc.runOOM.Swap(0)
 		svc.cpuTotal += svc.runCPU
@@ -549,6 +559,12 @@ func (s *supervisor) watchContainer(svc *service) func() {
 		cancel()
 		<-done
 	}
+}
+
+// slateCgroup is the parent of every leaf (its memory.events counts the
+// leaves' events).
+func (s *supervisor) slateCgroup() *cgroup.Leaf {
+	return &cgroup.Leaf{Path: filepath.Join(s.cgroups.Root, cgroup.Parent)}
 }
 
 // prepareCgroup makes a plain service's leaf with its limits before its
