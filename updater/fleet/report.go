@@ -116,7 +116,7 @@ func (f *Fleet) Machines(ctx context.Context) ([]MachineReport, error) {
 		id := strings.TrimPrefix(string(kv.Key), p)
 		var r MachineReport
 		if len(kv.Value) > maxReport || json.Unmarshal(kv.Value, &r) != nil || r.ID != id {
-			out = append(out, MachineReport{ID: printable(id), State: "unreadable"})
+			out = append(out, MachineReport{ID: Printable(id), State: "unreadable"})
 			continue
 		}
 		out = append(out, r)
