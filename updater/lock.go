@@ -136,8 +136,8 @@ func (d *Daemon) rebootWithLock() error {
 			d.fl.mu.Unlock()
 		}()
 		// a Release already called ends (cancelled) before the Acquire
-		//lint:ignore SA2001 a barrier: the Release runs under relMu
 		d.fl.relMu.Lock()
+		//lint:ignore SA2001 a barrier: a Release runs under relMu
 		d.fl.relMu.Unlock()
 		t0 := time.Now()
 		if err := d.acquireInWindow(ctx); err != nil {
