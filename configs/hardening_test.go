@@ -108,6 +108,8 @@ func TestUsersAndServiceUsers(t *testing.T) {
 			[]string{"$.root.files[0].owner", "$.root.files[1].group", "$.root.files[2].owner"}, `no user "web" in the image's /etc/passwd; declare it in users`},
 		{"dst is /etc/passwd", "root:\n  files:\n  - {src: a, dst: /etc/passwd}\n  - {src: a, dst: /etc/shadow}\n  - {src: a, dst: " + CABundlePath + "}\n",
 			[]string{"$.root.files[0].dst", "$.root.files[1].dst", "$.root.files[2].dst"}, "declare accounts there"},
+		{"dst is /etc/machine-id", "root:\n  files:\n  - {src: a, dst: /etc/machine-id}\n  - {src: a, dst: /etc/motd}\n",
+			[]string{"$.root.files[0].dst"}, "set one per machine with Ignition"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

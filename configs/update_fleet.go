@@ -219,6 +219,14 @@ func CheckEtcdConn(add func(path, format string, args ...any), p string, e *Etcd
 		if _, _, err := net.SplitHostPort(u.Host); err != nil {
 			add(index(p+".endpoints", i), "%q has no port (etcd's is 2379)", ep)
 		}
+		if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+			switch {
+			case e.PasswordFile != "" || e.Username != "":
+				add(index(p+".endpoints", i), "%q is plain http: the password would cross the network in the clear; write https:// (only a loopback address may be http with a password)", ep)
+			case e.Cert != "" || e.Key != "":
+				add(index(p+".endpoints", i), "%q is plain http: a client certificate is only presented over TLS; write https://", ep)
+			}
+		}
 	}
 	if strings.HasPrefix(e.Prefix, "/") || strings.HasSuffix(e.Prefix, "/") || strings.Contains(e.Prefix, "//") {
 		add(p+".prefix", "%q: write it without a leading or trailing slash, like coreos.com/updateengine", e.Prefix)
@@ -244,4 +252,14 @@ func CheckEtcdConn(add func(path, format string, args ...any), p string, e *Etcd
 	if e.DialTimeout != 0 && (e.DialTimeout.D() < time.Second || e.DialTimeout.D() > 5*time.Minute) {
 		add(p+".dial_timeout", "%s is out of range: between 1s and 5m", e.DialTimeout)
 	}
+}
+
+// loopbackHost reports whether host (a URL's, without the port) is this
+// machine: localhost, 127.0.0.0/8 or ::1.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -67,6 +67,7 @@ var ownedPaths = []struct{ path, why string }{
 	{"/etc/group", "slate writes it from the spec's users and groups; declare groups there"},
 	{"/etc/shadow", "slate writes it from the spec's users (locked passwords); set passwords with Ignition"},
 	{CABundlePath, "slate installs the CA bundle there; name your PEM file in root.ca_bundle"},
+	{"/etc/machine-id", "each machine makes its own id on first boot; an id in the image would be every machine's, and the fleet's reboot lock, rollout waves and reports tell machines apart by it; set one per machine with Ignition"},
 }
 
 // Validate checks the spec without looking at the file system: every

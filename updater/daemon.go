@@ -655,7 +655,13 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 		return nil
 	}
 	if halted, err := d.haltFor(ctx, m.Version); err != nil {
-		return fail(err)
+		if !explicit {
+			return fail(err)
+		}
+		// An apply by hand is a person's decision, as a halt is no
+		// stop for it: without the fleet's word (an air-gapped apply,
+		// etcd down) it says so and goes on.
+		d.report("checking", "source", src.String(), "version", m.Version, "warn", redactErr(err).Error()+": applied by hand anyway")
 	} else if halted && !explicit {
 		d.editState(func(st *State) { st.LastCheck, st.LastError = checked, "" })
 		return nil

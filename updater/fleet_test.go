@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/internal/bootlog"
 	"github.com/slateos/slate/updater/fleet"
 	"github.com/slateos/slate/updater/fleet/fleettest"
 )
@@ -80,5 +81,26 @@ func TestStopTheLineUnreachable(t *testing.T) {
 	}
 	if st := d.Status(); st.Staged != "" || st.Other.Version != "0.9.0" {
 		t.Errorf("applied without the fleet's word: %+v", st)
+	}
+}
+
+// An apply by hand with etcd out of reach (air-gapped) is a person's
+// decision: the stop-the-line error is said on the console, and the apply
+// goes on (here to idleTarget, which an empty boot disk fails).
+func TestStopTheLineUnreachableApplyByHand(t *testing.T) {
+	var console syncBuffer
+	bootlog.SetEvents(&console)
+	defer bootlog.SetEvents(nil)
+	ep := fleettest.ClosedPort(t)
+	f := newFixture(t)
+	d := testDaemon(t, "http://127.0.0.1:1/", f.pub)
+	d.MachineID = "22222222222222222222222222222222"
+	d.Config.Report = &configs.UpdateReport{Etcd: &configs.EtcdConn{Endpoints: []string{ep}, DialTimeout: configs.Duration(time.Second)}}
+	err := d.ApplyFrom(context.Background(), f.channel)
+	if err != nil && strings.Contains(err.Error(), "stop-the-line") {
+		t.Fatalf("apply by hand with etcd down: %v", err)
+	}
+	if !strings.Contains(console.String(), "stop-the-line") || !strings.Contains(console.String(), "applied by hand anyway") {
+		t.Errorf("the console does not say the fleet was not asked:\n%s", console.String())
 	}
 }

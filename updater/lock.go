@@ -30,6 +30,15 @@ type fleetState struct {
 	lastErr string
 	cancel  context.CancelFunc
 	halted  string
+
+	// A release and the wait for the lock are serialised: each wait
+	// bumps relGen and cancels a pending release (relCancel), whose
+	// Release, if already called, it lets end (relMu) before its
+	// Acquire. A late Release would otherwise remove the hold the
+	// Acquire found between it and the reboot.
+	relGen    uint64
+	relCancel context.CancelFunc
+	relMu     sync.Mutex
 }
 
 // fleetStart gives the fleet's background work (the wait for the lock,
@@ -113,6 +122,11 @@ func (d *Daemon) rebootWithLock() error {
 	}
 	ctx, cancel := context.WithCancel(parent)
 	d.fl.waiting, d.fl.since, d.fl.lastErr, d.fl.cancel = true, time.Now().UTC(), "", cancel
+	d.fl.relGen++
+	if d.fl.relCancel != nil {
+		d.fl.relCancel()
+		d.fl.relCancel = nil
+	}
 	d.fl.mu.Unlock()
 	go func() {
 		defer func() {
@@ -121,6 +135,10 @@ func (d *Daemon) rebootWithLock() error {
 			d.fl.waiting, d.fl.cancel = false, nil
 			d.fl.mu.Unlock()
 		}()
+		// a Release already called ends (cancelled) before the Acquire
+		d.fl.relMu.Lock()
+		//lint:ignore SA2001 a barrier: a Release runs under relMu
+		d.fl.relMu.Unlock()
 		t0 := time.Now()
 		if err := d.acquireInWindow(ctx); err != nil {
 			if ctx.Err() == nil { // else shutting down, or a rollback by hand
@@ -197,8 +215,17 @@ func (d *Daemon) releaseLock(waitHealthy bool) {
 	if d.Lock == nil {
 		return
 	}
-	ctx := d.runCtx()
+	parent := d.runCtx()
+	d.fl.mu.Lock()
+	if d.fl.relCancel != nil {
+		d.fl.relCancel() // this one supersedes it
+	}
+	ctx, cancel := context.WithCancel(parent)
+	gen := d.fl.relGen
+	d.fl.relCancel = cancel
+	d.fl.mu.Unlock()
 	go func() {
+		defer cancel()
 		if waitHealthy {
 			if st := d.loadStateLocked(); st.Staged != "" {
 				return
@@ -209,6 +236,21 @@ func (d *Daemon) releaseLock(waitHealthy bool) {
 				}
 				return
 			}
+		}
+		// Right before Release, and holding relMu so that a wait for
+		// the lock begun from now on acquires only after it: nothing
+		// staged, no wait for the lock, none begun since this release
+		// was asked for.
+		d.fl.relMu.Lock()
+		defer d.fl.relMu.Unlock()
+		if st := d.loadStateLocked(); st.Staged != "" {
+			return
+		}
+		d.fl.mu.Lock()
+		void := d.fl.waiting || d.fl.relGen != gen || ctx.Err() != nil
+		d.fl.mu.Unlock()
+		if void {
+			return
 		}
 		if err := d.Lock.Release(ctx); err != nil && ctx.Err() == nil {
 			logrus.WithError(err).Warn("updater: cannot release the reboot lock")

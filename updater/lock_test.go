@@ -107,6 +107,7 @@ func TestRebootWaitsForLock(t *testing.T) {
 		t.Errorf("events %v", ev)
 	}
 	// the next boot: on trial, healthy, blessed: then the lock goes back
+	rebootDone(t, d) // a test's reboot returns: the next boot begins
 	onTrial(t, d)
 	d.bless()
 	waitEvent(t, g, "release")
@@ -201,6 +202,7 @@ func TestRebootWaitsForEtcdLock(t *testing.T) {
 	if err != nil || !slices.Equal(ls.Doc.Holders, []string{d.MachineID}) {
 		t.Fatalf("holders at the reboot: %+v %v", ls, err)
 	}
+	rebootDone(t, d) // a test's reboot returns: the next boot begins
 	onTrial(t, d)
 	d.bless()
 	deadline = time.Now().Add(10 * time.Second)
@@ -261,4 +263,119 @@ func TestLockWaitsForWindow(t *testing.T) {
 		t.Errorf("state %s lock %q", st.State, st.Lock)
 	}
 	d.stopLockWait()
+}
+
+// rebootDone waits for the wait for the lock to end after a test's Reboot
+// returned (a real one does not).
+func rebootDone(t *testing.T, d *Daemon) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.fl.mu.Lock()
+		w := d.fl.waiting
+		d.fl.mu.Unlock()
+		if !w {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the wait for the lock did not end after the reboot")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// holdLock is a reboot lock whose Release cannot get through (etcd down)
+// until an Acquire happened, and then removes the hold: a release that
+// lands between the next Acquire and its reboot.
+type holdLock struct {
+	mu       sync.Mutex
+	held     bool
+	events   []string
+	acquired chan struct{}
+	released chan struct{}
+	calls    chan struct{}
+}
+
+func (h *holdLock) log(e string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, e)
+}
+
+func (h *holdLock) Events() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.events)
+}
+
+func (h *holdLock) Acquire(ctx context.Context) error {
+	h.mu.Lock()
+	h.held = true
+	h.events = append(h.events, "acquire")
+	h.mu.Unlock()
+	close(h.acquired)
+	// a late release, if there is one, lands before the reboot
+	select {
+	case <-h.released:
+	case <-time.After(300 * time.Millisecond):
+	}
+	return nil
+}
+
+func (h *holdLock) Release(ctx context.Context) error {
+	h.log("release")
+	h.calls <- struct{}{}
+	select {
+	case <-h.acquired:
+		h.mu.Lock()
+		h.held = false
+		h.events = append(h.events, "released")
+		h.mu.Unlock()
+		close(h.released)
+		return nil
+	case <-ctx.Done():
+		h.log("release cancelled")
+		return ctx.Err()
+	}
+}
+
+func (h *holdLock) String() string { return "hold" }
+
+// A release still retrying (after a bless, etcd down) when the next
+// version is staged and waits for the lock is cancelled before the
+// Acquire: the machine never reboots without holding the lock.
+func TestLateReleaseDoesNotDropTheHold(t *testing.T) {
+	d := testDaemon(t, "http://127.0.0.1:1/", nil)
+	d.MachineID = "0123456789abcdef0123456789abcdef"
+	d.Config.Reboot = configs.RebootLock
+	h := &holdLock{acquired: make(chan struct{}), released: make(chan struct{}), calls: make(chan struct{}, 4)}
+	d.Lock = h
+	heldAtReboot := make(chan bool, 1)
+	d.Reboot = func() error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		heldAtReboot <- h.held
+		return nil
+	}
+	d.releaseLock(false) // after a bless
+	select {
+	case <-h.calls:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no release")
+	}
+	d.editState(func(st *State) { st.Staged = "1.2.0" })
+	if err := d.rebootWithLock(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case held := <-heldAtReboot:
+		if !held {
+			t.Fatalf("rebooted without the lock: %v", h.Events())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no reboot: %v", h.Events())
+	}
+	if ev := h.Events(); !slices.Equal(ev, []string{"release", "release cancelled", "acquire"}) {
+		t.Errorf("events %v", ev)
+	}
 }

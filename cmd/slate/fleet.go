@@ -189,7 +189,7 @@ func printLock(w io.Writer, ls *fleet.LockState, asJSON bool) error {
 		if !h.Taken.IsZero() {
 			taken = fmt.Sprintf("%s (%s ago)", h.Taken.Format(time.RFC3339), time.Since(h.Taken).Round(time.Second))
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", h.ID, taken)
+		fmt.Fprintf(tw, "%s\t%s\n", fleet.Printable(h.ID), taken)
 	}
 	return tw.Flush()
 }
@@ -215,7 +215,7 @@ func printFleet(w io.Writer, st *fleet.FleetStatus, asJSON bool) error {
 		}
 		sort.Strings(states)
 		for _, s := range states {
-			fmt.Fprintf(tw, "%s\t%s\t%d\n", v, s, st.Counts[v][s])
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", fleet.Printable(v), fleet.Printable(s), st.Counts[v][s])
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -228,7 +228,9 @@ func printFleet(w io.Writer, st *fleet.FleetStatus, asJSON bool) error {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MACHINE\tHOST\tVERSION\tSTATE\tGAVE UP\tLAST ERROR")
 	for _, m := range st.Failed {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Hostname, m.Version, m.State, strings.Join(m.Failed, ","), m.LastError)
+		// what another machine wrote of itself: no terminal escapes
+		p := fleet.Printable
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p(m.ID), p(m.Hostname), p(m.Version), p(m.State), p(strings.Join(m.Failed, ",")), p(m.LastError))
 	}
 	return tw.Flush()
 }

@@ -105,3 +105,24 @@ func regexpLine(out string, fields ...string) bool {
 	}
 	return false
 }
+
+// Another machine's report may carry terminal escapes in any field it
+// writes: the status table shows them as spaces.
+func TestPrintFleetFiltersReports(t *testing.T) {
+	esc := "\x1b]0;owned\x07\x1b[2J\u009b31m"
+	st := &fleet.FleetStatus{
+		Machines: []fleet.MachineReport{{ID: "m1"}},
+		Counts:   map[string]map[string]int{"1.0" + esc: {"failed" + esc: 1}},
+		Failed: []fleet.MachineReport{{
+			ID: "m1" + esc, Hostname: "host" + esc, Version: "1.0" + esc, State: "failed",
+			Failed: []string{"2.0" + esc}, LastError: "boom" + esc,
+		}},
+	}
+	var out bytes.Buffer
+	if err := printFleet(&out, st, false); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); strings.ContainsAny(s, "\x1b\x07\u009b") || !strings.Contains(s, "host ") || !strings.Contains(s, "boom ") {
+		t.Errorf("escapes reach the terminal:\n%q", s)
+	}
+}

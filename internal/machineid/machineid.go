@@ -65,7 +65,9 @@ func New() (string, error) {
 // Ensure returns the id in path, writing a new one first when the file is
 // missing or does not hold a valid id. It runs after provisioning, so an id
 // an Ignition config wrote wins; a config's invalid one is replaced, and
-// replaced is then true so the caller can say so.
+// replaced is then true so the caller can say so. The image itself cannot
+// carry an id (configs refuses /etc/machine-id in root.files): one found
+// here is this machine's own.
 func Ensure(path string) (id string, created, replaced bool, err error) {
 	id, rerr := Read(path)
 	if rerr == nil {

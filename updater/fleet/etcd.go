@@ -331,11 +331,11 @@ func (e *Etcd) tryAcquire(ctx context.Context) (stale string, err error) {
 		doc = &Semaphore{Max: m, Holders: []string{}}
 	}
 	if doc.Has(e.ID) {
-		if _, ok := ls.Holds[e.ID]; ok {
-			return "", nil // held already (a restart before the reboot)
-		}
-		// held without a record (taken by an older slate or by hand):
-		// record it now so it can expire
+		// held already (a restart before the reboot, a release that
+		// never came) or held without a record (taken by an older
+		// slate or by hand): the hold is taken again now, so a hold
+		// older than the ttl is not taken over while this machine
+		// reboots on it
 		return "", e.swap(ctx, ls, doc, []clientv3.Op{e.putHold(now)})
 	}
 	if len(doc.Holders) >= doc.Max {

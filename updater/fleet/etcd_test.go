@@ -395,3 +395,38 @@ func TestEtcdLockLocksmithDocument(t *testing.T) {
 		t.Error("locksmith's holder was removed")
 	}
 }
+
+// A hold this machine has had for longer than the ttl (a release that
+// never came) is taken again by its next Acquire: its time is the new
+// one, and a machine that comes later does not take it over.
+func TestEtcdLockReacquireRefreshesHold(t *testing.T) {
+	ep := startEtcd(t)
+	l := &lines{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	old := newLock(ep, "again", l)
+	old.Now = func() time.Time { return time.Now().Add(-time.Hour) }
+	if err := old.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again := newLock(ep, "again", l)
+	if err := again.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := again.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := ls.Holds["again"]; !ok || time.Since(r.Taken) > time.Minute {
+		t.Fatalf("the hold was not taken again: %+v", ls.Holds)
+	}
+	other := newLock(ep, "other", l)
+	octx, ocancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer ocancel()
+	if err := other.Acquire(octx); err == nil {
+		t.Fatal("a hold just taken again was taken over")
+	}
+	if ls, _ := again.Read(ctx); !ls.Doc.Has("again") || ls.Doc.Has("other") {
+		t.Errorf("holders %v", ls.Doc.Holders)
+	}
+}

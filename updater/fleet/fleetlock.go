@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/slateos/slate/internal/redact"
 )
@@ -82,17 +83,20 @@ func describeError(b []byte) string {
 		Value string `json:"value"`
 	}
 	if json.Unmarshal(b, &e) == nil && e.Kind != "" {
-		return printable(e.Kind + ": " + e.Value)
+		return Printable(e.Kind + ": " + e.Value)
 	}
-	if s := printable(string(bytes.TrimSpace(b))); s != "" {
+	if s := Printable(string(bytes.TrimSpace(b))); s != "" {
 		return s
 	}
 	return "(no body)"
 }
 
-func printable(s string) string {
+// Printable is s fit for a terminal: control characters (C0, DEL and
+// C1, which carry terminal escapes) become spaces, and it is bounded. It
+// is for what another machine or a server wrote.
+func Printable(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) {
 			return ' '
 		}
 		return r

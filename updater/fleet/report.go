@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -42,14 +43,20 @@ const (
 type Fleet struct {
 	Conn   configs.EtcdConn
 	Client *clientv3.Client // nil: dialled from Conn on first use
-	lock   Etcd             // its client and prefix helpers
+	once   sync.Once
+	lock   Etcd // its client and prefix helpers
 }
 
+// etcd is the lock's client and helpers, set from Conn and Client on
+// first use: the daemon's reports and its stop-the-line checks may call
+// at once, and Conn and Client are not to change after.
 func (f *Fleet) etcd() *Etcd {
-	f.lock.Conn = f.Conn
-	if f.Client != nil {
-		f.lock.Client = f.Client
-	}
+	f.once.Do(func() {
+		f.lock.Conn = f.Conn
+		if f.Client != nil {
+			f.lock.Client = f.Client
+		}
+	})
 	return &f.lock
 }
 
@@ -109,7 +116,7 @@ func (f *Fleet) Machines(ctx context.Context) ([]MachineReport, error) {
 		id := strings.TrimPrefix(string(kv.Key), p)
 		var r MachineReport
 		if len(kv.Value) > maxReport || json.Unmarshal(kv.Value, &r) != nil || r.ID != id {
-			out = append(out, MachineReport{ID: printable(id), State: "unreadable"})
+			out = append(out, MachineReport{ID: Printable(id), State: "unreadable"})
 			continue
 		}
 		out = append(out, r)

@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -81,4 +83,33 @@ func TestFleetReportLeaseExpires(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Errorf("a machine that stopped reporting is still there: %+v", ms)
+}
+
+// The daemon's reports (its Run loop) and its stop-the-line checks (from
+// a request) use one Fleet at once: under -race, this is a data race
+// unless the Fleet sets its client up once.
+func TestFleetConcurrentUse(t *testing.T) {
+	ep := startEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f := &Fleet{Conn: conn(ep)}
+	defer f.Close()
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			r := MachineReport{ID: fmt.Sprintf("m%d", i), Version: "1.0.0", State: "idle", At: time.Now().UTC()}
+			if err := f.Put(ctx, r, time.Minute); err != nil {
+				t.Error(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := f.ShouldHalt(ctx, "2.0.0", 1); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -292,9 +292,9 @@ func Refresh(dir string, o PublishOptions) (*Manifest, error) {
 }
 
 // SetRollout re-signs the top manifest, as Refresh does, with new waves
-// for the version it offers. The waves keep counting from the version's
-// publishing (the rollout's start, or the top's published time if it had
-// no rollout), and a pause stays.
+// for the version it offers. The waves keep counting from the rollout's
+// start, or, if the top had no rollout, from its published time (its last
+// publish or refresh, not the version's first publish), and a pause stays.
 func SetRollout(dir string, waves []Wave, o PublishOptions) (*Manifest, error) {
 	if err := ValidateWaves(waves); err != nil {
 		return nil, fmt.Errorf("set the rollout of channel %s: %w", dir, err)
@@ -348,7 +348,10 @@ func Resume(dir string, o PublishOptions) (*Manifest, error) {
 }
 
 // rolloutOf is a copy of m's rollout to change, or for a manifest without
-// one, all at once counted from its publishing.
+// one, all at once counted from its last signing (m.Published: the last
+// publish or refresh). Nothing in the channel records when the version was
+// first published (the version folder's manifest has no published time),
+// so that is the earliest honest start; the README says so.
 func rolloutOf(m *Manifest) *Rollout {
 	if m.Rollout != nil {
 		r := *m.Rollout

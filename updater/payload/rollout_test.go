@@ -326,3 +326,32 @@ func readVersionManifest(t *testing.T, ch, version string, pub ed25519.PublicKey
 	}
 	return m
 }
+
+// A top manifest without a rollout does not record when its version was
+// first published: slate channel rollout (and pause) on it count the
+// waves from its last signing, the last publish or refresh, as the README
+// says; never from the moment the waves are set.
+func TestSetRolloutWithoutRolloutStartsAtLastSigning(t *testing.T) {
+	pub, k := testKeys(t)
+	ch := t.TempDir()
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	o := PublishOptions{Keys: keysOf(k), Now: clock}
+	if _, err := publishSmall(t, ch, "demo", "1.0.0", o); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(6 * time.Hour)
+	refreshed := now
+	if _, err := Refresh(ch, o); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Hour)
+	waves, _ := ParseRolloutSpec("10%:0h,100%:24h")
+	m, err := SetRollout(ch, waves, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Rollout.Start.Equal(refreshed) || !readTop(t, ch, pub).Rollout.Start.Equal(refreshed) {
+		t.Errorf("start %s, want the last refresh %s", m.Rollout.Start, refreshed)
+	}
+}
