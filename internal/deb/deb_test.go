@@ -13,45 +13,46 @@ import (
 	"testing"
 
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/internal/deb/debtest"
 )
 
 // repoPkgs is the test repository: alternatives, Provides, version
 // relations, a cycle, an excluded dependency, merged-/usr paths.
-func repoPkgs() []testPkg {
-	return []testPkg{
-		{name: "app", version: "1.0-1", pre: "libc6 (>= 2.36)", depends: "mta | exim4, cyc-a, shell (>= 1), debconf (>= 0.5) | debconf-2.0, tool [amd64], notforus [arm64]",
-			files: []testFile{{name: "./"}, {name: "./usr/"}, {name: "./usr/bin/"}, {name: "./usr/bin/app", mode: 0o4755, body: "app"},
-				{name: "./etc/"}, {name: "./etc/app.conf", body: "conf"}}},
-		{name: "libc6", version: "2.36-9", files: []testFile{{name: "./lib/"}, {name: "./lib/x86_64-linux-gnu/"}, {name: "./lib/x86_64-linux-gnu/libc.so.6", body: "libc"},
-			{name: "./lib64/"}, {name: "./lib64/ld-linux-x86-64.so.2", typ: tar.TypeSymlink, target: "../lib/x86_64-linux-gnu/libc.so.6"}}},
-		{name: "libc6", version: "2.31-1", files: []testFile{{name: "./lib/old", body: "old"}}},
-		{name: "exim4", version: "4.96-15", files: []testFile{{name: "./usr/sbin/exim4", body: "exim"}}},
-		{name: "postfix", version: "3.7-1", provides: "mta", files: []testFile{{name: "./usr/sbin/postfix", body: "pf"}}},
-		{name: "cyc-a", version: "1", depends: "cyc-b", files: []testFile{{name: "./usr/share/a", body: "a"}}},
-		{name: "cyc-b", version: "1", depends: "cyc-a (>= 1)", files: []testFile{{name: "./usr/share/b", body: "b"}}},
-		{name: "dash", version: "0.5.12-2", provides: "shell (= 2)", gz: true, files: []testFile{{name: "./bin/"}, {name: "./bin/dash", mode: 0o755, body: "dash"},
-			{name: "./bin/sh", typ: tar.TypeSymlink, target: "dash"}, {name: "./sbin/"}, {name: "./sbin/dashlink", typ: tar.TypeLink, target: "./bin/dash"}}},
-		{name: "debconf", version: "1.5.82", files: []testFile{{name: "./usr/share/debconf", body: "x"}}},
-		{name: "tool", version: "1:2.0-1", arch: "all", files: []testFile{{name: "./usr/bin/tool", body: "tool"}}},
-		{name: "needs-new", version: "1", depends: "tool (>> 1:3)"},
-		{name: "mid", version: "1", depends: "needs-new"},
-		{name: "bad-slate", version: "1", files: []testFile{{name: "./usr/lib/slate/evil", body: "x"}}},
-		{name: "bad-init", version: "1", files: []testFile{{name: "./sbin/init", body: "x"}}},
-		{name: "bad-var", version: "1", files: []testFile{{name: "./var/lib/x", body: "x"}}},
-		{name: "var-dir", version: "1", files: []testFile{{name: "./var/"}, {name: "./var/lib/"}, {name: "./usr/share/v", body: "v"}}},
-		{name: "dup-a", version: "1", files: []testFile{{name: "./usr/share/dup", body: "from a"}}},
-		{name: "dup-b", version: "1", files: []testFile{{name: "./usr/share/dup", body: "from b"}}},
-		{name: "notforus", version: "1"},
+func repoPkgs() []debtest.Pkg {
+	return []debtest.Pkg{
+		{Name: "app", Version: "1.0-1", PreDepends: "libc6 (>= 2.36)", Depends: "mta | exim4, cyc-a, shell (>= 1), debconf (>= 0.5) | debconf-2.0, tool [amd64], notforus [arm64]",
+			Files: []debtest.File{{Name: "./"}, {Name: "./usr/"}, {Name: "./usr/bin/"}, {Name: "./usr/bin/app", Mode: 0o4755, Body: "app"},
+				{Name: "./etc/"}, {Name: "./etc/app.conf", Body: "conf"}}},
+		{Name: "libc6", Version: "2.36-9", Files: []debtest.File{{Name: "./lib/"}, {Name: "./lib/x86_64-linux-gnu/"}, {Name: "./lib/x86_64-linux-gnu/libc.so.6", Body: "libc"},
+			{Name: "./lib64/"}, {Name: "./lib64/ld-linux-x86-64.so.2", Type: tar.TypeSymlink, Target: "../lib/x86_64-linux-gnu/libc.so.6"}}},
+		{Name: "libc6", Version: "2.31-1", Files: []debtest.File{{Name: "./lib/old", Body: "old"}}},
+		{Name: "exim4", Version: "4.96-15", Files: []debtest.File{{Name: "./usr/sbin/exim4", Body: "exim"}}},
+		{Name: "postfix", Version: "3.7-1", Provides: "mta", Files: []debtest.File{{Name: "./usr/sbin/postfix", Body: "pf"}}},
+		{Name: "cyc-a", Version: "1", Depends: "cyc-b", Files: []debtest.File{{Name: "./usr/share/a", Body: "a"}}},
+		{Name: "cyc-b", Version: "1", Depends: "cyc-a (>= 1)", Files: []debtest.File{{Name: "./usr/share/b", Body: "b"}}},
+		{Name: "dash", Version: "0.5.12-2", Provides: "shell (= 2)", Gzip: true, Files: []debtest.File{{Name: "./bin/"}, {Name: "./bin/dash", Mode: 0o755, Body: "dash"},
+			{Name: "./bin/sh", Type: tar.TypeSymlink, Target: "dash"}, {Name: "./sbin/"}, {Name: "./sbin/dashlink", Type: tar.TypeLink, Target: "./bin/dash"}}},
+		{Name: "debconf", Version: "1.5.82", Files: []debtest.File{{Name: "./usr/share/debconf", Body: "x"}}},
+		{Name: "tool", Version: "1:2.0-1", Arch: "all", Files: []debtest.File{{Name: "./usr/bin/tool", Body: "tool"}}},
+		{Name: "needs-new", Version: "1", Depends: "tool (>> 1:3)"},
+		{Name: "mid", Version: "1", Depends: "needs-new"},
+		{Name: "bad-slate", Version: "1", Files: []debtest.File{{Name: "./usr/lib/slate/evil", Body: "x"}}},
+		{Name: "bad-init", Version: "1", Files: []debtest.File{{Name: "./sbin/init", Body: "x"}}},
+		{Name: "bad-var", Version: "1", Files: []debtest.File{{Name: "./var/lib/x", Body: "x"}}},
+		{Name: "var-dir", Version: "1", Files: []debtest.File{{Name: "./var/"}, {Name: "./var/lib/"}, {Name: "./usr/share/v", Body: "v"}}},
+		{Name: "dup-a", Version: "1", Files: []debtest.File{{Name: "./usr/share/dup", Body: "from a"}}},
+		{Name: "dup-b", Version: "1", Files: []debtest.File{{Name: "./usr/share/dup", Body: "from b"}}},
+		{Name: "notforus", Version: "1"},
 	}
 }
 
-func testSpec(t *testing.T, r *testRepo, pkgs ...string) *configs.Spec {
+func testSpec(t *testing.T, r *debtest.Repo, pkgs ...string) *configs.Spec {
 	dir := t.TempDir()
 	ring := filepath.Join(dir, "archive.gpg")
-	if err := os.WriteFile(ring, r.keyring, 0o644); err != nil {
+	if err := os.WriteFile(ring, r.Keyring, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := &configs.Spec{Name: "t", Version: "1.0.0", Packages: pkgs, Debian: &configs.Debian{Suite: "test", Mirror: r.mirror(), Keyring: ring}, Dir: dir}
+	s := &configs.Spec{Name: "t", Version: "1.0.0", Packages: pkgs, Debian: &configs.Debian{Suite: "test", Mirror: r.Mirror(), Keyring: ring}, Dir: dir}
 	s.SetDefaults()
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
@@ -68,7 +69,7 @@ func names(l *Lock) []string {
 }
 
 func TestResolveClosure(t *testing.T) {
-	r := newRepo(t, repoPkgs())
+	r := debtest.NewRepo(t, repoPkgs())
 	res, err := (&Client{}).ResolveSpec(context.Background(), testSpec(t, r, "app"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,13 +87,13 @@ func TestResolveClosure(t *testing.T) {
 	if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "debconf is excluded") }) {
 		t.Errorf("no note of the excluded debconf: %v", res.Notes)
 	}
-	if res.Lock.Date != "Sat, 10 May 2025 09:00:00 UTC" || res.Lock.InRelease != sum(r.files["dists/test/InRelease"]) {
+	if res.Lock.Date != "Sat, 10 May 2025 09:00:00 UTC" || res.Lock.InRelease != debtest.SHA256(r.File(debtest.Release)) {
 		t.Errorf("lock release: %q %q", res.Lock.Date, res.Lock.InRelease)
 	}
 }
 
 func TestResolveInclude(t *testing.T) {
-	r := newRepo(t, repoPkgs())
+	r := debtest.NewRepo(t, repoPkgs())
 	s := testSpec(t, r, "app")
 	s.Debian.Include = []string{"debconf"}
 	s.Debian.Exclude = []string{"postfix"}
@@ -107,7 +108,7 @@ func TestResolveInclude(t *testing.T) {
 }
 
 func TestResolveErrors(t *testing.T) {
-	r := newRepo(t, repoPkgs())
+	r := debtest.NewRepo(t, repoPkgs())
 	for _, tc := range []struct {
 		pkgs []string
 		want string
@@ -126,37 +127,42 @@ func TestResolveErrors(t *testing.T) {
 	}
 	res, err := (&Client{}).ResolveSpec(context.Background(), testSpec(t, r, "libc6=2.31-1"))
 	if err != nil || names(res.Lock)[0] != "libc6=2.31-1" {
-		t.Fatalf("exact version: %v %v", err, res)
+		t.Fatalf("exact Version: %v %v", err, res)
 	}
 }
 
 func TestBadSignatureAndIndex(t *testing.T) {
-	r := newRepo(t, repoPkgs())
+	r := debtest.NewRepo(t, repoPkgs())
 	ctx := context.Background()
 	// signed by another key
-	other := newKey(t)
-	good := r.files["dists/test/InRelease"]
+	other := debtest.NewKey(t)
+	good := r.File(debtest.Release)
 	block := clearSignedText(t, good)
-	r.files["dists/test/InRelease"] = clearSign(t, other, block)
+	r.SetFile(debtest.Release, debtest.ClearSign(t, other, block))
 	if _, err := (&Client{}).ResolveSpec(ctx, testSpec(t, r, "app")); err == nil || !strings.Contains(err.Error(), "InRelease signature") {
 		t.Fatalf("foreign key: %v", err)
 	}
 	// the signed text changed after signing
-	r.files["dists/test/InRelease"] = []byte(strings.Replace(string(good), "Date: Sat", "Date: Sun", 1))
+	r.SetFile(debtest.Release, []byte(strings.Replace(string(good), "Date: Sat", "Date: Sun", 1)))
 	if _, err := (&Client{}).ResolveSpec(ctx, testSpec(t, r, "app")); err == nil || !strings.Contains(err.Error(), "InRelease signature") {
 		t.Fatalf("edited release: %v", err)
 	}
+	// a release signed for another suite
+	r.SetFile(debtest.Release, debtest.ClearSign(t, r.Entity, []byte(strings.ReplaceAll(string(block), ": test", ": oldstable"))))
+	if _, err := (&Client{}).ResolveSpec(ctx, testSpec(t, r, "app")); err == nil || !strings.Contains(err.Error(), `the signed release is of suite "oldstable"`) {
+		t.Fatalf("other suite: %v", err)
+	}
 	// not signed at all
-	r.files["dists/test/InRelease"] = block
+	r.SetFile(debtest.Release, block)
 	if _, err := (&Client{}).ResolveSpec(ctx, testSpec(t, r, "app")); err == nil || !strings.Contains(err.Error(), "not a clear-signed") {
 		t.Fatalf("unsigned release: %v", err)
 	}
 	// an index that is not the one the release names
-	r.files["dists/test/InRelease"] = good
-	x := r.files["dists/test/main/binary-amd64/Packages.xz"]
+	r.SetFile(debtest.Release, good)
+	x := r.File(debtest.Index)
 	bad := append([]byte(nil), x...)
 	bad[len(bad)/2] ^= 1
-	r.files["dists/test/main/binary-amd64/Packages.xz"] = bad
+	r.SetFile(debtest.Index, bad)
 	if _, err := (&Client{}).ResolveSpec(ctx, testSpec(t, r, "app")); err == nil || !strings.Contains(err.Error(), "the release says") {
 		t.Fatalf("bad index: %v", err)
 	}
@@ -220,7 +226,7 @@ func (m *memTree) Mknod(p string, mode fs.FileMode, major, minor uint32, uid, gi
 
 func (m *memTree) SetXattr(p, name string, value []byte) error { return nil }
 
-func lockAndFetch(t *testing.T, r *testRepo, cache string, pkgs ...string) ([]string, []string) {
+func lockAndFetch(t *testing.T, r *debtest.Repo, cache string, pkgs ...string) ([]string, []string) {
 	t.Helper()
 	res, err := (&Client{}).ResolveSpec(context.Background(), testSpec(t, r, pkgs...))
 	if err != nil {
@@ -234,7 +240,7 @@ func lockAndFetch(t *testing.T, r *testRepo, cache string, pkgs ...string) ([]st
 }
 
 func TestUnpackMergedUsr(t *testing.T) {
-	r := newRepo(t, repoPkgs())
+	r := debtest.NewRepo(t, repoPkgs())
 	n, p := lockAndFetch(t, r, t.TempDir(), "app")
 	u, err := Unpack(n, p)
 	if err != nil {
@@ -274,7 +280,7 @@ func TestUnpackMergedUsr(t *testing.T) {
 }
 
 func TestUnpackRefusesSlatePaths(t *testing.T) {
-	r := newRepo(t, repoPkgs())
+	r := debtest.NewRepo(t, repoPkgs())
 	cache := t.TempDir()
 	for _, tc := range []struct{ pkg, want string }{
 		{"bad-slate", "package bad-slate: /usr/lib/slate/evil would land in /usr/lib/slate/evil, which slate owns"},
@@ -294,7 +300,7 @@ func TestUnpackRefusesSlatePaths(t *testing.T) {
 }
 
 func TestUnpackOverlap(t *testing.T) {
-	r := newRepo(t, repoPkgs())
+	r := debtest.NewRepo(t, repoPkgs())
 	n, p := lockAndFetch(t, r, t.TempDir(), "dup-b", "dup-a")
 	u, err := Unpack(n, p)
 	if err != nil {
@@ -308,16 +314,16 @@ func TestUnpackOverlap(t *testing.T) {
 }
 
 func TestCorruptDeb(t *testing.T) {
-	r := newRepo(t, repoPkgs())
+	r := debtest.NewRepo(t, repoPkgs())
 	res, err := (&Client{}).ResolveSpec(context.Background(), testSpec(t, r, "tool"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pp := res.Lock.Packages[0].Filename
-	good := r.files[pp]
+	good := r.File(pp)
 	bad := append([]byte(nil), good...)
 	bad[len(bad)-3] ^= 0xff
-	r.files[pp] = bad
+	r.SetFile(pp, bad)
 	cache := t.TempDir()
 	if _, _, err := (&Client{}).FetchLock(context.Background(), res.Lock, "", cache); err == nil || !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("corrupt download: %v", err)
@@ -326,17 +332,17 @@ func TestCorruptDeb(t *testing.T) {
 		t.Fatalf("a corrupt download was left in the cache: %v", ents)
 	}
 	// a good download, then the cached file is damaged: fetched again
-	r.files[pp] = good
+	r.SetFile(pp, good)
 	_, paths, err := (&Client{}).FetchLock(context.Background(), res.Lock, "", cache)
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(paths[0], bad, 0o644)
-	before := r.requests.Load()
+	before := r.Requests()
 	if _, _, err := (&Client{}).FetchLock(context.Background(), res.Lock, "", cache); err != nil {
 		t.Fatal(err)
 	}
-	if r.requests.Load() != before+1 {
+	if r.Requests() != before+1 {
 		t.Fatalf("a damaged cached file was not fetched again")
 	}
 	if err := verifyFile(paths[0], res.Lock.Packages[0]); err != nil {
@@ -345,7 +351,7 @@ func TestCorruptDeb(t *testing.T) {
 }
 
 func TestLockRoundTripAndWarmBuild(t *testing.T) {
-	r := newRepo(t, repoPkgs())
+	r := debtest.NewRepo(t, repoPkgs())
 	spec := testSpec(t, r, "app", "libc6=2.36-9")
 	res, err := (&Client{}).ResolveSpec(context.Background(), spec)
 	if err != nil {
@@ -372,12 +378,12 @@ func TestLockRoundTripAndWarmBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	// warm: the lock and the cache, no request at all
-	before := r.requests.Load()
+	before := r.Requests()
 	n, p, err := (&Client{}).FetchLock(context.Background(), l, "", cache)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := r.requests.Load() - before; got != 0 {
+	if got := r.Requests() - before; got != 0 {
 		t.Fatalf("a warm build made %d requests", got)
 	}
 	if _, err := Unpack(n, p); err != nil {

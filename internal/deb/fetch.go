@@ -110,6 +110,10 @@ func (c *Client) FetchRelease(ctx context.Context, mirror, suite string, ring []
 	if err != nil {
 		return nil, fmt.Errorf("%s dists/%s: %w", mirror, suite, err)
 	}
+	// a release signed for another suite (an old one replayed) is refused
+	if rel.Suite != suite && rel.Codename != suite {
+		return nil, fmt.Errorf("%s dists/%s: the signed release is of suite %q (codename %q)", mirror, suite, rel.Suite, rel.Codename)
+	}
 	return rel, nil
 }
 
