@@ -23,7 +23,7 @@ func repoPkgs() []debtest.Pkg {
 		{Name: "app", Version: "1.0-1", PreDepends: "libc6 (>= 2.36)", Depends: "mta | exim4, cyc-a, shell (>= 1), debconf (>= 0.5) | debconf-2.0, tool [amd64], notforus [arm64]",
 			Files: []debtest.File{{Name: "./"}, {Name: "./usr/"}, {Name: "./usr/bin/"}, {Name: "./usr/bin/app", Mode: 0o4755, Body: "app"},
 				{Name: "./etc/"}, {Name: "./etc/app.conf", Body: "conf"}}},
-		{Name: "libc6", Version: "2.36-9", Files: []debtest.File{{Name: "./lib/"}, {Name: "./lib/x86_64-linux-gnu/"}, {Name: "./lib/x86_64-linux-gnu/libc.so.6", Body: "libc"},
+		{Name: "libc6", Version: "2.36-9", Zstd: true, Files: []debtest.File{{Name: "./lib/"}, {Name: "./lib/x86_64-linux-gnu/"}, {Name: "./lib/x86_64-linux-gnu/libc.so.6", Body: "libc"},
 			{Name: "./lib64/"}, {Name: "./lib64/ld-linux-x86-64.so.2", Type: tar.TypeSymlink, Target: "../lib/x86_64-linux-gnu/libc.so.6"}}},
 		{Name: "libc6", Version: "2.31-1", Files: []debtest.File{{Name: "./lib/old", Body: "old"}}},
 		{Name: "exim4", Version: "4.96-15", Files: []debtest.File{{Name: "./usr/sbin/exim4", Body: "exim"}}},

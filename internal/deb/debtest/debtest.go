@@ -22,6 +22,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
 
@@ -42,6 +43,7 @@ type Pkg struct {
 	Provides            string
 	Files               []File
 	Gzip                bool // data.tar.gz instead of data.tar.xz
+	Zstd                bool // data.tar.zst
 }
 
 // arMember writes one ar member (60-byte header, body, padding).
@@ -116,7 +118,14 @@ func BuildDeb(t testing.TB, p Pkg) []byte {
 	arMember(&b, "debian-binary", []byte("2.0\n"))
 	arMember(&b, "control.tar.gz", gz(tarOf(t, []File{{Name: "./control", Body: ctl}})))
 	data := tarOf(t, p.Files)
-	if p.Gzip {
+	if p.Zstd {
+		w, err := zstd.NewWriter(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arMember(&b, "data.tar.zst", w.EncodeAll(data, nil))
+		w.Close()
+	} else if p.Gzip {
 		arMember(&b, "data.tar.gz", gz(data))
 	} else {
 		arMember(&b, "data.tar.xz", xzOf(t, data))
