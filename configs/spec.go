@@ -21,11 +21,16 @@ type Spec struct {
 	// Users and Groups are accounts added to the image's /etc/passwd,
 	// /etc/group and /etc/shadow besides root and nobody (for services
 	// that run as their own user).
-	Users   []User   `yaml:"users,omitempty" json:"users,omitempty"`
-	Groups  []Group  `yaml:"groups,omitempty" json:"groups,omitempty"`
-	Network Network  `yaml:"network,omitempty" json:"network"`
-	Console []string `yaml:"console,omitempty" json:"console,omitempty"`
-	Update  *Update  `yaml:"update,omitempty" json:"update,omitempty"`
+	Users  []User  `yaml:"users,omitempty" json:"users,omitempty"`
+	Groups []Group `yaml:"groups,omitempty" json:"groups,omitempty"`
+	// Packages are Debian binary packages ("name" or "name=version")
+	// unpacked into the root with their dependency closure; Debian says
+	// where from.
+	Packages []string `yaml:"packages,omitempty" json:"packages,omitempty"`
+	Debian   *Debian  `yaml:"debian,omitempty" json:"debian,omitempty"`
+	Network  Network  `yaml:"network,omitempty" json:"network"`
+	Console  []string `yaml:"console,omitempty" json:"console,omitempty"`
+	Update   *Update  `yaml:"update,omitempty" json:"update,omitempty"`
 	// Ignition is the host path of an Ignition config baked into the
 	// image, applied on first boot when no config comes from the kernel
 	// command line or QEMU's fw_cfg.

@@ -86,6 +86,7 @@ func (s *Spec) Validate() error {
 	s.validateAccounts(c)
 	s.validateServiceUsers(c)
 	s.validateFileOwners(c)
+	s.validatePackages(c)
 	if s.Update != nil {
 		s.Update.validate(c, "$.update", s.Services, s.Containers)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +34,13 @@ func newBuildCmd() *cobra.Command {
 			}
 			if ver != "" {
 				s.Version = ver
+			}
+			if len(s.Packages) > 0 {
+				// resolving, fetching and unpacking work (slate packages
+				// lock, fetch); the build step that unpacks them into the
+				// root is not there yet, and an image without them would
+				// be a silent surprise
+				return errors.New("$.packages: images with Debian packages cannot be built yet (slate packages lock and fetch work); remove packages to build")
 			}
 			rep, err := builder.Build(cmd.Context(), builder.Options{
 				Spec: s, OutDir: out, Formats: formats, CacheDir: cache, Slate: slateBin,

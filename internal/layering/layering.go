@@ -47,7 +47,9 @@ var Allowed = map[string][]string{
 	// Build.
 	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/oci", "internal/run/cnet", "internal/format/isoimage",
 		"internal/format/kmod", "internal/boot/netroot", "partitions", "updater/payload", "internal/version"},
-	"internal/oci": {"internal/accounts", "configs", "internal/imageinfo"},
+	"internal/oci":         {"internal/accounts", "configs", "internal/imageinfo"},
+	"internal/deb":         {"configs"},
+	"internal/deb/debtest": nil,
 	// Boot.
 	"internal/boot/netroot": {"internal/cmdline", "internal/fetch"},
 	"initramfs/stage1":      {"internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "internal/format/ext4fs", "internal/format/kmod", "internal/boot/netconf", "internal/boot/netroot", "partitions", "internal/redact"},
@@ -72,7 +74,7 @@ var Allowed = map[string][]string{
 // updater/payload), never build code.
 var (
 	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "updater/fleet", "internal/run/pid1", "internal/run/cnet"}
-	BuildOnly   = []string{"builder", "internal/oci", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e", "updater/fleet/fleettest"}
+	BuildOnly   = []string{"builder", "internal/oci", "internal/deb", "internal/deb/debtest", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e", "updater/fleet/fleettest"}
 )
 
 // Package is one node of the graph: its path relative to Module, its direct
