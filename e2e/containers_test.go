@@ -164,6 +164,9 @@ containers:
       http: /healthz
       port: 8080
       interval: 2s
+      # The first answer takes seconds under TCG on a loaded machine:
+      # failures before it do not count.
+      start_period: 90s
 update:
   channel: %s
   public_key: %s
