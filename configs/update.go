@@ -162,12 +162,13 @@ func ParseWindow(w string) (from, to int, err error) {
 	if m == nil {
 		return 0, 0, fmt.Errorf("%q is not a window: write HH:MM-HH:MM (UTC), like 02:00-04:00", w)
 	}
-	var h1, m1, h2, m2 int
-	fmt.Sscan(m[1], &h1)
-	fmt.Sscan(m[2], &m1)
-	fmt.Sscan(m[3], &h2)
-	fmt.Sscan(m[4], &m2)
-	from, to = h1*60+m1, h2*60+m2
+	// strconv, not fmt.Sscan: Sscan reads "08" and "09" as an octal
+	// prefix and stops at the 8, which made 08:00 midnight
+	n := make([]int, 4)
+	for i := range n {
+		n[i], _ = strconv.Atoi(m[i+1]) // two digits, checked by windowRe
+	}
+	from, to = n[0]*60+n[1], n[2]*60+n[3]
 	if from == to {
 		return 0, 0, fmt.Errorf("%q is an empty window", w)
 	}

@@ -68,8 +68,18 @@ func TestUpdateSection(t *testing.T) {
 }
 
 func TestParseWindow(t *testing.T) {
-	if f, to, err := ParseWindow("02:00-04:30"); err != nil || f != 120 || to != 270 {
-		t.Errorf("%d %d %v", f, to, err)
+	for _, c := range []struct {
+		w        string
+		from, to int
+	}{
+		{"02:00-04:30", 120, 270},
+		{"08:09-09:08", 8*60 + 9, 9*60 + 8}, // leading zeros are not octal
+		{"19:59-23:00", 19*60 + 59, 23 * 60},
+		{"00:00-23:59", 0, 23*60 + 59},
+	} {
+		if f, to, err := ParseWindow(c.w); err != nil || f != c.from || to != c.to {
+			t.Errorf("%s: %d %d %v, want %d %d", c.w, f, to, err, c.from, c.to)
+		}
 	}
 	if _, _, err := ParseWindow("22:00-02:00"); err != nil {
 		t.Errorf("a window over midnight: %v", err)
