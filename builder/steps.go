@@ -52,6 +52,10 @@ type job struct {
 	initMods []*kmod.Module
 	rootMods []*kmod.Module
 	baked    []*baked // the spec's containers, flattened
+	// the spec's Debian packages, unpacked (nil without packages)
+	pkgs       *packageRoot
+	pkgReport  []PackageReport
+	debSources []DebianSourceReport
 
 	tmp      string     // the temporary folder inside OutDir
 	madeOut  bool       // OutDir was created by this build
@@ -91,6 +95,9 @@ func (j *job) steps() []step {
 	s := []step{
 		{"inputs", (*job).resolveInputs},
 		{"kernel modules", (*job).resolveModules},
+	}
+	if len(j.spec.Packages) > 0 {
+		s = append(s, step{"packages", (*job).resolvePackages})
 	}
 	if len(j.spec.Containers) > 0 {
 		s = append(s, step{"container images", (*job).pullContainers})
@@ -161,6 +168,9 @@ func checkOptions(o Options) (*job, error) {
 	}
 	if _, err := rolloutWaves(o); err != nil {
 		return nil, err
+	}
+	if o.Lock != "" && len(spec.Packages) == 0 {
+		return nil, &OptionError{Field: "Lock", Msg: fmt.Sprintf("the lock does not match the spec: the spec names no packages, %s pins some (delete it, or list the packages again)", o.Lock)}
 	}
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()
@@ -279,6 +289,7 @@ func (j *job) createDiskImage(context.Context) error {
 	for _, b := range j.baked {
 		j.rep.Containers = append(j.rep.Containers, b.report)
 	}
+	j.rep.Packages, j.rep.DebianSources = j.pkgReport, j.debSources
 	if in.Runc != "" {
 		sum, err := hashFile(in.Runc)
 		if err != nil {
@@ -298,7 +309,7 @@ func (j *job) buildInitramfs(context.Context) error {
 }
 
 func (j *job) buildRoot(context.Context) error {
-	used, size, err := buildRoot(j.disk, j.layout.Part(partitions.NumRootA), j.spec, j.in, j.ix, j.rootMods, j.baked, j.epoch)
+	used, size, err := buildRoot(j.disk, j.layout.Part(partitions.NumRootA), j.spec, j.in, j.ix, j.rootMods, j.baked, j.pkgs, j.epoch)
 	if err != nil {
 		return err
 	}
