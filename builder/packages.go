@@ -91,7 +91,13 @@ func (j *job) resolvePackages(ctx context.Context) error {
 		return fmt.Errorf("$.packages: %w", err)
 	}
 	for _, w := range u.Warnings {
-		logrus.WithField("packages", "unpack").Debug(w)
+		// a folder of a mount point (/var/lib/foo) is routine; a file
+		// in two packages is worth seeing
+		if strings.Contains(w, " dropped (") {
+			logrus.WithField("packages", "unpack").Debug(w)
+		} else {
+			logrus.WithField("packages", "unpack").Warn(w)
+		}
 	}
 	pr := &packageRoot{unpacked: u}
 	src := l.Mirror + " " + l.Suite
@@ -101,7 +107,7 @@ func (j *job) resolvePackages(ctx context.Context) error {
 		j.pkgReport = append(j.pkgReport, PackageReport{Name: p.Name, Version: p.Version, Architecture: p.Architecture, SHA256: p.SHA256, Source: src})
 	}
 	j.debSources = []DebianSourceReport{{Mirror: l.Mirror, Suite: l.Suite, Components: l.Components, Date: l.Date, InRelease: l.InRelease}}
-	j.pkgs = pr
+	j.pkgs, j.pkgLock = pr, l
 	logrus.WithFields(logrus.Fields{
 		"packages": len(names), "unpacked": fmt.Sprintf("%.1f MiB", float64(u.Size())/(1<<20)),
 		"locked": j.o.Lock != "", "took": time.Since(t0).Round(time.Millisecond),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/boot/netroot"
+	"github.com/slateos/slate/internal/deb"
 	"github.com/slateos/slate/internal/format/kmod"
 	"github.com/slateos/slate/internal/version"
 	"github.com/slateos/slate/partitions"
@@ -54,6 +55,7 @@ type job struct {
 	baked    []*baked // the spec's containers, flattened
 	// the spec's Debian packages, unpacked (nil without packages)
 	pkgs       *packageRoot
+	pkgLock    *deb.Lock // the lock the packages came from (resolved or read)
 	pkgReport  []PackageReport
 	debSources []DebianSourceReport
 
@@ -92,13 +94,17 @@ func Steps(o Options) ([]string, error) {
 // steps is the build's plan: the fixed steps, then one per extra format
 // family asked for, then the publish step when there is a channel.
 func (j *job) steps() []step {
-	s := []step{
-		{"inputs", (*job).resolveInputs},
-		{"kernel modules", (*job).resolveModules},
-	}
+	var s []step
+	// packages first: a lock that no longer matches the spec, or a
+	// package that cannot be had, is the likeliest failure of a build
+	// with packages, and needs none of the other inputs to be found
 	if len(j.spec.Packages) > 0 {
 		s = append(s, step{"packages", (*job).resolvePackages})
 	}
+	s = append(s, []step{
+		{"inputs", (*job).resolveInputs},
+		{"kernel modules", (*job).resolveModules},
+	}...)
 	if len(j.spec.Containers) > 0 {
 		s = append(s, step{"container images", (*job).pullContainers})
 	}
