@@ -26,9 +26,9 @@ type Debian struct {
 	// preference for equal versions; Suite, Components, Mirror and
 	// Keyring are then not given.
 	Sources    []DebianSource `yaml:"sources,omitempty" json:"sources,omitempty"`
-	Suite      string   `yaml:"suite,omitempty" json:"suite,omitempty"`
-	Components []string `yaml:"components,omitempty" json:"components,omitempty"`
-	Mirror     string   `yaml:"mirror,omitempty" json:"mirror,omitempty"`
+	Suite      string         `yaml:"suite,omitempty" json:"suite,omitempty"`
+	Components []string       `yaml:"components,omitempty" json:"components,omitempty"`
+	Mirror     string         `yaml:"mirror,omitempty" json:"mirror,omitempty"`
 	// Keyring is an OpenPGP keyring file (binary or armored) that must
 	// have signed the suite's InRelease.
 	Keyring string `yaml:"keyring,omitempty" json:"keyring,omitempty"`
