@@ -162,9 +162,6 @@ func (s *Spec) validatePackages(c *collector) {
 	if d == nil {
 		return
 	}
-	if len(s.Packages) == 0 {
-		c.add("$.debian", "a debian section without packages; list them under packages")
-	}
 	if len(d.Sources) > 0 {
 		for _, f := range []struct {
 			name string

@@ -46,7 +46,6 @@ func TestPackagesErrors(t *testing.T) {
 		{"packages: [bash]\ndebian: {components: [main, 'x/y']}\n", "$.debian.components[1]:"},
 		{"packages: [bash]\ndebian: {exclude: [bash]}\n", "$.debian.exclude[0]: \"bash\" is also asked for at $.packages[0]"},
 		{"packages: [bash]\ndebian: {include: [Perl]}\n", "$.debian.include[0]:"},
-		{"debian: {suite: trixie}\n", "$.debian: a debian section without packages"},
 		{"packages: [bash]\ndebian: {suit: trixie}\n", "$.debian.suit"},
 		{"packages: [bash]\ndebian: {suite: bookworm, sources: [{mirror: 'http://m/debian', suite: bookworm}]}\n", "$.debian.suite: give the suites either as debian.sources"},
 		{"packages: [bash]\ndebian: {sources: [{suite: bookworm}]}\n", "$.debian.sources[0].mirror: a source needs its mirror"},

@@ -105,24 +105,24 @@ func ParseLock(data []byte) (*Lock, error) {
 		if len(l.Sources) == 0 {
 			return nil, errors.New("lock: no sources")
 		}
-		for i, src := range l.Sources {
-			if src.Suite == "" || src.Mirror == "" {
-				return nil, fmt.Errorf("lock: sources[%d]: no mirror or suite", i)
-			}
-			if !isHTTP(src.Mirror) {
-				return nil, fmt.Errorf("lock: sources[%d]: mirror %q is not an http(s) URL", i, src.Mirror)
-			}
-			if l.source(src.Suite) != &l.Sources[i] {
-				return nil, fmt.Errorf("lock: sources[%d]: suite %s twice", i, src.Suite)
-			}
-		}
-		for i, p := range l.Packages {
-			if l.source(p.Source) == nil {
-				return nil, fmt.Errorf("lock: packages[%d]: %s: source %q is not in sources", i, p.Name, p.Source)
-			}
-		}
 	default:
 		return nil, fmt.Errorf("lock: lock_version %d, this slate reads 1 and %d", l.Version, LockVersion)
+	}
+	for i, src := range l.Sources {
+		if src.Suite == "" || src.Mirror == "" {
+			return nil, fmt.Errorf("lock: sources[%d]: no mirror or suite", i)
+		}
+		if !mirrorURI(src.Mirror) {
+			return nil, fmt.Errorf("lock: sources[%d]: mirror %q is not an http(s) URL", i, src.Mirror)
+		}
+		if l.source(src.Suite) != &l.Sources[i] {
+			return nil, fmt.Errorf("lock: sources[%d]: suite %s twice", i, src.Suite)
+		}
+	}
+	for i, p := range l.Packages {
+		if l.source(p.Source) == nil {
+			return nil, fmt.Errorf("lock: packages[%d]: %s: source %q is not in sources", i, p.Name, p.Source)
+		}
 	}
 	seen := map[string]bool{}
 	for i, p := range l.Packages {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -91,7 +92,7 @@ func entriesOfList(text string) []aptEntry {
 			}
 			f = f[1:]
 		}
-		if len(f) >= 2 && isHTTP(f[0]) {
+		if len(f) >= 2 && mirrorURI(f[0]) {
 			out = append(out, aptEntry{uri: strings.TrimSuffix(f[0], "/"), suite: f[1]})
 		}
 	}
@@ -116,7 +117,7 @@ func entriesOfSources(text string) []aptEntry {
 			continue
 		}
 		for _, u := range strings.Fields(fields["uris"]) {
-			if !isHTTP(u) {
+			if !mirrorURI(u) {
 				continue
 			}
 			for _, s := range strings.Fields(fields["suites"]) {
@@ -125,6 +126,13 @@ func entriesOfSources(text string) []aptEntry {
 		}
 	}
 	return out
+}
+
+// mirrorURI says whether an apt source's URI is one slate fetches from:
+// http(s) with a host.
+func mirrorURI(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && isHTTP(s) && u.Host != "" && u.User == nil
 }
 
 func isHTTP(u string) bool {
