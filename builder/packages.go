@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/deb"
 	"github.com/slateos/slate/internal/format/ext4fs"
 	"github.com/slateos/slate/internal/imageinfo"
@@ -143,12 +144,31 @@ type pkgTree struct {
 	u    *deb.Unpacked
 	log  logrus.FieldLogger
 	kept map[string]bool
+	// reserved are paths slate writes after the packages (sshd_config
+	// from the ssh section): a package's file there is left out.
+	reserved map[string]string
+}
+
+// reservedPaths are the paths of the root that slate writes after the
+// packages, with the reason.
+func reservedPaths(spec *configs.Spec) map[string]string {
+	r := map[string]string{}
+	if spec.SSHEnabled() {
+		r[configs.SSHConfigPath] = "slate writes it from the ssh section"
+		r[configs.SSHAuthorizedKeysDir] = "slate writes it from the users' ssh_keys"
+	}
+	return r
 }
 
 // under says whether p is a kept path or below one.
 func (t *pkgTree) under(p string) bool {
 	for q := p; q != "/" && q != "."; q = path.Dir(q) {
 		if t.kept[q] {
+			return true
+		}
+		if why, ok := t.reserved[q]; ok {
+			t.kept[q] = true
+			t.log.WithFields(logrus.Fields{"package": t.u.Package(q), "path": q}).Infof("the package's file is left out: %s", why)
 			return true
 		}
 	}

@@ -244,6 +244,15 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 			return nil, fmt.Errorf("$.root.files[%d]: %w", i, err)
 		}
 	}
+	if merged {
+		t := &pkgTree{fs: fsys, u: pkgs.unpacked, log: log, kept: map[string]bool{}, reserved: reservedPaths(spec)}
+		if err := pkgs.unpacked.WriteTo(t); err != nil {
+			return nil, fmt.Errorf("$.packages: %w", err)
+		}
+	}
+	if err := addSSH(fsys, spec); err != nil {
+		return nil, err
+	}
 	if in.Runc != "" {
 		if err := addRunc(fsys, in); err != nil {
 			return nil, err
@@ -251,11 +260,6 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 	}
 	if err := addContainers(fsys, cons); err != nil {
 		return nil, err
-	}
-	if merged {
-		if err := pkgs.unpacked.WriteTo(&pkgTree{fs: fsys, u: pkgs.unpacked, log: log, kept: map[string]bool{}}); err != nil {
-			return nil, fmt.Errorf("$.packages: %w", err)
-		}
 	}
 	warnDanglingLinks(fsys, spec, log)
 	if err := checkPrograms(fsys, spec, log); err != nil {

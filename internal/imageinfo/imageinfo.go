@@ -32,6 +32,9 @@ type Info struct {
 	// Packages are the Debian packages unpacked into the root.
 	Packages []Package       `json:"packages,omitempty"`
 	Network  configs.Network `json:"network"`
+	// SSH is the spec's ssh section when it enables ssh: PID 1 then runs
+	// sshd.
+	SSH *configs.SSH `json:"ssh,omitempty"`
 	// Update is the spec's update section without public_key (a host
 	// path; the key itself is at updater.PublicKeyPath).
 	Update *configs.Update `json:"update,omitempty"`
@@ -53,6 +56,9 @@ type Container struct {
 	// UID and GID are the container's user, resolved in its image.
 	UID uint32 `json:"uid"`
 	GID uint32 `json:"gid"`
+	// StopSignal is the image's STOPSIGNAL as the image names it
+	// (configs.ParseSignal reads it), empty for SIGTERM.
+	StopSignal string `json:"stop_signal,omitempty"`
 }
 
 // Package is a Debian package of the root: its name and version.
@@ -73,6 +79,9 @@ func MarshalWith(spec *configs.Spec, kernelVersion string, containers []Containe
 		Name: spec.Name, Version: spec.Version, Hostname: spec.Hostname,
 		KernelVersion: kernelVersion, Services: spec.Services, Network: spec.Network,
 		Containers: containers, Packages: packages,
+	}
+	if spec.SSHEnabled() {
+		info.SSH = spec.SSH
 	}
 	b, err := json.Marshal(info)
 	if err != nil {
