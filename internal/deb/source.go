@@ -146,6 +146,8 @@ type Source struct {
 	Suite      string
 	Components []string
 	Keyring    string
+	// KeyringField is the spec's field that names Keyring, for errors.
+	KeyringField string
 }
 
 // SourcesOf are the suites of a spec's debian section, in order of
@@ -167,7 +169,8 @@ func sourcesOf(d *configs.Debian, aptDir string) []Source {
 	if d != nil && len(d.Sources) > 0 {
 		out := make([]Source, len(d.Sources))
 		for i, s := range d.Sources {
-			out[i] = Source{Mirror: strings.TrimSuffix(s.Mirror, "/"), Suite: s.Suite, Components: s.Components, Keyring: s.Keyring}
+			out[i] = Source{Mirror: strings.TrimSuffix(s.Mirror, "/"), Suite: s.Suite, Components: s.Components, Keyring: s.Keyring,
+				KeyringField: fmt.Sprintf("$.debian.sources[%d].keyring", i)}
 			if len(out[i].Components) == 0 {
 				out[i].Components = configs.DefaultDebianComponents
 			}
@@ -177,7 +180,7 @@ func sourcesOf(d *configs.Debian, aptDir string) []Source {
 		}
 		return out
 	}
-	base := Source{Suite: configs.DefaultDebianSuite, Components: configs.DefaultDebianComponents, Keyring: configs.DefaultDebianKeyring}
+	base := Source{Suite: configs.DefaultDebianSuite, Components: configs.DefaultDebianComponents, Keyring: configs.DefaultDebianKeyring, KeyringField: "$.debian.keyring"}
 	if d != nil {
 		if d.Suite != "" {
 			base.Suite = d.Suite
@@ -279,7 +282,11 @@ func (c *Client) LoadSources(ctx context.Context, srcs []Source, dir string) (*I
 		}
 		ring, err := os.ReadFile(ringPath)
 		if err != nil {
-			return nil, nil, fmt.Errorf("$.debian.keyring (suite %s): %w", src.Suite, err)
+			field := src.KeyringField
+			if field == "" {
+				field = "the keyring"
+			}
+			return nil, nil, fmt.Errorf("%s (suite %s): %w", field, src.Suite, err)
 		}
 		rel, err := c.FetchRelease(ctx, src.Mirror, src.Suite, ring, ringPath)
 		if err != nil {

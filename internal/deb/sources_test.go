@@ -117,6 +117,13 @@ func TestResolveSources(t *testing.T) {
 		t.Errorf("Matches with one suite: %v", err)
 	}
 
+	// a keyring that is not there names its field
+	spec.Debian.Sources = append(spec.Debian.Sources, configs.DebianSource{Mirror: sec.Mirror(), Suite: "test-security", Components: []string{"main"}, Keyring: "nope.gpg"})
+	if _, err := (&Client{}).ResolveSpec(context.Background(), spec); err == nil || !strings.HasPrefix(err.Error(), "$.debian.sources[1].keyring (suite test-security): ") {
+		t.Errorf("missing keyring: %v", err)
+	}
+	spec.Debian.Sources = spec.Debian.Sources[:1]
+
 	// a source signed by another key is refused, naming its suite
 	spec.Debian.Sources = append(spec.Debian.Sources, configs.DebianSource{Mirror: sec.Mirror(), Suite: "test-security", Components: []string{"main"}, Keyring: "main.gpg"})
 	if _, err := (&Client{}).ResolveSpec(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "dists/test-security: InRelease signature") {
@@ -192,6 +199,9 @@ func TestSourcesOf(t *testing.T) {
 		var out []string
 		for _, s := range ss {
 			out = append(out, s.Mirror+" "+s.Suite+" "+strings.Join(s.Components, ",")+" "+s.Keyring)
+			if !strings.HasPrefix(s.KeyringField, "$.debian.") || !strings.HasSuffix(s.KeyringField, "keyring") {
+				t.Errorf("%s: keyring field %q", s.Suite, s.KeyringField)
+			}
 		}
 		return out
 	}
