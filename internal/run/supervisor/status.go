@@ -153,6 +153,10 @@ func (s *supervisor) refreshStats(svc *service) {
 	for i := range s.status.Services {
 		if x := &s.status.Services[i]; x.Name == svc.spec.Name {
 			if svc.spec.Container != nil {
+				if svc.runEnded {
+					// the kept leaf of a run already counted
+					return
+				}
 				// runc makes a new leaf at each start: add what the
 				// earlier ones used.
 				svc.runCPU = st.CPUUsec
