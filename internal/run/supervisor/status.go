@@ -143,8 +143,8 @@ func (s *supervisor) refreshStats(svc *service) {
 	}
 	st, err := svc.leaf.Stats()
 	if err != nil {
-		// a container's leaf exists only while runc runs it; what it
-		// used stays in the status
+		// a container's leaf exists from its start to the runc
+		// delete after its exit; what it used stays in the status
 		return
 	}
 	s.statusMu.Lock()
