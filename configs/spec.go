@@ -29,8 +29,10 @@ type Spec struct {
 	Packages []string `yaml:"packages,omitempty" json:"packages,omitempty"`
 	Debian   *Debian  `yaml:"debian,omitempty" json:"debian,omitempty"`
 	Network  Network  `yaml:"network,omitempty" json:"network"`
-	Console  []string `yaml:"console,omitempty" json:"console,omitempty"`
-	Update   *Update  `yaml:"update,omitempty" json:"update,omitempty"`
+	// SSH runs OpenSSH's server (key-only) when SSH.Enable is set.
+	SSH     *SSH     `yaml:"ssh,omitempty" json:"ssh,omitempty"`
+	Console []string `yaml:"console,omitempty" json:"console,omitempty"`
+	Update  *Update  `yaml:"update,omitempty" json:"update,omitempty"`
 	// Ignition is the host path of an Ignition config baked into the
 	// image, applied on first boot when no config comes from the kernel
 	// command line or QEMU's fw_cfg.
@@ -43,7 +45,7 @@ type Spec struct {
 
 // Kernel selects the kernel of every slot and its modules.
 type Kernel struct {
-	// Package is a Debian kernel package unpacked by scripts/fetch-kernel.sh
+	// Package is a Debian kernel package unpacked by slate kernel fetch
 	// into the cache (default linux-image-amd64). Ignored when Vmlinuz is set.
 	Package string `yaml:"package,omitempty" json:"package,omitempty"`
 	// Vmlinuz and ModulesDir name a kernel outside the cache: a bzImage and
