@@ -99,12 +99,16 @@ type updSpec struct {
 	statusEnv  map[string]string
 	extra      string // more services (YAML list items)
 	update     string // more fields of the update section (YAML, indented two spaces)
+	interval   string // update.check_interval (default 20s)
 }
 
 func (c *channel) spec(t testing.TB, s updSpec) string {
 	t.Helper()
 	if s.webMode == "" {
 		s.webMode = "sleep"
+	}
+	if s.interval == "" {
+		s.interval = "20s"
 	}
 	var env strings.Builder
 	if len(s.statusEnv) > 0 {
@@ -140,11 +144,11 @@ services:
 %supdate:
   channel: %s
   public_key: %s
-  check_interval: 20s
+  check_interval: %s
   health:
     services: [web]
     hold: 3s
-%s`, s.version, args, probeBin, s.webMode, env.String(), s.extra, c.guestURL(), filepath.Join(c.keys, "update.pub"), s.update)
+%s`, s.version, args, probeBin, s.webMode, env.String(), s.extra, c.guestURL(), filepath.Join(c.keys, "update.pub"), s.interval, s.update)
 	p := filepath.Join(c.dir, "spec-"+s.version+"-"+s.webMode+".yaml")
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)

@@ -2,63 +2,18 @@ package fleet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/slateos/slate/updater/fleet/fleettest"
 )
 
-// fleetLockServer is a FleetLock server with max 1, as airlock behaves:
-// pre-reboot is recursive for the holder, steady-state releases (200 when
-// nothing is held too).
-type fleetLockServer struct {
-	mu     sync.Mutex
-	holder string
-	calls  []string
-	bad    []string
-}
-
-func (s *fleetLockServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var body struct {
-		ClientParams struct {
-			ID    string `json:"id"`
-			Group string `json:"group"`
-		} `json:"client_params"`
-	}
-	b, _ := io.ReadAll(r.Body)
-	if r.Method != http.MethodPost || r.Header.Get("fleet-lock-protocol") != "true" || json.Unmarshal(b, &body) != nil || body.ClientParams.ID == "" || body.ClientParams.Group != "web" {
-		s.bad = append(s.bad, r.Method+" "+r.URL.Path+" "+string(b))
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = w.Write([]byte(`{"kind":"bad_request","value":"not a FleetLock request"}`))
-		return
-	}
-	id := body.ClientParams.ID
-	s.calls = append(s.calls, r.URL.Path+" "+id)
-	switch r.URL.Path {
-	case "/v1/pre-reboot":
-		if s.holder != "" && s.holder != id {
-			w.WriteHeader(http.StatusConflict)
-			_, _ = w.Write([]byte(`{"kind":"failed_lock","value":"semaphore currently full"}`))
-			return
-		}
-		s.holder = id
-	case "/v1/steady-state":
-		if s.holder == id {
-			s.holder = ""
-		}
-	default:
-		http.NotFound(w, r)
-	}
-}
-
 func TestFleetLock(t *testing.T) {
-	srv := &fleetLockServer{}
+	srv := &fleettest.FleetLockServer{Group: "web"}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	l := &lines{}
@@ -94,10 +49,11 @@ func TestFleetLock(t *testing.T) {
 	if err := a.Release(ctx); err != nil { // nothing held: still 200
 		t.Fatal(err)
 	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if srv.holder != "bbbb" || len(srv.bad) > 0 {
-		t.Errorf("holder %q, bad requests %v", srv.holder, srv.bad)
+	if h, bad := srv.Holder(), srv.Bad(); h != "bbbb" || len(bad) > 0 {
+		t.Errorf("holder %q, bad requests %v", h, bad)
+	}
+	if h := srv.History(); !slices.Equal(h, []string{"aaaa", "", "bbbb"}) {
+		t.Errorf("holders %q", h)
 	}
 	if !l.has("state=locked lock=fleetlock "+ts.URL+" id=bbbb") || !l.has("state=released lock=fleetlock "+ts.URL+" id=aaaa") {
 		t.Errorf("lines:\n%s", l)

@@ -146,6 +146,8 @@ type updStatus struct {
 	} `json:"other"`
 	Failed    map[string]any `json:"failed"`
 	LastError string         `json:"last_error"`
+	Lock      string         `json:"lock"`
+	Halted    string         `json:"halted"`
 }
 
 // status prints the updater's status whenever it changes; with
@@ -173,6 +175,10 @@ func status() {
 		if os.Getenv("STATUS_ERRORS") != "" {
 			// the error is opt-in: other tests match the line to its end
 			line += fmt.Sprintf(" error=%q", st.LastError)
+		}
+		if os.Getenv("STATUS_FLEET") != "" {
+			// the fleet's part: the wait for the reboot lock, stop-the-line
+			line += fmt.Sprintf(" lock=%q halted=%q", st.Lock, st.Halted)
 		}
 		if line != last {
 			fmt.Println(line)
