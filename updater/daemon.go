@@ -89,7 +89,10 @@ type Daemon struct {
 	jobDone     chan struct{}
 	jobs        chan struct{}
 	rebootTimer *time.Timer
-	clientOnce  sync.Once
+	// rebooting: a reboot was asked for; no check or apply starts after
+	// it (one would write the slot the machine is about to boot).
+	rebooting  bool
+	clientOnce sync.Once
 	// blessPending: healthy, but the bless did not get written yet.
 	blessPending bool
 	// rolloutSaid is the last rollout decision printed (rollout.go).
@@ -128,6 +131,10 @@ func (d *Daemon) begin(ctx context.Context, job string, wait, trial bool) (conte
 	}
 	jobs := d.jobs
 	for {
+		if d.rebooting && !trial {
+			d.smu.Unlock()
+			return nil, nil, fmt.Errorf("%w: the machine is rebooting", ErrBusy)
+		}
 		select {
 		case jobs <- struct{}{}:
 			jctx, cancel := context.WithCancel(ctx)
@@ -430,6 +437,12 @@ func (d *Daemon) settle(ctx context.Context) {
 				return
 			}
 			d.report("rollback", "version", d.Version, "to", theirs.Version)
+			// the fleet hears of the failure now, not after the
+			// rollback's boot: stop-the-line holds the others sooner
+			d.reportFleet(ctx)
+			d.smu.Lock()
+			d.rebooting = true
+			d.smu.Unlock()
 			if d.Reboot != nil {
 				_ = d.Reboot()
 			}
@@ -609,6 +622,12 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 	checked := time.Now().UTC()
 	fail := func(err error) error {
 		err = redactErr(err)
+		if d.runCtx().Err() != nil {
+			// Cut short by the daemon's own stop: not a failure of
+			// the update. The last error stays what it was; a slot
+			// left half written is found by the next start (settle).
+			return err
+		}
 		d.editState(func(st *State) {
 			st.LastCheck, st.LastError = checked, err.Error()
 			// The slot's entry was removed and writing began: its old
@@ -644,6 +663,14 @@ func (d *Daemon) update(ctx context.Context, src Source, explicit bool) error {
 		return nil
 	}
 	if st.Staged == m.Version && !explicit {
+		// Stop-the-line holds a staged version too: it may have
+		// failed elsewhere since it was written.
+		if halted, err := d.haltStaged(ctx, m.Version); err != nil {
+			return fail(err)
+		} else if halted {
+			d.editState(func(st *State) { st.LastCheck, st.LastError = checked, "" })
+			return nil
+		}
 		d.editState(func(st *State) { st.LastCheck = checked })
 		d.report("staged", "version", m.Version)
 		return d.rebootPerPolicy()
@@ -762,11 +789,21 @@ func (d *Daemon) rebootPerPolicy() error {
 }
 
 func (d *Daemon) rebootNow() error {
+	d.smu.Lock()
+	d.rebooting = true
+	d.smu.Unlock()
 	d.report("rebooting", "from", d.Version)
 	if d.Reboot == nil {
 		return nil
 	}
-	return d.Reboot()
+	err := d.Reboot()
+	if err != nil {
+		// PID 1 did not take the request: the daemon goes on
+		d.smu.Lock()
+		d.rebooting = false
+		d.smu.Unlock()
+	}
+	return err
 }
 
 func (d *Daemon) stopReboot() {

@@ -13,7 +13,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/internal/bootentry"
 	"github.com/slateos/slate/internal/bootlog"
+	"github.com/slateos/slate/partitions"
 	"github.com/slateos/slate/updater/fleet"
 )
 
@@ -147,9 +149,60 @@ func (d *Daemon) rebootWithLock() error {
 			return
 		}
 		d.Metrics().LockWait(time.Since(t0))
+		// The version may have failed elsewhere while this machine
+		// waited (the holder before it rolled back): held, it gives
+		// the lock back and stays.
+		// Nothing staged any more, or the wait was ended (a rollback by
+		// hand, a halt seen by a check) as the lock came: no reboot.
+		v := d.loadStateLocked().Staged
+		halted, err := false, error(nil)
+		if v != "" && ctx.Err() == nil {
+			halted, err = d.haltStaged(ctx, v)
+		}
+		if v == "" || err != nil || halted || ctx.Err() != nil {
+			if err != nil && ctx.Err() == nil {
+				d.report("failed", "err", "reboot lock: "+err.Error())
+			}
+			if rerr := d.Lock.Release(parent); rerr != nil && parent.Err() == nil {
+				logrus.WithError(rerr).Warn("updater: cannot release the reboot lock")
+			}
+			return
+		}
 		_ = d.rebootNow()
 	}()
 	return nil
+}
+
+// haltStaged is stop-the-line for the staged version: when the fleet
+// holds it, the wait for the reboot lock ends and its boot entry goes, so
+// that no reboot (a power cut included) starts it; a newer version or
+// slate fleet resume and the next check write it again.
+func (d *Daemon) haltStaged(ctx context.Context, version string) (bool, error) {
+	halted, err := d.haltFor(ctx, version)
+	if err != nil || !halted {
+		return false, err
+	}
+	d.stopLockWait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.loadState()
+	if st.Staged != version {
+		return true, nil
+	}
+	other := partitions.Other(d.Slot)
+	err = d.withESP(func(b bootentry.Dir) error {
+		e, ok, err := b.SlotEntry(other)
+		if err != nil || !ok || e.Version != version {
+			return err
+		}
+		return b.RemoveSlot(other)
+	})
+	if err != nil {
+		return true, fmt.Errorf("stop-the-line: unstage %s: %w", version, err)
+	}
+	st.Staged = ""
+	d.saveState(st)
+	return true, nil
 }
 
 // acquireInWindow takes the lock; with a window, only inside it: an
@@ -252,6 +305,10 @@ func (d *Daemon) releaseLock(waitHealthy bool) {
 		if void {
 			return
 		}
+		// The fleet hears of this machine's state (a rollback among
+		// it) before the next machine can take the lock: it checks
+		// stop-the-line once it holds it.
+		d.reportFleet(ctx)
 		if err := d.Lock.Release(ctx); err != nil && ctx.Err() == nil {
 			logrus.WithError(err).Warn("updater: cannot release the reboot lock")
 		}
