@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -464,5 +465,69 @@ func TestApplyWaitsForCheck(t *testing.T) {
 	}
 	if st := d.Status(); st.Staged != "1.1.0" || st.Other.Version != "1.1.0" {
 		t.Errorf("after the apply: staged %q, other %+v", st.Staged, st.Other)
+	}
+}
+
+// A check cut short by the daemon's own stop (SIGTERM at a reboot or
+// shutdown) is no failure: the last error stays the one before, not
+// "context canceled".
+func TestCheckStoppedKeepsLastError(t *testing.T) {
+	d := testDaemon(t, silent(t), nil)
+	d.Config.Timeouts.Header = configs.Duration(time.Hour)
+	d.editState(func(st *State) { st.LastError = "an earlier error" })
+	ctx, cancel := context.WithCancel(context.Background())
+	d.fleetStart(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.Check(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for d.Status().State != "checking" {
+		if time.Now().After(deadline) {
+			t.Fatal("the check did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the check did not end with the daemon")
+	}
+	if st := d.Status(); st.LastError != "an earlier error" || st.State == "failed" {
+		t.Errorf("after the stop: state %s, last error %q", st.State, st.LastError)
+	}
+}
+
+// Once a reboot is asked for, no check or apply starts: it would write
+// the slot the machine is about to boot.
+func TestNoCheckAfterReboot(t *testing.T) {
+	f := newFixture(t)
+	d := testDaemon(t, serveChannel(t, f.channel), f.pub)
+	d.Config.Reboot = configs.RebootImmediate
+	var reboots atomic.Int32
+	d.Reboot = func() error { reboots.Add(1); return nil }
+	if err := d.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := reboots.Load(); n != 1 || d.Status().Staged != "1.1.0" {
+		t.Fatalf("%d reboots, staged %q", n, d.Status().Staged)
+	}
+	if err := d.Check(context.Background()); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "rebooting") {
+		t.Errorf("check after the reboot was asked for: %v", err)
+	}
+	if err := d.ApplyFrom(context.Background(), f.channel); !errors.Is(err, ErrBusy) {
+		t.Errorf("apply after the reboot was asked for: %v", err)
+	}
+	if n := reboots.Load(); n != 1 {
+		t.Errorf("%d reboots", n)
+	}
+	// a reboot PID 1 refused lets the daemon go on
+	d2 := testDaemon(t, serveChannel(t, f.channel), f.pub)
+	d2.Config.Reboot = configs.RebootImmediate
+	d2.Reboot = func() error { return errors.New("refused") }
+	if err := d2.Check(context.Background()); err == nil {
+		t.Fatal("a refused reboot is no error")
+	}
+	if err := d2.Check(context.Background()); errors.Is(err, ErrBusy) {
+		t.Errorf("check after a refused reboot: %v", err)
 	}
 }

@@ -2,11 +2,17 @@ package updater
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/internal/bootentry"
 	"github.com/slateos/slate/internal/bootlog"
 	"github.com/slateos/slate/updater/fleet"
 	"github.com/slateos/slate/updater/fleet/fleettest"
@@ -103,4 +109,130 @@ func TestStopTheLineUnreachableApplyByHand(t *testing.T) {
 	if !strings.Contains(console.String(), "stop-the-line") || !strings.Contains(console.String(), "applied by hand anyway") {
 		t.Errorf("the console does not say the fleet was not asked:\n%s", console.String())
 	}
+}
+
+// Stop-the-line holds a version already staged, not only one not yet
+// downloaded: machine two staged 1.1.0 and waits for the reboot lock when
+// machine one reports it failed. Two then does not reboot into it: at its
+// next check, or as the lock comes, it ends the wait, gives the lock back
+// and removes the staged entry (a power cut must not boot it either).
+func TestStopTheLineHoldsStaged(t *testing.T) {
+	ep := startEtcd(t)
+	conn := configs.EtcdConn{Endpoints: []string{ep}, Prefix: configs.DefaultLockPrefix, DialTimeout: configs.Duration(2 * time.Second)}
+	f := newFixture(t)
+	for i, tc := range []string{"next check", "lock taken"} {
+		t.Run(tc, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			prefix := fmt.Sprintf("test%d", i)
+			c := conn
+			c.Prefix = prefix
+			rep := &configs.UpdateReport{Etcd: &c}
+			two := testDaemon(t, serveChannel(t, f.channel), f.pub)
+			two.MachineID, two.Config.Report, two.Config.Reboot = "22222222222222222222222222222222", rep, configs.RebootLock
+			g := &gateLock{grant: make(chan struct{})}
+			two.Lock = g
+			two.Reboot = func() error { g.log("reboot"); return nil }
+			if err := two.Check(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitEvent(t, g, "acquire")
+			if st := two.Status(); st.Staged != "1.1.0" {
+				t.Fatalf("not staged: %+v", st)
+			}
+
+			one := testDaemon(t, "http://127.0.0.1:1/", nil)
+			one.MachineID, one.Config.Report = "11111111111111111111111111111111", rep
+			one.editState(func(st *State) {
+				st.Failed["1.1.0"] = Failure{Reason: "health check: service web did not stay up", At: time.Now().UTC()}
+			})
+			one.reportFleet(ctx)
+
+			switch tc {
+			case "next check":
+				if err := two.Check(ctx); err != nil {
+					t.Fatal(err)
+				}
+				waitEvent(t, g, "gave up")
+			case "lock taken":
+				close(g.grant)
+				waitEvent(t, g, "release")
+			}
+			rebootDone(t, two)
+			if slices.Contains(g.Events(), "reboot") {
+				t.Errorf("rebooted into a version the fleet holds: %v", g.Events())
+			}
+			st := two.Status()
+			if st.Staged != "" || st.Other.State != "empty" || !strings.Contains(st.Halted, "1.1.0 failed on 1 machines") || st.Lock != "" {
+				t.Errorf("after the halt: staged %q, other %+v, halted %q, lock %q", st.Staged, st.Other, st.Halted, st.Lock)
+			}
+			// held at the next check too, without a download
+			if err := two.Check(ctx); err != nil || two.Status().State != "halted" || two.Status().Staged != "" {
+				t.Errorf("the next check: %v, %+v", err, two.Status())
+			}
+		})
+	}
+}
+
+// A machine that rolled back reports it before it gives the reboot lock
+// back: the next holder's stop-the-line check sees the failure.
+func TestRollbackReportedBeforeRelease(t *testing.T) {
+	ep := startEtcd(t)
+	conn := configs.EtcdConn{Endpoints: []string{ep}, Prefix: configs.DefaultLockPrefix, DialTimeout: configs.Duration(2 * time.Second)}
+	fl := &fleet.Fleet{Conn: conn}
+	defer fl.Close()
+	d := testDaemon(t, "http://127.0.0.1:1/", nil)
+	d.MachineID, d.Config.Report, d.Config.Reboot = "11111111111111111111111111111111", &configs.UpdateReport{Etcd: &conn}, configs.RebootLock
+	var seen []int
+	var mu sync.Mutex
+	g := &gateLock{grant: make(chan struct{})}
+	d.Lock = &funcLock{Lock: g, release: func() {
+		ms, err := fl.Machines(context.Background())
+		n, _ := fleet.FailedOn(ms, "1.1.0")
+		if err != nil {
+			n = -1
+		}
+		mu.Lock()
+		seen = append(seen, n)
+		mu.Unlock()
+	}}
+	// back on 1.0.0 after 1.1.0 failed (its entry is bad), not on trial
+	if err := d.withESP(func(b bootentry.Dir) error {
+		if err := b.RemoveSlot("b"); err != nil {
+			return err
+		}
+		if _, err := b.InstallEntry(bootentry.Config{Version: "1.1.0", Slot: "b", Options: "x"}, 3); err != nil {
+			return err
+		}
+		for range 3 {
+			if _, err := b.MarkBad("b"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d.StatusFile = filepath.Join(t.TempDir(), "status.json")
+	if err := os.WriteFile(d.StatusFile, []byte(`{"version":"1.0.0","slot":"a","ready":true,"services":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.settle(context.Background())
+	waitEvent(t, g, "release")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != 1 {
+		t.Errorf("machines that reported 1.1.0 failed, as the lock was released: %v, want [1]", seen)
+	}
+}
+
+// funcLock calls release before it passes a Release on.
+type funcLock struct {
+	fleet.Lock
+	release func()
+}
+
+func (f *funcLock) Release(ctx context.Context) error {
+	f.release()
+	return f.Lock.Release(ctx)
 }
