@@ -269,8 +269,17 @@ func (e *Etcd) Read(ctx context.Context) (*LockState, error) {
 	return ls, nil
 }
 
-// errFull: every place is held, none stale.
-type errFull struct{ holders []string }
+// errFull: every place is held, none stale; staleIn is how long until
+// the oldest recorded hold may be taken over (0: none will be).
+type errFull struct {
+	holders []string
+	staleIn time.Duration
+}
+
+// retryIn lets retry try again as the first hold turns stale, rather
+// than a backoff later: a machine that died holding the lock delays the
+// fleet by the ttl, not by the ttl and a minute.
+func (e errFull) retryIn() time.Duration { return e.staleIn }
 
 func (e errFull) Error() string {
 	return fmt.Sprintf("the reboot lock is full: held by %s", strings.Join(e.holders, ","))
@@ -341,7 +350,7 @@ func (e *Etcd) tryAcquire(ctx context.Context) (stale string, err error) {
 	if len(doc.Holders) >= doc.Max {
 		stale = e.staleHolder(ls, doc, now)
 		if stale == "" {
-			return "", errFull{doc.Holders}
+			return "", errFull{holders: doc.Holders, staleIn: e.staleIn(ls, doc, now)}
 		}
 		doc.Holders = slices.DeleteFunc(doc.Holders, func(h string) bool { return h == stale })
 	}
@@ -370,6 +379,26 @@ func (e *Etcd) staleHolder(ls *LockState, doc *Semaphore, now time.Time) string 
 	}
 	sort.Slice(ids, func(i, j int) bool { return ls.Holds[ids[i]].Taken.Before(ls.Holds[ids[j]].Taken) })
 	return ids[0]
+}
+
+// staleIn is how long until the first recorded hold turns stale (0: no
+// hold ever will: no ttl, no records, or more holders than places).
+func (e *Etcd) staleIn(ls *LockState, doc *Semaphore, now time.Time) time.Duration {
+	if e.TTL <= 0 || len(doc.Holders)-1 >= doc.Max {
+		return 0
+	}
+	var first time.Duration
+	for _, h := range doc.Holders {
+		r, ok := ls.Holds[h]
+		if !ok {
+			continue
+		}
+		// a hold is stale once strictly older than the ttl
+		if d := r.Taken.Add(e.TTL).Sub(now) + 10*time.Millisecond; d > 0 && (first == 0 || d < first) {
+			first = d
+		}
+	}
+	return first
 }
 
 func (e *Etcd) putHold(now time.Time) clientv3.Op {

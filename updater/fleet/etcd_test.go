@@ -250,6 +250,32 @@ func TestEtcdLockTakeOver(t *testing.T) {
 	}
 }
 
+// A machine waiting for a full lock tries again as the hold turns
+// stale, not a backoff later.
+func TestEtcdLockTakeOverAtTTL(t *testing.T) {
+	ep := startEtcd(t)
+	l := &lines{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dead := newLock(ep, "dead", l)
+	if err := dead.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	taken := time.Now()
+	next := newLock(ep, "next", l)
+	next.TTL = 1500 * time.Millisecond
+	next.Backoff = Backoff{Min: 10 * time.Second, Max: time.Minute}
+	if err := next.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(taken); d < next.TTL || d > next.TTL+2*time.Second {
+		t.Errorf("taken over %s after the hold, ttl %s", d, next.TTL)
+	}
+	if !l.has("id=next took_over=dead") {
+		t.Errorf("no took_over line:\n%s", l)
+	}
+}
+
 func TestEtcdLockBadDocuments(t *testing.T) {
 	ep := startEtcd(t)
 	cli := client(t, conn(ep))

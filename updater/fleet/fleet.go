@@ -11,6 +11,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -76,7 +77,14 @@ func retry(ctx context.Context, b Backoff, try func() error, onErr func(error)) 
 			onErr(err)
 		}
 		j := time.Duration(rand.Int64N(int64(wait)/5 + 1))
-		t := time.NewTimer(wait + j)
+		next := wait + j
+		var hint interface{ retryIn() time.Duration }
+		if errors.As(err, &hint) {
+			if d := hint.retryIn(); d > 0 && d < next {
+				next = d
+			}
+		}
+		t := time.NewTimer(next)
 		select {
 		case <-ctx.Done():
 			t.Stop()
