@@ -212,6 +212,9 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 			return nil, fmt.Errorf("$.root.files[%d]: %w", i, err)
 		}
 	}
+	if err := addSSH(fsys, spec); err != nil {
+		return nil, err
+	}
 	if in.Runc != "" {
 		if err := addRunc(fsys, in); err != nil {
 			return nil, err

@@ -90,15 +90,18 @@ func addOne(fsys *ext4fs.FS, src, dst string, st fs.FileInfo, mode configs.Mode,
 	}
 }
 
-// accountFiles renders /etc/passwd, /etc/group and /etc/shadow (every
-// password locked: passwords come from Ignition, never from the public
-// root).
+// accountFiles renders /etc/passwd, /etc/group and /etc/shadow (no
+// password: passwords come from Ignition, never from the public root;
+// every account is locked but those that log in with ssh keys, see
+// configs.Spec.ShadowHash).
 func accountFiles(spec *configs.Spec) (passwd, group, shadow string) {
 	users, groups := spec.Accounts()
 	var p, g, s strings.Builder
 	for _, u := range users {
 		fmt.Fprintf(&p, "%s:x:%d:%d:%s:%s:%s\n", u.Name, u.UID, *u.GID, u.Name, u.Home, u.Shell)
-		fmt.Fprintf(&s, "%s:!::0:99999:7:::\n", u.Name)
+		// the last-change field stays empty: 0 would make sshd demand
+		// a password change at every login
+		fmt.Fprintf(&s, "%s:%s::0:99999:7:::\n", u.Name, spec.ShadowHash(u))
 	}
 	for _, gr := range groups {
 		fmt.Fprintf(&g, "%s:x:%d:\n", gr.Name, gr.GID)

@@ -164,7 +164,12 @@ func (s *Spec) validatePackages(c *collector) {
 			}
 		}
 	}
+	implied := s.impliedPackages()
 	for i, n := range d.Exclude {
+		if by, ok := implied[n]; ok {
+			c.add(index("$.debian.exclude", i), "%q is what %s brings; it cannot be excluded", n, by)
+			continue
+		}
 		for j, p := range s.Packages {
 			if ParsePackage(p).Name == n {
 				c.add(index("$.debian.exclude", i), "%q is also asked for at $.packages[%d]", n, j)

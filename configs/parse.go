@@ -245,6 +245,7 @@ func (s *Spec) SetDefaults() {
 	if s.Hostname == "" {
 		s.Hostname = s.Name
 	}
+	s.setSSHDefaults()
 	s.setPackageDefaults()
 	if s.Update != nil {
 		s.Update.setDefaults(s.Services)

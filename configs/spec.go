@@ -29,8 +29,10 @@ type Spec struct {
 	Packages []string `yaml:"packages,omitempty" json:"packages,omitempty"`
 	Debian   *Debian  `yaml:"debian,omitempty" json:"debian,omitempty"`
 	Network  Network  `yaml:"network,omitempty" json:"network"`
-	Console  []string `yaml:"console,omitempty" json:"console,omitempty"`
-	Update   *Update  `yaml:"update,omitempty" json:"update,omitempty"`
+	// SSH runs OpenSSH's server (key-only) when SSH.Enable is set.
+	SSH     *SSH     `yaml:"ssh,omitempty" json:"ssh,omitempty"`
+	Console []string `yaml:"console,omitempty" json:"console,omitempty"`
+	Update  *Update  `yaml:"update,omitempty" json:"update,omitempty"`
 	// Ignition is the host path of an Ignition config baked into the
 	// image, applied on first boot when no config comes from the kernel
 	// command line or QEMU's fw_cfg.

@@ -17,9 +17,13 @@ type User struct {
 	UID int  `yaml:"uid" json:"uid"`
 	GID *int `yaml:"gid,omitempty" json:"gid,omitempty"`
 	// Home defaults to /nonexistent, Shell to /sbin/nologin: service
-	// accounts log in nowhere.
+	// accounts log in nowhere. A user with SSHKeys defaults to
+	// /home/NAME and the ssh section's shell instead.
 	Home  string `yaml:"home,omitempty" json:"home,omitempty"`
 	Shell string `yaml:"shell,omitempty" json:"shell,omitempty"`
+	// SSHKeys are authorized_keys lines (ssh needs ssh.enable), written
+	// to /etc/ssh/authorized_keys/NAME in the read-only root.
+	SSHKeys []string `yaml:"ssh_keys,omitempty" json:"ssh_keys,omitempty"`
 }
 
 // Group is a group of the image, a line in /etc/group.
@@ -59,6 +63,10 @@ const (
 	// maxID leaves out 65535 ((uid_t)-1 for 16-bit calls) and 65534
 	// (nobody); ids above 65535 work but confuse many tools.
 	maxID = 65533
+	// maxUserID keeps 65000 and up for slate's own accounts (SSHDUID):
+	// a spec user can never collide with sshd, whether or not a later
+	// version of the image enables ssh.
+	maxUserID = SSHDUID - 1
 )
 
 // Accounts returns the image's users and groups: the built-in ones, then
@@ -66,6 +74,10 @@ const (
 // whose gid no group has.
 func (s *Spec) Accounts() ([]User, []Group) {
 	users := append([]User(nil), BuiltinUsers...)
+	sh, ssh := s.LoginShell()
+	if ssh && s.SSH.PermitRootLogin {
+		users[0].Shell = sh.Path
+	}
 	groups := append(append([]Group(nil), BuiltinGroups...), s.Groups...)
 	hasGID := map[int]bool{}
 	for _, g := range groups {
@@ -75,10 +87,19 @@ func (s *Spec) Accounts() ([]User, []Group) {
 		if u.GID == nil {
 			u.GID = intp(u.UID)
 		}
-		if u.Home == "" {
+		login := ssh && len(u.SSHKeys) > 0
+		switch {
+		case u.Home != "":
+		case login:
+			u.Home = "/home/" + u.Name
+		default:
 			u.Home = DefaultUserHome
 		}
-		if u.Shell == "" {
+		switch {
+		case u.Shell != "":
+		case login:
+			u.Shell = sh.Path
+		default:
 			u.Shell = DefaultUserShell
 		}
 		if !hasGID[*u.GID] {
@@ -87,7 +108,25 @@ func (s *Spec) Accounts() ([]User, []Group) {
 		}
 		users = append(users, u)
 	}
+	if ssh {
+		users = append(users, User{Name: SSHDUser, UID: SSHDUID, GID: intp(65534), Home: SSHDHome, Shell: "/usr/sbin/nologin"})
+	}
 	return users, groups
+}
+
+// ShadowHash is the password field of u's /etc/shadow line: "!" (locked)
+// for every account, except "*" (no password works, but the account is
+// not locked) for those that log in with ssh keys, since sshd refuses
+// every key of a locked account: users with keys, and root when
+// ssh.permit_root_login allows it (its keys come from Ignition).
+func (s *Spec) ShadowHash(u User) string {
+	if !s.SSHEnabled() {
+		return "!"
+	}
+	if len(u.SSHKeys) > 0 || (u.UID == 0 && s.SSH.PermitRootLogin) {
+		return "*"
+	}
+	return "!"
 }
 
 func checkAccountName(n string) string {
@@ -105,6 +144,13 @@ func checkAccountName(n string) string {
 func checkID(id int) string {
 	if id < 1 || id > maxID {
 		return fmt.Sprintf("%d is out of range: 1 to %d (0 is root, 65534 nobody)", id, maxID)
+	}
+	return ""
+}
+
+func checkUID(id int) string {
+	if id < 1 || id > maxUserID {
+		return fmt.Sprintf("%d is out of range: 1 to %d (0 is root, %d and up are slate's: %d is sshd, 65534 nobody)", id, maxUserID, maxUserID+1, SSHDUID)
 	}
 	return ""
 }
@@ -139,6 +185,9 @@ func (s *Spec) validateAccounts(c *collector) {
 	for _, u := range BuiltinUsers {
 		uNames[u.Name], uIDs[u.UID] = "a built-in user", "taken by the built-in user "+u.Name
 	}
+	if s.SSHEnabled() {
+		uNames[SSHDUser] = "the built-in user of OpenSSH's privilege separation (ssh.enable)"
+	}
 	for i, u := range s.Users {
 		up := index("$.users", i)
 		nameOK := false
@@ -150,7 +199,7 @@ func (s *Spec) validateAccounts(c *collector) {
 			uNames[u.Name] = "at " + up
 			nameOK = true
 		}
-		if msg := checkID(u.UID); msg != "" {
+		if msg := checkUID(u.UID); msg != "" {
 			c.add(key(up, "uid"), "required: %s", msg)
 		} else if by, dup := uIDs[u.UID]; dup {
 			c.add(key(up, "uid"), "uid %d is already %s", u.UID, by)

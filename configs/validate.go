@@ -87,6 +87,7 @@ func (s *Spec) Validate() error {
 	s.validateServiceUsers(c)
 	s.validateFileOwners(c)
 	s.validatePackages(c)
+	s.validateSSH(c)
 	if s.Update != nil {
 		s.Update.validate(c, "$.update", s.Services, s.Containers)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +21,9 @@ func newVMCmd() *cobra.Command {
 	var serial, mem, accel, until, ign, pxeDir, pxeVia, iso, netMode string
 	var timeout time.Duration
 	var forwards []string
+	var sshOn bool
+	var sshPort int
+	var sshUser string
 	run := &cobra.Command{
 		Use:   "run [IMAGE]",
 		Short: "Boot an image in QEMU (UEFI) with the serial console on stdout; or PXE files, or a live ISO",
@@ -38,6 +42,15 @@ func newVMCmd() *cobra.Command {
 			}
 			if image == "" && pxeDir == "" && iso == "" {
 				return fmt.Errorf("nothing to boot: name a disk image, --pxe DIR or --iso FILE")
+			}
+			var sshc *vmSSH
+			if sshOn {
+				if sshc, err = newVMSSH(image, sshPort, sshUser); err != nil {
+					return err
+				}
+				fw = append(fw, qemu.Forward{HostPort: sshPort, GuestPort: sshc.guestPort})
+			} else if cmd.Flags().Changed("ssh-port") || cmd.Flags().Changed("ssh-user") {
+				return fmt.Errorf("--ssh-port and --ssh-user are for --ssh")
 			}
 			if pxeDir != "" && iso != "" {
 				return fmt.Errorf("--pxe and --iso cannot be combined")
@@ -80,14 +93,13 @@ func newVMCmd() *cobra.Command {
 				p.Apply(&opts)
 				fmt.Fprintf(os.Stderr, "slate: serving %s over TFTP (QEMU) and %s\n", pxeDir, p.URL())
 			}
-			if until == "" {
-				return qemu.Run(cmd.Context(), opts, timeout)
+			var re *regexp.Regexp
+			if until != "" {
+				if re, err = regexp.Compile(until); err != nil {
+					return fmt.Errorf("--until: %w", err)
+				}
 			}
-			re, err := regexp.Compile(until)
-			if err != nil {
-				return fmt.Errorf("--until: %w", err)
-			}
-			return runUntil(cmd.Context(), opts, re, timeout)
+			return runVM(cmd.Context(), opts, re, timeout, sshc)
 		},
 	}
 	run.Flags().StringVar(&serial, "serial", "", "also write the serial console to this file")
@@ -101,12 +113,16 @@ func newVMCmd() *cobra.Command {
 	run.Flags().StringVar(&pxeDir, "pxe", "", "netboot the files of slate build --format pxe from this folder (SeaBIOS and iPXE, QEMU's TFTP, a loopback HTTP server for the root)")
 	run.Flags().StringVar(&pxeVia, "pxe-via", "tftp", "with --pxe: fetch boot.ipxe, kernel and initramfs by tftp or http (much faster under emulation)")
 	run.Flags().StringVar(&iso, "iso", "", "boot this live ISO as a CD-ROM (UEFI)")
+	run.Flags().BoolVar(&sshOn, "ssh", false, "forward a loopback port to the guest's ssh port (the image's ssh.port) and print the ssh command once the guest's host key is on the console")
+	run.Flags().IntVar(&sshPort, "ssh-port", 0, "with --ssh: the loopback port (0: a free one)")
+	run.Flags().StringVar(&sshUser, "ssh-user", "", "with --ssh: the user in the printed command (default: yours, as ssh's own default)")
 	vm.AddCommand(run)
 	return vm
 }
 
-// runUntil boots, waits for a console line and stops the VM.
-func runUntil(ctx context.Context, opts qemu.Options, re *regexp.Regexp, timeout time.Duration) error {
+// runVM boots and runs the VM until the guest ends QEMU, or (re not
+// nil) until a console line matches re, or timeout (0: none) passes.
+func runVM(ctx context.Context, opts qemu.Options, re *regexp.Regexp, timeout time.Duration, sshc *vmSSH) error {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -117,6 +133,21 @@ func runUntil(ctx context.Context, opts qemu.Options, re *regexp.Regexp, timeout
 		return err
 	}
 	defer vm.Kill()
+	if sshc != nil {
+		go sshc.watch(ctx, vm, os.Stderr)
+	}
+	if re == nil {
+		select {
+		case <-vm.Exited():
+			return vm.Wait()
+		case <-ctx.Done():
+			_ = vm.Kill()
+			if timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("qemu: VM still running after %s, killed: %w", timeout, qemu.ErrTimeout)
+			}
+			return fmt.Errorf("qemu: VM killed: %w", ctx.Err())
+		}
+	}
 	if _, err := vm.WaitFor(ctx, re); err != nil {
 		return fmt.Errorf("waiting for %q on the console: %w", re, err)
 	}

@@ -30,6 +30,9 @@ type Info struct {
 	// for them.
 	Containers []Container     `json:"containers,omitempty"`
 	Network    configs.Network `json:"network"`
+	// SSH is the spec's ssh section when it enables ssh: PID 1 then runs
+	// sshd.
+	SSH *configs.SSH `json:"ssh,omitempty"`
 	// Update is the spec's update section without public_key (a host
 	// path; the key itself is at updater.PublicKeyPath).
 	Update *configs.Update `json:"update,omitempty"`
@@ -59,6 +62,9 @@ func Marshal(spec *configs.Spec, kernelVersion string, containers ...Container) 
 		Name: spec.Name, Version: spec.Version, Hostname: spec.Hostname,
 		KernelVersion: kernelVersion, Services: spec.Services, Network: spec.Network,
 		Containers: containers,
+	}
+	if spec.SSHEnabled() {
+		info.SSH = spec.SSH
 	}
 	b, err := json.Marshal(info)
 	if err != nil {

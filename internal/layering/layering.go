@@ -46,7 +46,7 @@ var Allowed = map[string][]string{
 	"updater/fleet/fleettest":  nil,
 	// Build.
 	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/oci", "internal/run/cnet", "internal/format/isoimage",
-		"internal/format/kmod", "internal/boot/netroot", "partitions", "updater/payload", "internal/version"},
+		"internal/format/kmod", "internal/boot/netroot", "internal/run/sshd", "partitions", "updater/payload", "internal/version"},
 	"internal/oci":         {"internal/accounts", "configs", "internal/imageinfo"},
 	"internal/deb":         {"configs"},
 	"internal/deb/debtest": nil,
@@ -59,8 +59,9 @@ var Allowed = map[string][]string{
 	"internal/run/provision":  {"internal/bootdisk", "internal/cmdline", "configs", "internal/run/ignition", "internal/run/supervisor"},
 	"updater":                 {"internal/bootdisk", "internal/bootentry", "internal/bootlog", "internal/cmdline", "configs", "internal/fetch", "partitions", "internal/redact", "internal/run/supervisor", "updater/fleet", "updater/payload"},
 	"internal/run/pid1": {"internal/bootdisk", "internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "configs", "internal/run/ignition", "internal/imageinfo", "internal/format/kmod",
-		"internal/machineid", "internal/run/provision", "internal/run/supervisor", "internal/run/cnet", "internal/run/cgroup", "updater", "updater/payload"},
+		"internal/machineid", "internal/run/provision", "internal/run/supervisor", "internal/run/cnet", "internal/run/cgroup", "internal/run/sshd", "updater", "updater/payload"},
 	"internal/run/cnet": {"configs", "internal/imageinfo"},
+	"internal/run/sshd": {"internal/accounts", "internal/bootlog", "configs"},
 	// Harness and front ends.
 	"internal/qemu":     nil,
 	"cmd/slate":         Any,
@@ -73,7 +74,7 @@ var Allowed = map[string][]string{
 // the machine reads contracts (imageinfo, partitions, bootentry,
 // updater/payload), never build code.
 var (
-	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "updater/fleet", "internal/run/pid1", "internal/run/cnet"}
+	MachineSide = []string{"initramfs/stage1", "internal/boot/netroot", "internal/bootdisk", "internal/run/supervisor", "internal/run/provision", "updater", "updater/fleet", "internal/run/pid1", "internal/run/cnet", "internal/run/sshd"}
 	BuildOnly   = []string{"builder", "internal/oci", "internal/deb", "internal/deb/debtest", "internal/format/isoimage", "initramfs", "internal/qemu", "cmd/slate", "e2e", "updater/fleet/fleettest"}
 )
 

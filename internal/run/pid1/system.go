@@ -85,6 +85,7 @@ func run() error {
 	}
 	services := supervisor.FromSpecs(info.Services)
 	services = append(services, containerServices(info.Containers)...)
+	services = append(services, sshServices(info)...)
 	boot, berr := bootinfo.Read(bootinfo.Path)
 	if berr != nil && !errors.Is(berr, os.ErrNotExist) {
 		// Without the record this may be a machine without a slot: the

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/bootlog"
@@ -17,10 +16,10 @@ func TestContractLinesCannotBeForged(t *testing.T) {
 		Service{Name: "ghost", Command: evil, Type: configs.TypeOneshot},
 		helperService(t, "talker", "forge", configs.RestartAlways, nil),
 	)
-	r := start(t, cfg)
+	r := start(t, withClock(t, cfg))
 	con.waitFor(t, `^SLATE-READY version=1\.2\.3 slot=a$`, 1)
 	con.waitFor(t, `^\[talker\] done`, 1)
-	time.Sleep(100 * time.Millisecond)
+	con.waitClock(t) // a second READY would have come by now
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

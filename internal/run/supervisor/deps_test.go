@@ -180,7 +180,7 @@ func TestDependencies(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, con := testConfig(t, tt.svcs(t, t.TempDir())...)
 			cfg.StatusFile = filepath.Join(t.TempDir(), "status.json")
-			r := start(t, cfg)
+			r := start(t, withClock(t, cfg))
 			if tt.ready {
 				con.waitFor(t, `^SLATE-READY version=1\.2\.3 slot=a$`, 1)
 			} else {
@@ -189,7 +189,7 @@ func TestDependencies(t *testing.T) {
 			for _, re := range tt.lines {
 				con.waitFor(t, re, 1)
 			}
-			time.Sleep(150 * time.Millisecond) // time for a wrong restart or start
+			con.waitClock(t) // time for a wrong restart or start
 			if err := r.stop(t); err != nil {
 				t.Fatalf("Run: %v", err)
 			}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/slateos/slate/configs"
 )
 
 // The test binary doubles as the service programs: with helperEnv set,
@@ -202,6 +204,57 @@ func (c *console) waitFor(t testing.TB, re string, n int) {
 	for c.count(re) < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %d lines matching %q; console:\n%s", n, re, c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// clockName is the service that marks time in tests that check that
+// something did not happen: it exits at once and is restarted every
+// backoff.max (RestartSec), the longest any test service waits before a
+// restart.
+const clockName = "clock"
+
+// withClock adds the clock to cfg's services.
+func withClock(t testing.TB, cfg Config) Config {
+	t.Helper()
+	svc := helperService(t, clockName, "exit", configs.RestartAlways, nil)
+	svc.RestartSec = cfg.backoff.max
+	cfg.Services = append(cfg.Services, svc)
+	return cfg
+}
+
+// clockStarts is how many starts of the clock have to follow a point for
+// every restart decided before it to have come (a restart waits at most
+// backoff.max; the clock's second start after the point comes a whole
+// RestartSec after a restart it decided after the point) with one start to
+// spare for a machine too busy to keep its timers.
+const clockStarts = 3
+
+// waitClock waits until the clock has started clockStarts times after the
+// lines on the console now: whatever the supervisor had decided by then
+// (a restart, a start, READY) is on the console when it returns. It
+// stands for "nothing else happens" where a sleep would pass without
+// proving that time went by for the supervisor.
+func (c *console) waitClock(t testing.TB) {
+	t.Helper()
+	from := len(c.lines())
+	rx := regexp.MustCompile(`^SLATE-SERVICE name=` + clockName + ` state=started `)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := 0
+		if lines := c.lines(); len(lines) > from {
+			for _, l := range lines[from:] {
+				if rx.MatchString(l) {
+					n++
+				}
+			}
+		}
+		if n >= clockStarts {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %d starts of the clock after line %d; console:\n%s", clockStarts, from, c)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

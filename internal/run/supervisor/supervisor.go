@@ -158,6 +158,10 @@ type Config struct {
 	hostnameFile string        // /etc/hostname
 	logMaxSize   int64         // a log file's bound, logMaxSize
 	statsEvery   time.Duration // statsInterval
+	// booted is called once the services are started (or, after a
+	// failed provisioning, not) and Run waits for a shutdown, with the
+	// number of services it supervises.
+	booted func(supervised int)
 }
 
 // Default timings of a booted system.
@@ -308,6 +312,9 @@ func Run(ctx context.Context, cfg Config) error {
 			s.setHostnameFromFile()
 		}
 		s.startServices()
+	}
+	if cfg.booted != nil {
+		cfg.booted(len(s.services))
 	}
 
 	kind := Poweroff

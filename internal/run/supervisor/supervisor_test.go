@@ -107,6 +107,9 @@ func TestRestartPolicies(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			svc := helperService(t, "svc", tt.mode, tt.restart, map[string]string{"HELPER_CODE": tt.code})
 			cfg, con := testConfig(t, svc)
+			if !tt.restarts {
+				cfg = withClock(t, cfg)
+			}
 			r := start(t, cfg)
 			if tt.restarts {
 				// 20, 40, 80, 160 (cap), 160 ms: five restarts.
@@ -125,12 +128,12 @@ func TestRestartPolicies(t *testing.T) {
 				}
 			} else {
 				con.waitFor(t, `^SLATE-SERVICE name=svc state=stopped$`, 1)
-				time.Sleep(200 * time.Millisecond) // longer than any backoff
+				con.waitClock(t) // past any backoff
 				r.stop(t)
-				if n := con.count(`state=started`); n != 1 {
+				if n := con.count(`name=svc state=started`); n != 1 {
 					t.Errorf("started %d times, want 1:\n%s", n, con)
 				}
-				if n := con.count(`state=restarting`); n != 0 {
+				if n := con.count(`name=svc state=restarting`); n != 0 {
 					t.Errorf("restarted %d times, want 0:\n%s", n, con)
 				}
 			}
@@ -221,10 +224,10 @@ func TestNotReadyWhileAServiceNeverStarted(t *testing.T) {
 		helperService(t, "long", "sleep", configs.RestartAlways, nil),
 		Service{Name: "ghost", Command: "/nonexistent/ghost", Restart: configs.RestartNever},
 	)
-	r := start(t, cfg)
+	r := start(t, withClock(t, cfg))
 	con.waitFor(t, `^SLATE-SERVICE name=ghost state=stopped$`, 1)
 	con.waitFor(t, `^SLATE-SERVICE name=long state=started`, 1)
-	time.Sleep(100 * time.Millisecond)
+	con.waitClock(t)
 	r.stop(t)
 	if n := con.count(`^SLATE-READY`); n != 0 {
 		t.Errorf("READY printed although ghost never started:\n%s", con)
@@ -244,6 +247,9 @@ func TestMissingCommand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, con := testConfig(t, Service{Name: "m", Command: tt.command, Restart: tt.restart})
+			if !tt.retried {
+				cfg = withClock(t, cfg)
+			}
 			r := start(t, cfg)
 			failed := `^SLATE-SERVICE name=m state=failed err=".*` + regexp.QuoteMeta(tt.errPart) + `.*"$`
 			if tt.retried {
@@ -255,13 +261,13 @@ func TestMissingCommand(t *testing.T) {
 				}
 			} else {
 				con.waitFor(t, `^SLATE-SERVICE name=m state=stopped$`, 1)
-				time.Sleep(100 * time.Millisecond)
+				con.waitClock(t)
 				r.stop(t)
 				if n := con.count(failed); n != 1 {
 					t.Errorf("%d failed lines, want 1:\n%s", n, con)
 				}
 			}
-			if n := con.count(`state=started`); n != 0 {
+			if n := con.count(`name=m state=started`); n != 0 {
 				t.Errorf("a missing command was reported started:\n%s", con)
 			}
 		})
@@ -546,7 +552,12 @@ func TestProvisionHook(t *testing.T) {
 		cfg.Provision = func(ctx context.Context) ([]Service, error) {
 			return []Service{helperService(t, "extra", "sleep", configs.RestartAlways, nil)}, nil
 		}
+		booted := make(chan int, 1)
+		cfg.booted = func(n int) { booted <- n }
 		r := start(t, cfg)
+		if n := waitBooted(t, booted); n != 2 {
+			t.Errorf("%d services supervised, want 2 (the spec's and the provisioned one)", n)
+		}
 		con.waitFor(t, `^SLATE-SERVICE name=extra state=started`, 1)
 		con.waitFor(t, `^SLATE-READY`, 1)
 		r.stop(t)
@@ -556,11 +567,29 @@ func TestProvisionHook(t *testing.T) {
 		cfg.Provision = func(ctx context.Context) ([]Service, error) {
 			return nil, fmt.Errorf("bad config")
 		}
+		booted := make(chan int, 1)
+		cfg.booted = func(n int) { booted <- n }
 		r := start(t, cfg)
-		time.Sleep(500 * time.Millisecond)
+		if n := waitBooted(t, booted); n != 0 {
+			t.Errorf("%d services supervised after a failed provisioning, want none", n)
+		}
 		r.stop(t)
 		if strings.Contains(con.String(), "SLATE-READY") || strings.Contains(con.String(), "state=started") {
 			t.Errorf("services started after a failed provisioning:\n%s", con)
 		}
 	})
+}
+
+// waitBooted waits for Run to report that it has started its services (or
+// decided not to) and waits for a shutdown, and returns how many it
+// supervises.
+func waitBooted(t *testing.T, booted <-chan int) int {
+	t.Helper()
+	select {
+	case n := <-booted:
+		return n
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run never got to wait for a shutdown")
+		return -1
+	}
 }
