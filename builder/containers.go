@@ -165,6 +165,14 @@ func (j *job) pullContainers(ctx context.Context) error {
 			UID:       u.UID,
 			GID:       u.GID,
 		}
+		if ss := img.Config.StopSignal; ss != "" {
+			// PID 1 stops the container with it: one it could not read
+			// fails here, not at every shutdown of every machine.
+			if _, err := configs.ParseSignal(ss); err != nil {
+				return fmt.Errorf("%s.image: %s: STOPSIGNAL: %w", field, img.Digest, err)
+			}
+			b.info.StopSignal = ss
+		}
 		if addrs[i].IsValid() {
 			b.info.Address, b.info.Gateway = addrs[i].String(), gw.Addr().String()
 		}

@@ -165,6 +165,7 @@ func TestBuildContainerErrors(t *testing.T) {
 	reg := newTestRegistry(t)
 	ref, digest := reg.push(t, "web", "v1", testImage(t, 4096, 1))
 	pinnedRepo := reg.host + "/web@" + digest
+	badSig, _ := reg.push(t, "badsig", "v1", withStopSignal(t, testImage(t, 4096, 1), "SIGNOPE"))
 	tests := []struct {
 		name    string
 		spec    string
@@ -195,6 +196,8 @@ func TestBuildContainerErrors(t *testing.T) {
 			path: "$.containers", msg: "scripts/fetch-runc.sh"},
 		{name: "user not in the image", spec: "containers:\n- {name: web, image: '" + ref + "', user: ghost}\n",
 			path: "$.containers[0].user"},
+		{name: "a STOPSIGNAL PID 1 cannot send", spec: "containers:\n- {name: web, image: '" + badSig + "'}\n",
+			path: "$.containers[0].image", msg: `STOPSIGNAL: unknown signal "SIGNOPE"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -335,7 +338,7 @@ func TestBuildContainersReproducible(t *testing.T) {
 	}
 	web, pinned := slots[0].Containers[0], slots[0].Containers[1]
 	if web.Name != "web" || web.Digest != digest || web.UID != 1000 || web.GID != 1000 ||
-		web.Address != "10.88.0.2/16" || web.Gateway != "10.88.0.1" || web.Bundle != "/usr/lib/slate/containers/web" {
+		web.Address != "10.88.0.2/16" || web.Gateway != "10.88.0.1" || web.Bundle != "/usr/lib/slate/containers/web" || web.StopSignal != "SIGQUIT" {
 		t.Errorf("web in image.json: %+v", web)
 	}
 	if pinned.UID != 0 || pinned.Address != "" || pinned.IsReadOnly() {

@@ -166,6 +166,23 @@ func testImage(t testing.TB, randomBytes, seed int64) v1.Image {
 	cf.Config.Entrypoint = []string{"/app/hello"}
 	cf.Config.Env = []string{"PATH=/usr/bin:/bin"}
 	cf.Config.WorkingDir = "/srv"
+	cf.Config.StopSignal = "SIGQUIT"
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// withStopSignal is img with another STOPSIGNAL.
+func withStopSignal(t testing.TB, img v1.Image, sig string) v1.Image {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.StopSignal = sig
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
 		t.Fatal(err)

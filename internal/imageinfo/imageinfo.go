@@ -54,6 +54,9 @@ type Container struct {
 	// UID and GID are the container's user, resolved in its image.
 	UID uint32 `json:"uid"`
 	GID uint32 `json:"gid"`
+	// StopSignal is the image's STOPSIGNAL as the image names it
+	// (configs.ParseSignal reads it), empty for SIGTERM.
+	StopSignal string `json:"stop_signal,omitempty"`
 }
 
 // Marshal renders the image description of spec.

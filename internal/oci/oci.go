@@ -49,7 +49,8 @@ type ImageConfig struct {
 	// ExposedPorts are "80/tcp", sorted.
 	ExposedPorts []string `json:"exposed_ports,omitempty"`
 	// StopSignal is the image's STOPSIGNAL ("SIGQUIT", "3"); empty is
-	// SIGTERM. The supervisor may use it to stop the container.
+	// SIGTERM. The builder checks it and carries it into image.json, and
+	// PID 1 stops the container with it.
 	StopSignal string `json:"stop_signal,omitempty"`
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -45,6 +47,9 @@ type Container struct {
 	GID     uint32   `json:"gid"`
 	// Health is checked while the container runs (see health.go).
 	Health *configs.HealthCheck `json:"health,omitempty"`
+	// StopSignal is the image's STOPSIGNAL, 0 for SIGTERM: a stop sends
+	// it with runc kill (SIGTERM goes to runc, which forwards it).
+	StopSignal syscall.Signal `json:"stop_signal,omitempty"`
 }
 
 // containerPaths are the folders FromContainer uses; tests change them.
@@ -91,6 +96,16 @@ func fromContainer(c imageinfo.Container, p containerPaths) (Service, error) {
 		}
 		vols = append(vols, filepath.Join(p.volumes, vol.Name))
 	}
+	var stopSig syscall.Signal
+	if c.StopSignal != "" {
+		sig, err := configs.ParseSignal(c.StopSignal)
+		if err != nil {
+			return Service{}, fmt.Errorf("stop_signal: %w", err)
+		}
+		if sig != unix.SIGTERM {
+			stopSig = sig
+		}
+	}
 	restart := c.Restart
 	if restart == "" {
 		restart = configs.RestartAlways
@@ -98,7 +113,7 @@ func fromContainer(c imageinfo.Container, p containerPaths) (Service, error) {
 	ro := c.ReadOnly == nil || *c.ReadOnly
 	ct := &Container{
 		Runc: p.runc, RuncRoot: p.runcRoot, Bundle: bundle, Digest: c.Digest, Address: c.Address,
-		ReadOnly: ro, Volumes: vols, UID: c.UID, GID: c.GID, Health: c.Health,
+		ReadOnly: ro, Volumes: vols, UID: c.UID, GID: c.GID, Health: c.Health, StopSignal: stopSig,
 	}
 	if !ro {
 		ct.RunDir = filepath.Join(p.runDir, c.Name)
@@ -167,6 +182,19 @@ func (s *supervisor) runcDelete(svc *service, duringStop bool) {
 	if err := s.runQuiet(svc, argv, runcWait, duringStop); err != nil && !errors.Is(err, errStopping) {
 		logrus.WithError(err).WithField("service", svc.spec.Name).Debug("supervisor: runc delete")
 	}
+}
+
+// signalContainer sends the image's stop signal to the container's init
+// with runc kill; false when runc could not, and the caller signals runc
+// instead. It is not forwarded through runc run: runc cannot forward
+// SIGKILL or SIGSTOP, and keeps SIGCHLD, SIGWINCH and SIGURG for itself.
+func (s *supervisor) signalContainer(svc *service, sig syscall.Signal) bool {
+	c := svc.spec.Container
+	if err := s.runQuiet(svc, c.runcArgv("kill", svc.spec.Name, strconv.Itoa(int(sig))), runcWait, true); err != nil {
+		logrus.WithError(err).WithField("service", svc.spec.Name).Warn("supervisor: runc kill with the stop signal")
+		return false
+	}
+	return true
 }
 
 // killContainer is the last resort of a stop: runc kill KILL, then

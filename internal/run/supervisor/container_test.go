@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/imageinfo"
 )
@@ -92,6 +94,9 @@ func fakeRunc(args []string) int {
 			return 2
 		}
 		record(fmt.Sprintf("run %s root=%s bundle=%s", rest[2], root, rest[1]))
+		// for kill, which signals this process as runc kill does the
+		// container's init
+		_ = os.WriteFile(os.Getenv("FAKERUNC_LOG")+".pid", []byte(strconv.Itoa(os.Getpid())), 0o644)
 		fmt.Println("container up")
 		switch os.Getenv("FAKERUNC_RUN") {
 		case "exit":
@@ -104,12 +109,25 @@ func fakeRunc(args []string) int {
 			return 0
 		}
 		c := make(chan os.Signal, 1)
-		signal.Notify(c, syscall.SIGTERM)
-		<-c
-		record("run got TERM")
-		return 143
-	case "delete", "kill":
+		signal.Notify(c, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1)
+		sig := (<-c).(syscall.Signal)
+		record("run got " + strings.TrimPrefix(unix.SignalName(sig), "SIG"))
+		return 128 + int(sig)
+	case "delete":
 		record(cmd + " " + strings.Join(rest, " "))
+		return 0
+	case "kill":
+		record(cmd + " " + strings.Join(rest, " "))
+		// A signal by number reaches the container (KILL, the last
+		// resort, is only recorded: the supervisor kills runc next).
+		if n, err := strconv.Atoi(rest[len(rest)-1]); err == nil {
+			b, err := os.ReadFile(os.Getenv("FAKERUNC_LOG") + ".pid")
+			pid, _ := strconv.Atoi(string(b))
+			if err != nil || pid <= 0 || syscall.Kill(pid, syscall.Signal(n)) != nil {
+				record("kill found no container")
+				return 1
+			}
+		}
 		return 0
 	case "exec":
 		b, _ := os.ReadFile(os.Getenv("FAKERUNC_EXEC"))
@@ -183,6 +201,15 @@ func TestFromContainer(t *testing.T) {
 			Container: &Container{Runc: "/r/runc", RuncRoot: "/run/r", Bundle: configs.ContainersDir + "/db", Digest: "sha256:ab", Address: "10.88.0.2/16",
 				RunDir: "/run/c/db", Volumes: []string{"/v/data", "/v/conf"}, UID: 7, GID: 8},
 		}, ""},
+		{"stop signal", imageinfo.Container{Container: configs.Container{Name: "web"}, Bundle: "/b/web", StopSignal: "SIGQUIT"}, Service{
+			Name: "web", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--bundle", "/b/web", "web"}, Restart: configs.RestartAlways,
+			Container: &Container{Runc: "/r/runc", RuncRoot: "/run/r", Bundle: "/b/web", ReadOnly: true, StopSignal: syscall.SIGQUIT},
+		}, ""},
+		{"stop signal SIGTERM is the default", imageinfo.Container{Container: configs.Container{Name: "web"}, Bundle: "/b/web", StopSignal: "15"}, Service{
+			Name: "web", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--bundle", "/b/web", "web"}, Restart: configs.RestartAlways,
+			Container: &Container{Runc: "/r/runc", RuncRoot: "/run/r", Bundle: "/b/web", ReadOnly: true},
+		}, ""},
+		{"unknown stop signal", imageinfo.Container{Container: configs.Container{Name: "x"}, Bundle: "/b/x", StopSignal: "SIGNOPE"}, Service{}, `stop_signal: unknown signal "SIGNOPE"`},
 		{"relative bundle", imageinfo.Container{Container: configs.Container{Name: "x"}, Bundle: "b"}, Service{}, "not an absolute path"},
 		{"volume escapes", imageinfo.Container{Container: configs.Container{Name: "x", Volumes: []string{"../etc:/x"}}}, Service{}, "volumes[0]"},
 		{"volume without path", imageinfo.Container{Container: configs.Container{Name: "x", Volumes: []string{"data"}}}, Service{}, "volumes[0]"},
@@ -273,6 +300,37 @@ func TestContainerThatIgnoresTermIsKilled(t *testing.T) {
 	got := readRecord(t, dir)
 	if len(got) != 4 || got[0] != "delete --force web" || got[2] != "kill web KILL" || got[3] != "delete --force web" {
 		t.Errorf("runc calls:\n%s\nwant delete, run, kill web KILL, delete", strings.Join(got, "\n"))
+	}
+}
+
+// TestContainerStopSignal: a container whose image has a STOPSIGNAL gets
+// it at a stop (through runc kill), and stops without waiting for the
+// timeout.
+func TestContainerStopSignal(t *testing.T) {
+	web, dir := fakeContainer(t, "web", func(c *imageinfo.Container) { c.StopSignal = "SIGQUIT" }, nil)
+	cfg, con := testConfig(t, web)
+	cfg.stopTimeout = 20 * time.Second
+	r := start(t, cfg)
+	con.waitFor(t, `^\[web\] container up$`, 1)
+	begin := time.Now()
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("the stop took %v: the stop signal did not end the container", took)
+	}
+	got := readRecord(t, dir)
+	want := []string{"delete --force web", "run web", "kill web 3", "run got QUIT", "delete --force web"}
+	if len(got) != len(want) {
+		t.Fatalf("runc calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("runc call %d is %q, want %q", i, got[i], want[i])
+		}
+	}
+	if !strings.Contains(con.String(), "SLATE-SERVICE name=web state=exited code=131\n") {
+		t.Errorf("no exit by SIGQUIT (code=131):\n%s", con)
 	}
 }
 

@@ -104,7 +104,7 @@ func TestRealRunc(t *testing.T) {
 		}
 	})
 	var cs []imageinfo.Container
-	for _, name := range []string{"ro", "rw", "stubborn"} {
+	for _, name := range []string{"ro", "rw", "stubborn", "quitter"} {
 		bundle := filepath.Join(dir, "containers", name)
 		rootfs := filepath.Join(bundle, "rootfs")
 		for _, d := range []string{"proc", "dev", "data"} {
@@ -141,12 +141,17 @@ func TestRealRunc(t *testing.T) {
 		if name != "stubborn" {
 			health = &configs.HealthCheck{HTTP: "/healthz", Port: port, Interval: configs.Duration(100 * time.Millisecond)}
 		}
-		cs = append(cs, imageinfo.Container{
+		c := imageinfo.Container{
 			Container: configs.Container{
 				Name: name, ReadOnly: &ro, Volumes: []string{name + ":/data"}, Network: configs.NetworkHost, Health: health,
 			},
 			Bundle: bundle, UID: 1000, GID: 1000, Digest: "sha256:test",
-		})
+		}
+		if name == "quitter" {
+			// the image's STOPSIGNAL, sent with runc kill
+			c.StopSignal = "SIGQUIT"
+		}
+		cs = append(cs, c)
 	}
 	spec, _ := json.Marshal(cs)
 	run := func() string {
@@ -173,6 +178,7 @@ func TestRealRunc(t *testing.T) {
 		"[ro] hello got SIGTERM",
 		"[rw] hello got SIGTERM",
 		"SLATE-SERVICE name=ro state=exited code=0",
+		"[quitter] hello got SIGQUIT", "SLATE-SERVICE name=quitter state=exited code=0", "child: cgroup quitter gone",
 		"child: cgroup ro gone", "child: cgroup rw gone", "child: cgroup stubborn gone", "child: runc list empty",
 		// SIGTERM did nothing: runc kill KILL after the stop timeout.
 		"SLATE-SERVICE name=stubborn state=exited code=137",
@@ -251,7 +257,7 @@ func runcChild() int {
 	}()
 	begin := time.Now()
 	deadline := begin.Add(30 * time.Second)
-	for (con.count(`health=healthy`) < 2 || con.count(`^\[stubborn\] hello`) < 1) && time.Now().Before(deadline) {
+	for (con.count(`health=healthy`) < 3 || con.count(`^\[stubborn\] hello`) < 1) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Printf("child: started and healthy after %v\n", time.Since(begin).Round(time.Millisecond))

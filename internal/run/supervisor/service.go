@@ -829,9 +829,15 @@ func (s *supervisor) stopService(svc *service) {
 			logrus.WithError(err).WithField("service", svc.spec.Name).Warn("supervisor: ExecStop failed")
 		}
 	}
-	s.mu.Lock()
-	s.signalLocked(svc, unix.SIGTERM)
-	s.mu.Unlock()
+	sent := false
+	if c := svc.spec.Container; running && c != nil && c.StopSignal != 0 {
+		sent = s.signalContainer(svc, c.StopSignal)
+	}
+	if !sent {
+		s.mu.Lock()
+		s.signalLocked(svc, unix.SIGTERM)
+		s.mu.Unlock()
+	}
 	var tc <-chan time.Time
 	if !deadline.IsZero() {
 		t := time.NewTimer(max(time.Until(deadline), 0))

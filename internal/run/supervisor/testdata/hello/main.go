@@ -1,6 +1,7 @@
 // hello is the program of the containers that TestRealRunc runs through
 // runc: it says who and where it is, counts its starts in its volume and
-// answers /healthz on $PORT until SIGTERM (forever with $IGNORE_TERM).
+// answers /healthz on $PORT until SIGTERM or SIGQUIT (forever with
+// $IGNORE_TERM).
 package main
 
 import (
@@ -38,7 +39,10 @@ func main() {
 		select {}
 	}
 	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGTERM)
-	<-c
+	signal.Notify(c, syscall.SIGTERM, syscall.SIGQUIT)
+	if <-c == syscall.SIGQUIT {
+		fmt.Println("hello got SIGQUIT")
+		return
+	}
 	fmt.Println("hello got SIGTERM")
 }
