@@ -287,7 +287,7 @@ func TestFleet(t *testing.T) {
 	for _, m := range rest {
 		nthMatch(t, m.vm, `^SLATE-UPDATE state=staged version=1\.1\.0`, 1, 4*time.Minute)
 		nthMatch(t, m.vm, `^SLATE-UPDATE state=locking lock=.* id=`+m.id+` err=".*semaphore document is not locksmith's JSON object`, 1, time.Minute)
-		nthMatch(t, m.vm, `^STATUS .* lock="waiting for the reboot lock since [^"]*: [^"]*semaphore document is not locksmith's JSON object`, 1, time.Minute)
+		nthMatch(t, m.vm, `STATUS .* lock="waiting for the reboot lock since [^"]*: [^"]*semaphore document is not locksmith's JSON object`, 1, time.Minute)
 	}
 	for _, m := range rest {
 		noneMatch(t, m.vm.Lines(), `SLATE-UPDATE state=(locked|rebooting)`, m.name+" went on without a readable lock")
@@ -339,7 +339,7 @@ func TestFleet(t *testing.T) {
 			continue
 		}
 		nthMatch(t, m.vm, `^SLATE-UPDATE state=halted version=1\.2\.0 failed=1$`, 1, 2*time.Minute)
-		nthMatch(t, m.vm, `^STATUS .* halted="1\.2\.0 failed on 1 machines \(`+failed.id+`\)`, 1, time.Minute)
+		nthMatch(t, m.vm, `STATUS .* halted="1\.2\.0 failed on 1 machines \(`+failed.id+`\)`, 1, time.Minute)
 	}
 	// the others' last check: after the failed machine is back
 	for i, m := range ms {
@@ -400,7 +400,7 @@ func TestFleetLockServer(t *testing.T) {
 	for _, m := range ms {
 		nthMatch(t, m.vm, `^SLATE-UPDATE state=staged version=1\.1\.0`, 1, 4*time.Minute)
 		nthMatch(t, m.vm, `^SLATE-UPDATE state=locking lock=.* id=`+m.id+` err="fleetlock pre-reboot: 409 Conflict: failed_lock: semaphore currently full"$`, 1, time.Minute)
-		nthMatch(t, m.vm, `^STATUS .* lock="waiting for the reboot lock since [^"]*\(fleetlock http://10\.0\.2\.2:\d+\): fleetlock pre-reboot: 409 Conflict`, 1, time.Minute)
+		nthMatch(t, m.vm, `STATUS .* lock="waiting for the reboot lock since [^"]*\(fleetlock http://10\.0\.2\.2:\d+\): fleetlock pre-reboot: 409 Conflict`, 1, time.Minute)
 	}
 	for _, m := range ms {
 		noneMatch(t, m.vm.Lines(), `SLATE-UPDATE state=(locked|rebooting)`, m.name+" went on while the operator held the lock")
