@@ -57,6 +57,11 @@ type Options struct {
 	// RootURL is the default root URL in boot.ipxe; empty is TFTP from
 	// the server that gave the machine its boot file.
 	RootURL string
+	// Lock is the lock file of the spec's packages (deb.LockPath: the CLI
+	// passes SPEC.lock when it exists). Set, the build fetches exactly
+	// what it pins and needs no index; a lock that does not match the spec
+	// is an error. Empty, the packages are resolved against the mirror.
+	Lock string
 }
 
 // DefaultEpoch is used when SOURCE_DATE_EPOCH is unset: a fixed time keeps
@@ -109,8 +114,12 @@ type Report struct {
 	// resolved to, Runc the runtime put in the root with them.
 	Containers []ContainerReport `json:"containers,omitempty"`
 	Runc       *RuncReport       `json:"runc,omitempty"`
-	Artifacts  []Artifact        `json:"artifacts"`
-	Seconds    float64           `json:"build_seconds"`
+	// Packages are the Debian packages unpacked into the root, by name;
+	// DebianSources the signed releases they came from.
+	Packages      []PackageReport      `json:"packages,omitempty"`
+	DebianSources []DebianSourceReport `json:"debian_sources,omitempty"`
+	Artifacts     []Artifact           `json:"artifacts"`
+	Seconds       float64              `json:"build_seconds"`
 }
 
 // PartInfo is one partition in the report.

@@ -56,18 +56,23 @@ func buildInitramfs(w io.Writer, ix *kmod.Index, mods []*kmod.Module, slate stri
 	return nil
 }
 
-// ext4Writer adapts ext4fs to kmod.Writer (owner root).
-type ext4Writer struct{ fs *ext4fs.FS }
+// ext4Writer adapts ext4fs to kmod.Writer (owner root). prefix is put
+// before every path: "/usr" puts lib/modules under /usr in a merged-/usr
+// root.
+type ext4Writer struct {
+	fs     *ext4fs.FS
+	prefix string
+}
 
 func (e ext4Writer) AddFile(p string, mode fs.FileMode, size int64, open func() (io.ReadCloser, error)) error {
-	if err := e.fs.Mkdir(path.Dir(path.Join("/", p)), 0o755, 0, 0); err != nil {
+	if err := e.fs.Mkdir(path.Dir(path.Join("/", e.prefix, p)), 0o755, 0, 0); err != nil {
 		return err
 	}
-	return e.fs.AddFile(path.Join("/", p), mode, 0, 0, size, open)
+	return e.fs.AddFile(path.Join("/", e.prefix, p), mode, 0, 0, size, open)
 }
 
 func (e ext4Writer) Mkdir(p string, mode fs.FileMode) error {
-	return e.fs.Mkdir(path.Join("/", p), mode, 0, 0)
+	return e.fs.Mkdir(path.Join("/", e.prefix, p), mode, 0, 0)
 }
 
 func staticBytes(b []byte) func() (io.ReadCloser, error) {
@@ -103,8 +108,8 @@ func etcFiles(spec *configs.Spec) map[string]string {
 // sized to its content plus a margin, not to the partition: a read-only
 // root has no use for free space, and an update then writes and verifies
 // only the filesystem (tens of MiB), not the whole slot.
-func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, cons []*baked, epoch time.Time) (used, size int64, err error) {
-	fsys, err := rootFS(part.Size, spec, in, ix, mods, cons, epoch, logrus.StandardLogger())
+func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, cons []*baked, pkgs *packageRoot, epoch time.Time) (used, size int64, err error) {
+	fsys, err := rootFS(part.Size, spec, in, ix, mods, cons, pkgs, epoch, logrus.StandardLogger())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -117,7 +122,7 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 	// The same content again: its warnings were given the first time.
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
-	if fsys, err = rootFS(size, spec, in, ix, mods, cons, epoch, quiet); err != nil {
+	if fsys, err = rootFS(size, spec, in, ix, mods, cons, pkgs, epoch, quiet); err != nil {
 		return 0, 0, err
 	}
 	if err := fsys.WriteTo(disk, part.Start); err != nil {
@@ -127,7 +132,13 @@ func buildRoot(disk *os.File, part partitions.Part, spec *configs.Spec, in Input
 }
 
 // rootFS lays out a root filesystem of the given size (nothing is written).
-func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, cons []*baked, epoch time.Time, log logrus.FieldLogger) (*ext4fs.FS, error) {
+// Without packages it is slate's own layout (/sbin/init a link to
+// /usr/bin/slate, modules in /lib/modules); with packages it is Debian's
+// merged /usr (/bin, /sbin, /lib and /lib64 links into /usr; init
+// /usr/sbin/init, modules /usr/lib/modules), and the packages are
+// written after slate's files and root.files, which win where both have
+// a path.
+func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []*kmod.Module, cons []*baked, pkgs *packageRoot, epoch time.Time, log logrus.FieldLogger) (*ext4fs.FS, error) {
 	opts := ext4fs.Options{
 		Size:  fsSize,
 		Label: "slate-root",
@@ -139,9 +150,23 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 	if err != nil {
 		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
-	for _, d := range rootDirs {
+	merged := pkgs != nil
+	dirs := rootDirs
+	initPath, initTarget, modPrefix := "/sbin/init", "../usr/bin/slate", ""
+	if merged {
+		dirs = mergedRootDirs
+		initPath, initTarget, modPrefix = "/usr/sbin/init", "../bin/slate", "usr"
+	}
+	for _, d := range dirs {
 		if err := fsys.Mkdir(d.path, d.mode, 0, 0); err != nil {
 			return nil, fmt.Errorf("root: %s: %w", d.path, err)
+		}
+	}
+	if merged {
+		for _, l := range mergedLinks {
+			if err := fsys.Symlink(l.path, l.target, 0, 0); err != nil {
+				return nil, fmt.Errorf("root: %s: %w", l.path, err)
+			}
 		}
 	}
 	st, err := os.Stat(in.Slate)
@@ -151,8 +176,8 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 	if err := fsys.AddFile("/usr/bin/slate", 0o755, 0, 0, st.Size(), openFile(in.Slate)); err != nil {
 		return nil, fmt.Errorf("root: /usr/bin/slate: %w", err)
 	}
-	if err := fsys.Symlink("/sbin/init", "../usr/bin/slate", 0, 0); err != nil {
-		return nil, fmt.Errorf("root: /sbin/init: %w", err)
+	if err := fsys.Symlink(initPath, initTarget, 0, 0); err != nil {
+		return nil, fmt.Errorf("root: %s: %w", initPath, err)
 	}
 	etc := etcFiles(spec)
 	for _, p := range sortedKeys(etc) {
@@ -171,14 +196,18 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 	for i, b := range cons {
 		infos[i] = b.info
 	}
-	info, err := imageinfo.Marshal(spec, in.KernelVersion, infos...)
+	var pkgInfo []imageinfo.Package
+	if merged {
+		pkgInfo = pkgs.info
+	}
+	info, err := imageinfo.MarshalWith(spec, in.KernelVersion, infos, pkgInfo)
 	if err != nil {
 		return nil, err
 	}
 	if err := fsys.AddFile(imageinfo.Path, 0o644, 0, 0, int64(len(info)), staticBytes(info)); err != nil {
 		return nil, fmt.Errorf("root: %s: %w", imageinfo.Path, err)
 	}
-	if err := ix.WriteTree(ext4Writer{fsys}, mods); err != nil {
+	if err := ix.WriteTree(ext4Writer{fsys, modPrefix}, mods); err != nil {
 		return nil, fmt.Errorf("root modules: %w", err)
 	}
 	if spec.Update != nil {
@@ -208,8 +237,17 @@ func rootFS(fsSize int64, spec *configs.Spec, in Inputs, ix *kmod.Index, mods []
 		}
 	}
 	for i, f := range spec.Root.Files {
+		if merged {
+			f.Dst = mergedDst(f.Dst)
+		}
 		if err := addContent(fsys, spec, f, log); err != nil {
 			return nil, fmt.Errorf("$.root.files[%d]: %w", i, err)
+		}
+	}
+	if merged {
+		t := &pkgTree{fs: fsys, u: pkgs.unpacked, log: log, kept: map[string]bool{}, reserved: reservedPaths(spec)}
+		if err := pkgs.unpacked.WriteTo(t); err != nil {
+			return nil, fmt.Errorf("$.packages: %w", err)
 		}
 	}
 	if err := addSSH(fsys, spec); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/boot/netroot"
+	"github.com/slateos/slate/internal/deb"
 	"github.com/slateos/slate/internal/format/kmod"
 	"github.com/slateos/slate/internal/version"
 	"github.com/slateos/slate/partitions"
@@ -52,6 +53,11 @@ type job struct {
 	initMods []*kmod.Module
 	rootMods []*kmod.Module
 	baked    []*baked // the spec's containers, flattened
+	// the spec's Debian packages, unpacked (nil without packages)
+	pkgs       *packageRoot
+	pkgLock    *deb.Lock // the lock the packages came from (resolved or read)
+	pkgReport  []PackageReport
+	debSources []DebianSourceReport
 
 	tmp      string     // the temporary folder inside OutDir
 	madeOut  bool       // OutDir was created by this build
@@ -88,10 +94,17 @@ func Steps(o Options) ([]string, error) {
 // steps is the build's plan: the fixed steps, then one per extra format
 // family asked for, then the publish step when there is a channel.
 func (j *job) steps() []step {
-	s := []step{
+	var s []step
+	// packages first: a lock that no longer matches the spec, or a
+	// package that cannot be had, is the likeliest failure of a build
+	// with packages, and needs none of the other inputs to be found
+	if len(j.spec.Packages) > 0 {
+		s = append(s, step{"packages", (*job).resolvePackages})
+	}
+	s = append(s, []step{
 		{"inputs", (*job).resolveInputs},
 		{"kernel modules", (*job).resolveModules},
-	}
+	}...)
 	if len(j.spec.Containers) > 0 {
 		s = append(s, step{"container images", (*job).pullContainers})
 	}
@@ -161,6 +174,9 @@ func checkOptions(o Options) (*job, error) {
 	}
 	if _, err := rolloutWaves(o); err != nil {
 		return nil, err
+	}
+	if o.Lock != "" && len(spec.Packages) == 0 {
+		return nil, &OptionError{Field: "Lock", Msg: fmt.Sprintf("the lock does not match the spec: the spec names no packages, %s pins some (delete it, or list the packages again)", o.Lock)}
 	}
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()
@@ -279,6 +295,7 @@ func (j *job) createDiskImage(context.Context) error {
 	for _, b := range j.baked {
 		j.rep.Containers = append(j.rep.Containers, b.report)
 	}
+	j.rep.Packages, j.rep.DebianSources = j.pkgReport, j.debSources
 	if in.Runc != "" {
 		sum, err := hashFile(in.Runc)
 		if err != nil {
@@ -298,7 +315,7 @@ func (j *job) buildInitramfs(context.Context) error {
 }
 
 func (j *job) buildRoot(context.Context) error {
-	used, size, err := buildRoot(j.disk, j.layout.Part(partitions.NumRootA), j.spec, j.in, j.ix, j.rootMods, j.baked, j.epoch)
+	used, size, err := buildRoot(j.disk, j.layout.Part(partitions.NumRootA), j.spec, j.in, j.ix, j.rootMods, j.baked, j.pkgs, j.epoch)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,9 @@ func writeSpec(t testing.TB, body string) string {
 
 // testSpec is the default image plus the probe: it checks the read-only
 // root and /var from inside, reboots once and powers off on the second
-// boot; and a service that crashes twice before it stays up.
+// boot; a service that crashes twice before it stays up; and a Debian
+// package (busybox-static, resolved against the build host's mirror)
+// whose binary a oneshot service runs through the merged-/usr /bin.
 func testSpec(t *testing.T) string {
 	return writeSpec(t, fmt.Sprintf(`name: slate-e2e
 version: 1.0.0
@@ -50,7 +52,13 @@ root:
     - src: %s
       dst: /usr/local/bin/probe
       mode: "0755"
+packages: [busybox-static]
 services:
+  - name: pkg
+    command: /bin/busybox
+    args: [echo, PKG-OK]
+    type: oneshot
+    restart: never
   - name: hello
     command: /usr/bin/slate
     args: [version]
@@ -84,6 +92,8 @@ func TestBootToReady(t *testing.T) {
 	nthMatch(t, vm, `^SLATE-READY version=1\.0\.0 slot=a$`, 1, 3*time.Minute)
 	t.Logf("first SLATE-READY after %s", time.Since(t0).Round(time.Millisecond))
 	nthMatch(t, vm, `^\[hello\] slate `, 1, 30*time.Second)
+	// a program of a Debian package runs in the booted image
+	nthMatch(t, vm, `^\[pkg\] PKG-OK$`, 1, 30*time.Second)
 	m := nthMatch(t, vm, `PROBE boot=(\d+) usr-write=(\S+) etc-write=(\S+) hostname=(\S+)`, 1, 30*time.Second)
 	if m[1] != "1" || m[2] != "denied" || m[3] != "ok" || m[4] != "e2e-host" {
 		t.Errorf("first boot probe: boot=%s usr-write=%s etc-write=%s hostname=%s; want 1 denied ok e2e-host", m[1], m[2], m[3], m[4])

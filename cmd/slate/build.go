@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/slateos/slate/builder"
 	"github.com/slateos/slate/configs"
+	"github.com/slateos/slate/internal/deb"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -35,17 +35,16 @@ func newBuildCmd() *cobra.Command {
 			if ver != "" {
 				s.Version = ver
 			}
-			if len(s.Packages) > 0 {
-				// resolving, fetching and unpacking work (slate packages
-				// lock, fetch); the build step that unpacks them into the
-				// root is not there yet, and an image without them would
-				// be a silent surprise
-				return errors.New("$.packages: images with Debian packages cannot be built yet (slate packages lock and fetch work); remove packages to build")
+			// SPEC.lock, when it is there, pins the packages (and a spec
+			// that no longer matches it is refused)
+			lock := deb.LockPath(spec)
+			if _, err := os.Stat(lock); err != nil {
+				lock = ""
 			}
 			rep, err := builder.Build(cmd.Context(), builder.Options{
 				Spec: s, OutDir: out, Formats: formats, CacheDir: cache, Slate: slateBin,
 				Progress: newProgress(), Channel: channel, SignKeys: sign, Expires: expires, Force: force, Rollout: rollout,
-				EmbedRoot: embed, RootURL: rootURL,
+				EmbedRoot: embed, RootURL: rootURL, Lock: lock,
 			})
 			if err != nil {
 				return flagError(err)
@@ -78,7 +77,7 @@ func newBuildCmd() *cobra.Command {
 var buildFlags = map[string]string{
 	"OutDir": "-o", "Formats": "--format", "CacheDir": "--cache", "Slate": "--slate",
 	"Channel": "--channel", "SignKeys": "--sign", "Expires": "--expires", "Force": "--force", "Rollout": "--rollout",
-	"EmbedRoot": "--embed-root", "RootURL": "--root-url",
+	"EmbedRoot": "--embed-root", "RootURL": "--root-url", "Lock": "SPEC.lock",
 }
 
 // flagReplacer puts flag names in the place of "Options.Field".

@@ -82,9 +82,18 @@ func TestPackagesLockUpdateFetch(t *testing.T) {
 	if _, err := os.Stat(spec + ".lock"); !os.IsNotExist(err) {
 		t.Fatalf("a failed lock wrote a file: %v", err)
 	}
-	// a build of a spec with packages is refused until the builder unpacks them
+	// slate build reads SPEC.lock: one made for other packages is refused
+	// before anything is built, and names the lock
+	write("hello, other")
+	if out, err := runSlate(t, "packages", "lock", "-c", spec); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
 	write("hello")
-	if _, err := runSlate(t, "build", "-c", spec, "-o", t.TempDir()); err == nil || !strings.Contains(err.Error(), "$.packages") {
-		t.Fatalf("build: %v", err)
+	out = filepath.Join(t.TempDir(), "out")
+	if _, err := runSlate(t, "build", "-c", spec, "-o", out, "--cache", cache); err == nil || !strings.Contains(err.Error(), "slate.yaml.lock: the lock does not match the spec") {
+		t.Fatalf("build with a stale lock: %v", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a refused build made its output folder: %v", err)
 	}
 }

@@ -34,6 +34,14 @@ const MaxUnpacked = 4 << 30
 // (usrmerge) moves under /usr.
 var usrMerged = []string{"bin", "sbin", "lib", "lib32", "lib64", "libx32"}
 
+// MergeUsr maps an absolute, clean path into the merged-/usr layout:
+// /bin/sh is /usr/bin/sh.
+func MergeUsr(p string) string { return mergeUsr(p) }
+
+// UsrMerged are the top-level folders that are links into /usr in a
+// merged-/usr root.
+func UsrMerged() []string { return slices.Clone(usrMerged) }
+
 // mergeUsr maps an absolute, clean path into the merged-/usr layout.
 func mergeUsr(p string) string {
 	rest := strings.TrimPrefix(p, "/")
@@ -259,6 +267,14 @@ func (u *Unpacked) Paths() []string {
 	}
 	slices.Sort(ps)
 	return ps
+}
+
+// Package is the package whose file p is ("" when none is).
+func (u *Unpacked) Package(p string) string {
+	if n, ok := u.nodes[p]; ok {
+		return n.pkg
+	}
+	return ""
 }
 
 // Size is the bytes of the regular files.

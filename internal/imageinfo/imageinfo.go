@@ -28,8 +28,10 @@ type Info struct {
 	Services      []configs.Service `json:"services,omitempty"`
 	// Containers are the spec's containers with what the build resolved
 	// for them.
-	Containers []Container     `json:"containers,omitempty"`
-	Network    configs.Network `json:"network"`
+	Containers []Container `json:"containers,omitempty"`
+	// Packages are the Debian packages unpacked into the root.
+	Packages []Package       `json:"packages,omitempty"`
+	Network  configs.Network `json:"network"`
 	// SSH is the spec's ssh section when it enables ssh: PID 1 then runs
 	// sshd.
 	SSH *configs.SSH `json:"ssh,omitempty"`
@@ -59,12 +61,24 @@ type Container struct {
 	StopSignal string `json:"stop_signal,omitempty"`
 }
 
+// Package is a Debian package of the root: its name and version.
+type Package struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
 // Marshal renders the image description of spec.
 func Marshal(spec *configs.Spec, kernelVersion string, containers ...Container) ([]byte, error) {
+	return MarshalWith(spec, kernelVersion, containers, nil)
+}
+
+// MarshalWith renders the image description of spec with its baked
+// containers and the Debian packages of its root.
+func MarshalWith(spec *configs.Spec, kernelVersion string, containers []Container, packages []Package) ([]byte, error) {
 	info := Info{
 		Name: spec.Name, Version: spec.Version, Hostname: spec.Hostname,
 		KernelVersion: kernelVersion, Services: spec.Services, Network: spec.Network,
-		Containers: containers,
+		Containers: containers, Packages: packages,
 	}
 	if spec.SSHEnabled() {
 		info.SSH = spec.SSH

@@ -46,7 +46,7 @@ var Allowed = map[string][]string{
 	"updater/fleet/fleettest":  nil,
 	// Build.
 	"builder": {"internal/bootentry", "internal/cmdline", "configs", "internal/format/ext4fs", "internal/format/fatfs", "internal/run/ignition", "internal/imageinfo", "initramfs", "internal/oci", "internal/run/cnet", "internal/format/isoimage",
-		"internal/format/kmod", "internal/boot/netroot", "internal/run/sshd", "partitions", "updater/payload", "internal/version"},
+		"internal/format/kmod", "internal/boot/netroot", "internal/run/sshd", "partitions", "updater/payload", "internal/version", "internal/deb"},
 	"internal/oci":         {"internal/accounts", "configs", "internal/imageinfo"},
 	"internal/deb":         {"configs"},
 	"internal/deb/debtest": nil,

@@ -121,7 +121,10 @@ func fromContainer(c imageinfo.Container, p containerPaths) (Service, error) {
 	return Service{
 		Name:    c.Name,
 		Command: p.runc,
-		Args:    []string{"--root", p.runcRoot, "run", "--bundle", bundle, c.Name},
+		// --keep: the container and its cgroup stay after the exit
+		// until runc delete, so that the exit's OOM kills are read from
+		// its own leaf
+		Args:    []string{"--root", p.runcRoot, "run", "--keep", "--bundle", bundle, c.Name},
 		Restart: restart,
 		After:   c.After, Requires: c.Requires,
 		Limits:    c.Limits,

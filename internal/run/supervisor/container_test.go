@@ -22,6 +22,7 @@ import (
 
 	"github.com/slateos/slate/configs"
 	"github.com/slateos/slate/internal/imageinfo"
+	"github.com/slateos/slate/internal/run/cgroup"
 )
 
 // runHelperMore runs the helper modes of the container and cgroup
@@ -89,27 +90,33 @@ func fakeRunc(args []string) int {
 	root, cmd, rest := args[1], args[2], args[3:]
 	switch cmd {
 	case "run":
-		if len(rest) != 3 || rest[0] != "--bundle" {
+		if len(rest) != 4 || rest[0] != "--keep" || rest[1] != "--bundle" {
 			record("bad run " + strings.Join(rest, " "))
 			return 2
 		}
-		record(fmt.Sprintf("run %s root=%s bundle=%s", rest[2], root, rest[1]))
+		record(fmt.Sprintf("run %s root=%s bundle=%s", rest[3], root, rest[2]))
 		// for kill, which signals this process as runc kill does the
 		// container's init
 		_ = os.WriteFile(os.Getenv("FAKERUNC_LOG")+".pid", []byte(strconv.Itoa(os.Getpid())), 0o644)
+		// signals are set up before "container up", which the tests
+		// wait for before they stop it
+		c := make(chan os.Signal, 1)
+		mode := os.Getenv("FAKERUNC_RUN")
+		if mode == "ignore" {
+			signal.Ignore(syscall.SIGTERM)
+		} else {
+			signal.Notify(c, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1)
+		}
 		fmt.Println("container up")
-		switch os.Getenv("FAKERUNC_RUN") {
+		switch mode {
 		case "exit":
 			time.Sleep(100 * time.Millisecond)
 			code, _ := strconv.Atoi(os.Getenv("FAKERUNC_CODE"))
 			return code
 		case "ignore":
-			signal.Ignore(syscall.SIGTERM)
 			sleepWhileParent()
 			return 0
 		}
-		c := make(chan os.Signal, 1)
-		signal.Notify(c, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1)
 		sig := (<-c).(syscall.Signal)
 		record("run got " + strings.TrimPrefix(unix.SignalName(sig), "SIG"))
 		return 128 + int(sig)
@@ -188,7 +195,7 @@ func TestFromContainer(t *testing.T) {
 		err  string
 	}{
 		{"defaults", imageinfo.Container{Container: configs.Container{Name: "web"}, Bundle: "/b/web"}, Service{
-			Name: "web", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--bundle", "/b/web", "web"}, Restart: configs.RestartAlways,
+			Name: "web", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--keep", "--bundle", "/b/web", "web"}, Restart: configs.RestartAlways,
 			Container: &Container{Runc: "/r/runc", RuncRoot: "/run/r", Bundle: "/b/web", ReadOnly: true},
 		}, ""},
 		{"everything", imageinfo.Container{
@@ -196,17 +203,17 @@ func TestFromContainer(t *testing.T) {
 				After: []string{"a"}, Requires: []string{"b"}, Limits: configs.Limits{Memory: 64 << 20, CPUs: 0.5, PIDs: 10}},
 			Address: "10.88.0.2/16", UID: 7, GID: 8, Digest: "sha256:ab",
 		}, Service{
-			Name: "db", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--bundle", configs.ContainersDir + "/db", "db"}, Restart: configs.RestartOnFailure,
+			Name: "db", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--keep", "--bundle", configs.ContainersDir + "/db", "db"}, Restart: configs.RestartOnFailure,
 			After: []string{"a"}, Requires: []string{"b"}, Limits: configs.Limits{Memory: 64 << 20, CPUs: 0.5, PIDs: 10},
 			Container: &Container{Runc: "/r/runc", RuncRoot: "/run/r", Bundle: configs.ContainersDir + "/db", Digest: "sha256:ab", Address: "10.88.0.2/16",
 				RunDir: "/run/c/db", Volumes: []string{"/v/data", "/v/conf"}, UID: 7, GID: 8},
 		}, ""},
 		{"stop signal", imageinfo.Container{Container: configs.Container{Name: "web"}, Bundle: "/b/web", StopSignal: "SIGQUIT"}, Service{
-			Name: "web", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--bundle", "/b/web", "web"}, Restart: configs.RestartAlways,
+			Name: "web", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--keep", "--bundle", "/b/web", "web"}, Restart: configs.RestartAlways,
 			Container: &Container{Runc: "/r/runc", RuncRoot: "/run/r", Bundle: "/b/web", ReadOnly: true, StopSignal: syscall.SIGQUIT},
 		}, ""},
 		{"stop signal SIGTERM is the default", imageinfo.Container{Container: configs.Container{Name: "web"}, Bundle: "/b/web", StopSignal: "15"}, Service{
-			Name: "web", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--bundle", "/b/web", "web"}, Restart: configs.RestartAlways,
+			Name: "web", Command: "/r/runc", Args: []string{"--root", "/run/r", "run", "--keep", "--bundle", "/b/web", "web"}, Restart: configs.RestartAlways,
 			Container: &Container{Runc: "/r/runc", RuncRoot: "/run/r", Bundle: "/b/web", ReadOnly: true},
 		}, ""},
 		{"unknown stop signal", imageinfo.Container{Container: configs.Container{Name: "x"}, Bundle: "/b/x", StopSignal: "SIGNOPE"}, Service{}, `stop_signal: unknown signal "SIGNOPE"`},
@@ -535,5 +542,74 @@ func TestImageJSONCarriesLimitsAndHealth(t *testing.T) {
 	}
 	if web.Limits.Memory != 32<<20 || web.Container.Health == nil || web.Container.Health.Interval.D() != 3*time.Second || web.Container.Health.Retries != 5 {
 		t.Errorf("container %+v health %+v", web, web.Container.Health)
+	}
+}
+
+// TestContainerOOMFromItsKeptLeaf: runc run --keep leaves the exited
+// container's leaf until runc delete, so an exit is oom=true only when
+// that leaf (or the watch of it while it ran) counted a kill: not because
+// it exited with 137 while /slate's count grew with another unit's kill.
+// The kept leaf's use is counted once.
+func TestContainerOOMFromItsKeptLeaf(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		leaf     string // the kept leaf's oom_kill; "" when it is gone
+		runOOM   uint64 // what the watch saw while it ran
+		slateOOM string // /slate's oom_kill at the exit
+		want     string
+		kills    uint64
+	}{
+		{"its own kill", "1", 0, "1", "SLATE-SERVICE name=db state=exited code=137 oom=true\n", 1},
+		{"another unit's kill", "0", 0, "3", "SLATE-SERVICE name=db state=exited code=137\n", 0},
+		{"seen by the watch, leaf gone", "", 1, "1", "SLATE-SERVICE name=db state=exited code=137 oom=true\n", 1},
+		{"leaf gone, another unit's kill", "", 0, "3", "SLATE-SERVICE name=db state=exited code=137\n", 0},
+		{"no kill", "0", 0, "0", "SLATE-SERVICE name=db state=exited code=137\n", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			write := func(p, body string) {
+				t.Helper()
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(filepath.Join(root, cgroup.Parent, "memory.events"), "oom 0\noom_kill "+tc.slateOOM+"\n")
+			if tc.leaf != "" {
+				write(filepath.Join(root, cgroup.Parent, "db", "memory.events"), "oom 0\noom_kill "+tc.leaf+"\n")
+				write(filepath.Join(root, cgroup.Parent, "db", "cpu.stat"), "usage_usec 500\nuser_usec 300\nsystem_usec 200\n")
+			}
+			con := &console{}
+			// runc delete after the exit fails here (no runc): logged only
+			spec := Service{Name: "db", Command: "/nonexistent/runc", Container: &Container{Runc: "/nonexistent/runc"}}
+			s := newSupervisor(Config{Console: con, Services: []Service{spec}})
+			s.cgroups = &cgroup.Manager{Root: root}
+			leaf, err := s.cgroups.Leaf("db")
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc := &service{spec: spec, leaf: leaf}
+			svc.cpuTotal = 1000 // earlier runs
+			svc.runOOM.Store(tc.runOOM)
+			s.exited(svc, exit{status: unix.WaitStatus(137 << 8)})
+			if got := con.String(); got != tc.want {
+				t.Errorf("console %q, want %q", got, tc.want)
+			}
+			st, _ := s.status.Service("db")
+			if st.OOMKills != tc.kills || svc.oomTotal != tc.kills {
+				t.Errorf("status counts %d OOM kills, the service %d; want %d", st.OOMKills, svc.oomTotal, tc.kills)
+			}
+			wantCPU := uint64(1000)
+			if tc.leaf != "" {
+				wantCPU = 1500
+			}
+			// a later refresh of the kept leaf does not count the run again
+			s.refreshStats(svc)
+			if st, _ := s.status.Service("db"); tc.leaf != "" && st.CPUUsec != wantCPU || svc.cpuTotal != wantCPU {
+				t.Errorf("CPU time %dµs in the status, %dµs counted; want %d", st.CPUUsec, svc.cpuTotal, wantCPU)
+			}
+		})
 	}
 }

@@ -104,7 +104,7 @@ func TestRealRunc(t *testing.T) {
 		}
 	})
 	var cs []imageinfo.Container
-	for _, name := range []string{"ro", "rw", "stubborn", "quitter"} {
+	for _, name := range []string{"ro", "rw", "stubborn", "quitter", "brief"} {
 		bundle := filepath.Join(dir, "containers", name)
 		rootfs := filepath.Join(bundle, "rootfs")
 		for _, d := range []string{"proc", "dev", "data"} {
@@ -128,8 +128,11 @@ func TestRealRunc(t *testing.T) {
 			rootPath = filepath.Join(dir, "run", name, "rootfs")
 		}
 		var env []string
-		if name == "stubborn" {
+		switch name {
+		case "stubborn":
 			env = []string{"IGNORE_TERM=1"}
+		case "brief":
+			env = []string{"BURN=1"}
 		}
 		cfg := ociConfig(rootPath, readOnly, filepath.Join(dir, "volumes", name), "/"+testRoot+"/slate/"+name, port, env...)
 		j, _ := json.Marshal(cfg)
@@ -138,7 +141,7 @@ func TestRealRunc(t *testing.T) {
 		}
 		ro := readOnly
 		var health *configs.HealthCheck
-		if name != "stubborn" {
+		if name != "stubborn" && name != "brief" {
 			health = &configs.HealthCheck{HTTP: "/healthz", Port: port, Interval: configs.Duration(100 * time.Millisecond)}
 		}
 		c := imageinfo.Container{
@@ -147,9 +150,12 @@ func TestRealRunc(t *testing.T) {
 			},
 			Bundle: bundle, UID: 1000, GID: 1000, Digest: "sha256:test",
 		}
-		if name == "quitter" {
+		switch name {
+		case "quitter":
 			// the image's STOPSIGNAL, sent with runc kill
 			c.StopSignal = "SIGQUIT"
+		case "brief":
+			c.Restart = configs.RestartNever
 		}
 		cs = append(cs, c)
 	}
@@ -183,6 +189,9 @@ func TestRealRunc(t *testing.T) {
 		// SIGTERM did nothing: runc kill KILL after the stop timeout.
 		"SLATE-SERVICE name=stubborn state=exited code=137",
 		"child: in leaf ro", "child: in leaf rw", "child: the overlay's upper has the write",
+		// runc run --keep: the exited container is read, then deleted
+		"[brief] hello burned", "SLATE-SERVICE name=brief state=exited code=0",
+		"child: brief deleted after its exit", "child: brief's CPU time counted",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in the child's output", want)
@@ -261,6 +270,27 @@ func runcChild() int {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Printf("child: started and healthy after %v\n", time.Since(begin).Round(time.Millisecond))
+	for con.count(`^SLATE-SERVICE name=brief state=exited`) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l, _ := m.Leaf("brief"); l != nil {
+		_, statErr := os.Stat(l.Path)
+		state, err := exec.Command(paths.runc, "--root", paths.runcRoot, "state", "brief").CombinedOutput()
+		if os.IsNotExist(statErr) && err != nil {
+			fmt.Println("child: brief deleted after its exit")
+		} else {
+			fmt.Printf("child: brief is still there after its exit: leaf %v, runc state %s\n", statErr, state)
+		}
+	}
+	if st, err := ReadStatus(filepath.Join(dir, "status.json")); err == nil {
+		// it ran for 300 ms, less than a stats interval: only a read
+		// of its kept leaf after the exit has its CPU time
+		if b, _ := st.Service("brief"); b.CPUUsec >= 100_000 {
+			fmt.Println("child: brief's CPU time counted")
+		} else {
+			fmt.Printf("child: brief's status %+v\n", b)
+		}
+	}
 	// The containers' processes are in their leaves.
 	for _, c := range cs {
 		l, _ := m.Leaf(c.Name)

@@ -102,16 +102,18 @@ type service struct {
 	leaf    *cgroup.Leaf
 	leafErr error
 	oomBase uint64
-	// parentOOMBase is /slate's oom_kill count when a container started.
-	parentOOMBase uint64
-	// A container's leaf is made by runc at each start and removed when
-	// it exits, so what it used is kept here: runOOM is the oom_kill count
-	// of the current run (watched while it runs), and oomTotal, cpuTotal
-	// and runCPU the kills and CPU time of the earlier runs and the last
-	// CPU time read of this one. Guarded by supervisor.statusMu.
+	// A container's leaf is made by runc at each start, kept after the
+	// exit (runc run --keep) until the exit is recorded, then removed
+	// (runc delete), so what it used is kept here: runOOM is the
+	// oom_kill count of the current run (watched while it runs), and
+	// oomTotal, cpuTotal and runCPU the kills and CPU time of the earlier
+	// runs and the last CPU time read of this one. runEnded is set once
+	// the run's use is added to the totals: a read of the kept leaf after
+	// that would count it twice. Guarded by supervisor.statusMu.
 	runOOM             atomic.Uint64
 	oomTotal, cpuTotal uint64
 	runCPU             uint64
+	runEnded           bool
 
 	// Guarded by supervisor.mu. outDone is closed once the current
 	// process's output has all been copied.
@@ -246,7 +248,9 @@ func (s *supervisor) startMain(svc *service) (int, error) {
 	if svc.leaf != nil {
 		svc.oomBase = svc.leaf.OOMKills()
 		if svc.spec.Container != nil {
-			svc.parentOOMBase = s.slateCgroup().OOMKills()
+			s.statusMu.Lock()
+			svc.runEnded = false
+			s.statusMu.Unlock()
 		}
 	}
 	pid, err := s.start(svc)
@@ -510,21 +514,29 @@ func (s *supervisor) exited(svc *service, e exit) {
 	switch {
 	case svc.leaf == nil:
 	case svc.spec.Container != nil:
-		// The watch may lose the race with runc's removal of the leaf;
-		// /slate's memory.events counts its leaves' kills too, so a
-		// container killed by SIGKILL (runc says 137) while the count
-		// grew was the OOM killer's.
-		oom = svc.runOOM.Load() > 0 ||
-			e.startErr == nil && e.status.Exited() && e.status.ExitStatus() == 128+int(unix.SIGKILL) &&
-				s.slateCgroup().OOMKills() > svc.parentOOMBase
-		if oom && svc.runOOM.Load() == 0 {
-			svc.runOOM.Store(1)
-		}
+		// runc ran it with --keep: its leaf, made fresh for this run, is
+		// there until runc delete, and its memory.events counts this
+		// run's kills alone (an exit code of 137 is no evidence: any
+		// SIGKILL gives it, and /slate's count has every unit's kills).
+		kills := max(svc.runOOM.Swap(0), svc.leaf.OOMKills())
+		oom = kills > 0
 		s.statusMu.Lock()
-		svc.oomTotal += svc.runOOM.Swap(0)
+		svc.oomTotal += kills
 		svc.cpuTotal += svc.runCPU
 		svc.runCPU = 0
+		svc.runEnded = true
+		// the status has the run's kills even when the leaf could not be
+		// read after the exit (the watch saw them)
+		s.initStatusLocked()
+		for i := range s.status.Services {
+			if x := &s.status.Services[i]; x.Name == name {
+				x.OOMKills, x.CPUUsec = svc.oomTotal, svc.cpuTotal
+			}
+		}
 		s.statusMu.Unlock()
+		// the kept container and its leaf have been read: gone with
+		// them (at a stop, cleanupContainer deletes it)
+		s.runcDelete(svc, false)
 	default:
 		oom = svc.leaf.OOMKills() > svc.oomBase
 	}
@@ -559,12 +571,6 @@ func (s *supervisor) watchContainer(svc *service) func() {
 		cancel()
 		<-done
 	}
-}
-
-// slateCgroup is the parent of every leaf (its memory.events counts the
-// leaves' events).
-func (s *supervisor) slateCgroup() *cgroup.Leaf {
-	return &cgroup.Leaf{Path: filepath.Join(s.cgroups.Root, cgroup.Parent)}
 }
 
 // prepareCgroup makes a plain service's leaf with its limits before its

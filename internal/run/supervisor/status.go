@@ -143,8 +143,8 @@ func (s *supervisor) refreshStats(svc *service) {
 	}
 	st, err := svc.leaf.Stats()
 	if err != nil {
-		// a container's leaf exists only while runc runs it; what it
-		// used stays in the status
+		// a container's leaf exists from its start to the runc
+		// delete after its exit; what it used stays in the status
 		return
 	}
 	s.statusMu.Lock()
@@ -153,6 +153,10 @@ func (s *supervisor) refreshStats(svc *service) {
 	for i := range s.status.Services {
 		if x := &s.status.Services[i]; x.Name == svc.spec.Name {
 			if svc.spec.Container != nil {
+				if svc.runEnded {
+					// the kept leaf of a run already counted
+					return
+				}
 				// runc makes a new leaf at each start: add what the
 				// earlier ones used.
 				svc.runCPU = st.CPUUsec

@@ -1,7 +1,7 @@
 // hello is the program of the containers that TestRealRunc runs through
 // runc: it says who and where it is, counts its starts in its volume and
 // answers /healthz on $PORT until SIGTERM or SIGQUIT (forever with
-// $IGNORE_TERM).
+// $IGNORE_TERM), or uses 300 ms of CPU and exits with $BURN.
 package main
 
 import (
@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -24,6 +25,13 @@ func main() {
 	n++
 	werr := os.WriteFile("/data/count", []byte(strconv.Itoa(n)), 0o644)
 	fmt.Printf("hello pid=%d uid=%d ro=%t count=%d volerr=%v\n", os.Getpid(), os.Getuid(), ro, n, werr)
+	if os.Getenv("BURN") != "" {
+		// a short run that uses CPU time, then exits by itself
+		for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+		}
+		fmt.Println("hello burned")
+		return
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
 	if err != nil {
 		fmt.Println("listen:", err)
