@@ -49,7 +49,7 @@ func ResolveInputs(spec *configs.Spec, cacheDir, slateBin string) (Inputs, error
 		vms, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
 		mods, _ := filepath.Glob(filepath.Join(root, "lib", "modules", "*"))
 		if len(vms) == 0 || len(mods) == 0 {
-			return in, fmt.Errorf("$.kernel.package: kernel package %s is not in the cache (%s has no boot/vmlinuz-* and lib/modules/*): run scripts/fetch-kernel.sh %s", pkg, root, cacheDir)
+			return in, fmt.Errorf("$.kernel.package: kernel package %s is not in the cache (%s has no boot/vmlinuz-* and lib/modules/*): run slate kernel fetch --cache %s", pkg, root, cacheDir)
 		}
 		sort.Strings(vms)
 		sort.Strings(mods)
@@ -61,7 +61,7 @@ func ResolveInputs(spec *configs.Spec, cacheDir, slateBin string) (Inputs, error
 	in.Loader = filepath.Join(cacheDir, "systemd-boot", strings.TrimPrefix(hostLoader, "/"))
 	if _, err := os.Stat(in.Loader); err != nil {
 		if _, herr := os.Stat(hostLoader); herr != nil {
-			return in, fmt.Errorf("systemd-boot not found at %s nor %s: run scripts/fetch-kernel.sh %s (or apt-get install systemd-boot-efi)", in.Loader, hostLoader, cacheDir)
+			return in, fmt.Errorf("systemd-boot not found at %s nor %s: run slate kernel fetch --cache %s", in.Loader, hostLoader, cacheDir)
 		}
 		in.Loader = hostLoader
 	}

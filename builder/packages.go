@@ -79,11 +79,7 @@ func (j *job) resolvePackages(ctx context.Context) error {
 		}
 		l = res.Lock
 	}
-	mirror := ""
-	if spec.Debian != nil {
-		mirror = spec.Debian.Mirror
-	}
-	names, paths, err := c.FetchLock(ctx, l, mirror, j.o.CacheDir)
+	names, paths, err := c.FetchLock(ctx, l, deb.MirrorOverrides(spec.Debian), j.o.CacheDir)
 	if err != nil {
 		return fmt.Errorf("$.packages: %w", err)
 	}
@@ -101,13 +97,17 @@ func (j *job) resolvePackages(ctx context.Context) error {
 		}
 	}
 	pr := &packageRoot{unpacked: u}
-	src := l.Mirror + " " + l.Suite
+	mirrors := map[string]string{}
+	j.debSources = nil
+	for _, s := range l.Sources {
+		mirrors[s.Suite] = s.Mirror
+		j.debSources = append(j.debSources, DebianSourceReport{Mirror: s.Mirror, Suite: s.Suite, Components: s.Components, Date: s.Date, InRelease: s.InRelease})
+	}
 	j.pkgReport = nil
 	for _, p := range l.Packages {
 		pr.info = append(pr.info, imageinfo.Package{Name: p.Name, Version: p.Version})
-		j.pkgReport = append(j.pkgReport, PackageReport{Name: p.Name, Version: p.Version, Architecture: p.Architecture, SHA256: p.SHA256, Source: src})
+		j.pkgReport = append(j.pkgReport, PackageReport{Name: p.Name, Version: p.Version, Architecture: p.Architecture, SHA256: p.SHA256, Source: mirrors[p.Source] + " " + p.Source})
 	}
-	j.debSources = []DebianSourceReport{{Mirror: l.Mirror, Suite: l.Suite, Components: l.Components, Date: l.Date, InRelease: l.InRelease}}
 	j.pkgs, j.pkgLock = pr, l
 	logrus.WithFields(logrus.Fields{
 		"packages": len(names), "unpacked": fmt.Sprintf("%.1f MiB", float64(u.Size())/(1<<20)),

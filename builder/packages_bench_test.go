@@ -65,10 +65,10 @@ func BenchmarkBuildPackages(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		spec, where = s, m+" "+configs.DefaultDebianSuite
+		spec, where = s, "the build host's mirrors"
 	} else {
 		r, names := bigRepo(b)
-		spec, where = pkgSpec(b, r, "", names...), "a loopback repository (the mirror is unreachable)"
+		spec, where = pkgSpec(b, r, "", names...), "a loopback repository, the mirror being unreachable"
 	}
 	step := func(cache, lock string) (time.Duration, *job) {
 		j, err := newJob(Options{Spec: spec, OutDir: filepath.Join(b.TempDir(), "out"), CacheDir: cache, Slate: slate, Lock: lock})
@@ -99,6 +99,11 @@ func BenchmarkBuildPackages(b *testing.B) {
 		debBytes += p.Size
 	}
 	unpacked := j.pkgs.unpacked.Size()
+	var suites []string
+	for _, s := range j.pkgLock.Sources {
+		suites = append(suites, s.Mirror+" "+s.Suite)
+	}
+	where += " (" + strings.Join(suites, ", ") + ")"
 
 	// the root with and without the packages (warm caches)
 	cache := testCache(b, false)

@@ -16,13 +16,19 @@ const (
 // spec names none.
 var DefaultDebianComponents = []string{"main"}
 
-// Debian says where the spec's packages come from. Mirror empty means the
-// build host's: the first deb URI its apt sources give for Suite, else
-// deb.debian.org (internal/deb.HostMirror).
+// Debian says where the spec's packages come from: one suite (Suite,
+// Components, Mirror, Keyring) or a list of Sources. With neither a
+// mirror nor sources, the packages come from Suite and, where the build
+// host's apt sources name them, Suite-updates and Suite-security, each
+// from the host's mirror for it (internal/deb.SourcesOf).
 type Debian struct {
-	Suite      string   `yaml:"suite,omitempty" json:"suite,omitempty"`
-	Components []string `yaml:"components,omitempty" json:"components,omitempty"`
-	Mirror     string   `yaml:"mirror,omitempty" json:"mirror,omitempty"`
+	// Sources, when given, are the suites searched, in order of
+	// preference for equal versions; Suite, Components, Mirror and
+	// Keyring are then not given.
+	Sources    []DebianSource `yaml:"sources,omitempty" json:"sources,omitempty"`
+	Suite      string         `yaml:"suite,omitempty" json:"suite,omitempty"`
+	Components []string       `yaml:"components,omitempty" json:"components,omitempty"`
+	Mirror     string         `yaml:"mirror,omitempty" json:"mirror,omitempty"`
 	// Keyring is an OpenPGP keyring file (binary or armored) that must
 	// have signed the suite's InRelease.
 	Keyring string `yaml:"keyring,omitempty" json:"keyring,omitempty"`
@@ -30,6 +36,15 @@ type Debian struct {
 	// by maintainer scripts); Include is removed from it.
 	Exclude []string `yaml:"exclude,omitempty" json:"exclude,omitempty"`
 	Include []string `yaml:"include,omitempty" json:"include,omitempty"`
+}
+
+// DebianSource is one suite of a mirror.
+type DebianSource struct {
+	Mirror     string   `yaml:"mirror" json:"mirror"`
+	Suite      string   `yaml:"suite" json:"suite"`
+	Components []string `yaml:"components,omitempty" json:"components,omitempty"`
+	// Keyring signs the suite's InRelease (default DefaultDebianKeyring).
+	Keyring string `yaml:"keyring,omitempty" json:"keyring,omitempty"`
 }
 
 // PackageRef is one entry of the spec's packages: a name and, after '=',
@@ -99,6 +114,18 @@ func (s *Spec) setPackageDefaults() {
 		s.Debian = &Debian{}
 	}
 	d := s.Debian
+	for i := range d.Sources {
+		src := &d.Sources[i]
+		if len(src.Components) == 0 {
+			src.Components = append([]string(nil), DefaultDebianComponents...)
+		}
+		if src.Keyring == "" {
+			src.Keyring = DefaultDebianKeyring
+		}
+	}
+	if len(d.Sources) > 0 {
+		return
+	}
 	if d.Suite == "" {
 		d.Suite = DefaultDebianSuite
 	}
@@ -135,25 +162,35 @@ func (s *Spec) validatePackages(c *collector) {
 	if d == nil {
 		return
 	}
-	if len(s.Packages) == 0 {
-		c.add("$.debian", "a debian section without packages; list them under packages")
-	}
-	if d.Suite != "" && !isSimpleWord(d.Suite) {
-		c.add("$.debian.suite", "%q: a suite is one word like bookworm", d.Suite)
-	}
-	for i, comp := range d.Components {
-		if !isSimpleWord(comp) {
-			c.add(index("$.debian.components", i), "%q: a component is one word like main", comp)
+	if len(d.Sources) > 0 {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"suite", d.Suite != ""}, {"components", len(d.Components) > 0}, {"mirror", d.Mirror != ""}, {"keyring", d.Keyring != ""}} {
+			if f.set {
+				c.add("$.debian."+f.name, "give the suites either as debian.sources or as suite, components, mirror and keyring, not both")
+			}
 		}
 	}
-	if d.Mirror != "" {
-		u, err := url.Parse(d.Mirror)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			c.add("$.debian.mirror", "%q: the mirror is an http(s) URL like http://deb.debian.org/debian", d.Mirror)
-		} else if u.User != nil {
-			c.add("$.debian.mirror", "credentials in the mirror URL are not supported")
-		}
+	if len(d.Sources) > MaxDebianSources {
+		c.add("$.debian.sources", "%d sources, at most %d", len(d.Sources), MaxDebianSources)
 	}
+	suites := map[string]int{}
+	for i, src := range d.Sources {
+		sp := index("$.debian.sources", i)
+		if src.Mirror == "" {
+			c.add(sp+".mirror", "a source needs its mirror, like http://deb.debian.org/debian")
+		}
+		if src.Suite == "" {
+			c.add(sp+".suite", "a source needs its suite, like bookworm-security")
+		} else if j, dup := suites[src.Suite]; dup {
+			c.add(sp+".suite", "suite %q is already at $.debian.sources[%d]", src.Suite, j)
+		} else {
+			suites[src.Suite] = i
+		}
+		checkSuite(c, sp, src.Suite, src.Components, src.Mirror)
+	}
+	checkSuite(c, "$.debian", d.Suite, d.Components, d.Mirror)
 	for _, l := range []struct {
 		path  string
 		names []string
@@ -174,6 +211,29 @@ func (s *Spec) validatePackages(c *collector) {
 			if ParsePackage(p).Name == n {
 				c.add(index("$.debian.exclude", i), "%q is also asked for at $.packages[%d]", n, j)
 			}
+		}
+	}
+}
+
+// MaxDebianSources bounds debian.sources.
+const MaxDebianSources = 16
+
+// checkSuite checks a suite's name, components and mirror at path p.
+func checkSuite(c *collector, p, suite string, components []string, mirror string) {
+	if suite != "" && !isSimpleWord(suite) {
+		c.add(p+".suite", "%q: a suite is one word like bookworm", suite)
+	}
+	for i, comp := range components {
+		if !isSimpleWord(comp) {
+			c.add(index(p+".components", i), "%q: a component is one word like main", comp)
+		}
+	}
+	if mirror != "" {
+		u, err := url.Parse(mirror)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.add(p+".mirror", "%q: the mirror is an http(s) URL like http://deb.debian.org/debian", mirror)
+		} else if u.User != nil {
+			c.add(p+".mirror", "credentials in the mirror URL are not supported")
 		}
 	}
 }

@@ -18,6 +18,14 @@ func TestPackagesDefaults(t *testing.T) {
 	if refs[1].Name != "ca-certificates" || refs[1].Version != "20230311" || refs[0].Version != "" {
 		t.Fatalf("refs: %+v", refs)
 	}
+	// sources take their own defaults; the one-suite fields stay empty
+	s, err = Parse([]byte("name: t\nversion: 1.0.0\npackages: [bash]\ndebian: {sources: [{mirror: 'http://m/debian', suite: bookworm}, {mirror: 'http://s/debian-security', suite: bookworm-security, keyring: k.gpg}]}\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Debian; d.Suite != "" || d.Keyring != "" || len(d.Sources) != 2 || d.Sources[0].Keyring != DefaultDebianKeyring || d.Sources[1].Keyring != "k.gpg" || d.Sources[1].Components[0] != "main" {
+		t.Fatalf("sources: %+v", d)
+	}
 	// a spec without packages keeps no debian section (its JSON is unchanged)
 	s, err = Parse([]byte("name: t\nversion: 1.0.0\n"), "t.yaml")
 	if err != nil || s.Debian != nil {
@@ -38,8 +46,13 @@ func TestPackagesErrors(t *testing.T) {
 		{"packages: [bash]\ndebian: {components: [main, 'x/y']}\n", "$.debian.components[1]:"},
 		{"packages: [bash]\ndebian: {exclude: [bash]}\n", "$.debian.exclude[0]: \"bash\" is also asked for at $.packages[0]"},
 		{"packages: [bash]\ndebian: {include: [Perl]}\n", "$.debian.include[0]:"},
-		{"debian: {suite: trixie}\n", "$.debian: a debian section without packages"},
 		{"packages: [bash]\ndebian: {suit: trixie}\n", "$.debian.suit"},
+		{"packages: [bash]\ndebian: {suite: bookworm, sources: [{mirror: 'http://m/debian', suite: bookworm}]}\n", "$.debian.suite: give the suites either as debian.sources"},
+		{"packages: [bash]\ndebian: {sources: [{suite: bookworm}]}\n", "$.debian.sources[0].mirror: a source needs its mirror"},
+		{"packages: [bash]\ndebian: {sources: [{mirror: 'http://m/debian'}]}\n", "$.debian.sources[0].suite: a source needs its suite"},
+		{"packages: [bash]\ndebian: {sources: [{mirror: 'http://m/d', suite: a}, {mirror: 'http://n/d', suite: a}]}\n", "$.debian.sources[1].suite: suite \"a\" is already at $.debian.sources[0]"},
+		{"packages: [bash]\ndebian: {sources: [{mirror: 'ftp://m/d', suite: a}]}\n", "$.debian.sources[0].mirror:"},
+		{"packages: [bash]\ndebian: {sources: [{mirror: 'http://m/d', suite: a, components: ['x y']}]}\n", "$.debian.sources[0].components[0]:"},
 	} {
 		_, err := Parse([]byte("name: t\nversion: 1.0.0\n"+tc.yaml), "t.yaml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -45,7 +45,7 @@ type Spec struct {
 
 // Kernel selects the kernel of every slot and its modules.
 type Kernel struct {
-	// Package is a Debian kernel package unpacked by scripts/fetch-kernel.sh
+	// Package is a Debian kernel package unpacked by slate kernel fetch
 	// into the cache (default linux-image-amd64). Ignored when Vmlinuz is set.
 	Package string `yaml:"package,omitempty" json:"package,omitempty"`
 	// Vmlinuz and ModulesDir name a kernel outside the cache: a bzImage and

@@ -65,7 +65,16 @@ func newPackagesLockCmd(name string) *cobra.Command {
 			for _, p := range res.Lock.Packages {
 				size += p.Size
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d packages (%d bytes of .deb) from %s %s (%s)\n", lp, len(res.Lock.Packages), size, res.Lock.Mirror, res.Lock.Suite, res.Lock.Date)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d packages (%d bytes of .deb)\n", lp, len(res.Lock.Packages), size)
+			for _, src := range res.Lock.Sources {
+				n := 0
+				for _, p := range res.Lock.Packages {
+					if p.Source == src.Suite {
+						n++
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "  %d from %s %s (%s)\n", n, src.Mirror, src.Suite, src.Date)
+			}
 			return nil
 		},
 	}
@@ -107,11 +116,7 @@ func newPackagesFetchCmd() *cobra.Command {
 			if cache == "" {
 				cache = builder.DefaultCacheDir()
 			}
-			mirror := ""
-			if s.Debian != nil {
-				mirror = s.Debian.Mirror
-			}
-			names, paths, err := (&deb.Client{}).FetchLock(cmd.Context(), l, mirror, cache)
+			names, paths, err := (&deb.Client{}).FetchLock(cmd.Context(), l, deb.MirrorOverrides(s.Debian), cache)
 			if err != nil {
 				return err
 			}

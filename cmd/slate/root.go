@@ -29,7 +29,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newFleetCmd(), newBuildCmd(), newInspectCmd(), newVMCmd(), newPowerCmd("poweroff"), newPowerCmd("reboot"),
-		newUpdatedCmd(), newUpdateCmd(), newContainersCmd(), newStatusCmd(), newKeygenCmd(), newServeCmd(), newChannelCmd(), newIgnitionCmd(), newContainerHookCmd(), newPackagesCmd(), newSSHPrepareCmd(),
+		newUpdatedCmd(), newUpdateCmd(), newContainersCmd(), newStatusCmd(), newKeygenCmd(), newServeCmd(), newChannelCmd(), newIgnitionCmd(), newContainerHookCmd(), newPackagesCmd(), newSSHPrepareCmd(), newKernelCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print slate's version",

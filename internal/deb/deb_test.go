@@ -87,8 +87,14 @@ func TestResolveClosure(t *testing.T) {
 	if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "debconf is excluded") }) {
 		t.Errorf("no note of the excluded debconf: %v", res.Notes)
 	}
-	if res.Lock.Date != "Sat, 10 May 2025 09:00:00 UTC" || res.Lock.InRelease != debtest.SHA256(r.File(debtest.Release)) {
-		t.Errorf("lock release: %q %q", res.Lock.Date, res.Lock.InRelease)
+	if len(res.Lock.Sources) != 1 || res.Lock.Sources[0].Date != "Sat, 10 May 2025 09:00:00 UTC" || res.Lock.Sources[0].InRelease != debtest.SHA256(r.File(debtest.Release)) ||
+		res.Lock.Sources[0].Suite != "test" || res.Lock.Sources[0].Mirror != r.Mirror() {
+		t.Errorf("lock sources: %+v", res.Lock.Sources)
+	}
+	for _, p := range res.Lock.Packages {
+		if p.Source != "test" {
+			t.Errorf("%s has source %q", p.Name, p.Source)
+		}
 	}
 }
 
@@ -232,7 +238,7 @@ func lockAndFetch(t *testing.T, r *debtest.Repo, cache string, pkgs ...string) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, p, err := (&Client{}).FetchLock(context.Background(), res.Lock, "", cache)
+	n, p, err := (&Client{}).FetchLock(context.Background(), res.Lock, nil, cache)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +331,7 @@ func TestCorruptDeb(t *testing.T) {
 	bad[len(bad)-3] ^= 0xff
 	r.SetFile(pp, bad)
 	cache := t.TempDir()
-	if _, _, err := (&Client{}).FetchLock(context.Background(), res.Lock, "", cache); err == nil || !errors.Is(err, ErrCorrupt) {
+	if _, _, err := (&Client{}).FetchLock(context.Background(), res.Lock, nil, cache); err == nil || !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("corrupt download: %v", err)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(cache, "deb")); len(ents) != 0 {
@@ -333,13 +339,13 @@ func TestCorruptDeb(t *testing.T) {
 	}
 	// a good download, then the cached file is damaged: fetched again
 	r.SetFile(pp, good)
-	_, paths, err := (&Client{}).FetchLock(context.Background(), res.Lock, "", cache)
+	_, paths, err := (&Client{}).FetchLock(context.Background(), res.Lock, nil, cache)
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(paths[0], bad, 0o644)
 	before := r.Requests()
-	if _, _, err := (&Client{}).FetchLock(context.Background(), res.Lock, "", cache); err != nil {
+	if _, _, err := (&Client{}).FetchLock(context.Background(), res.Lock, nil, cache); err != nil {
 		t.Fatal(err)
 	}
 	if r.Requests() != before+1 {
@@ -374,12 +380,12 @@ func TestLockRoundTripAndWarmBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	cache := t.TempDir()
-	if _, _, err := (&Client{}).FetchLock(context.Background(), l, "", cache); err != nil {
+	if _, _, err := (&Client{}).FetchLock(context.Background(), l, nil, cache); err != nil {
 		t.Fatal(err)
 	}
 	// warm: the lock and the cache, no request at all
 	before := r.Requests()
-	n, p, err := (&Client{}).FetchLock(context.Background(), l, "", cache)
+	n, p, err := (&Client{}).FetchLock(context.Background(), l, nil, cache)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +422,7 @@ func TestParseLockErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ old, new, want string }{
-		{`"lock_version":1`, `"lock_version":2`, "lock_version 2"},
+		{`"lock_version":1`, `"lock_version":3`, "lock_version 3, this slate reads 1 and 2"},
 		{`pool/main`, `../main`, "bad Filename"},
 		{`"size":3`, `"size":0`, "bad size"},
 		{`"name":"aa"`, `"name":"AA"`, "not a Debian package name"},

@@ -196,11 +196,13 @@ type Pinned struct {
 	Filename     string `json:"filename"`
 	Size         int64  `json:"size"`
 	SHA256       string `json:"sha256"`
+	// Source is the suite (of the lock's sources) it comes from.
+	Source string `json:"source,omitempty"`
 }
 
 // Pin is p's lock entry.
 func (p *Package) Pin() Pinned {
-	return Pinned{Name: p.Name, Version: p.Version, Architecture: p.Architecture, Filename: p.Filename, Size: p.Size, SHA256: p.SHA256}
+	return Pinned{Name: p.Name, Version: p.Version, Architecture: p.Architecture, Filename: p.Filename, Size: p.Size, SHA256: p.SHA256, Source: p.Source}
 }
 
 // CachePath is where p's .deb lives in the cache: deb/<sha256>.deb.

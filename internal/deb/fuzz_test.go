@@ -59,6 +59,7 @@ func FuzzParseRelease(f *testing.F) {
 func FuzzParseLock(f *testing.F) {
 	f.Add([]byte(`{"lock_version":1,"mirror":"http://m/debian","suite":"bookworm","components":["main"],"date":"d","inrelease_sha256":"x","requested":["aa"],"exclude":["dpkg"],"packages":[{"name":"aa","version":"1","architecture":"amd64","filename":"pool/main/a/aa/aa_1_amd64.deb","size":3,"sha256":"` + strings.Repeat("a", 64) + `"}]}`))
 	f.Add([]byte(`{"lock_version":1}`))
+	f.Add([]byte(`{"lock_version":2,"sources":[{"mirror":"http://m/debian","suite":"bookworm","components":["main"],"date":"d","inrelease_sha256":"x"},{"mirror":"http://s/debian-security","suite":"bookworm-security","components":["main"],"date":"d","inrelease_sha256":"y"}],"requested":["aa"],"exclude":[],"packages":[{"name":"aa","version":"1","architecture":"amd64","filename":"pool/main/a/aa/aa_1_amd64.deb","size":3,"sha256":"` + strings.Repeat("a", 64) + `","source":"bookworm-security"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := ParseLock(data)
 		if err != nil {
@@ -97,6 +98,20 @@ func FuzzArchivePaths(f *testing.F) {
 		m := mergeUsr(p)
 		if l := mapLinkTarget(p, m, target); strings.HasPrefix(l, "/") != strings.HasPrefix(target, "/") && target != "" {
 			t.Fatalf("target %q -> %q", target, l)
+		}
+	})
+}
+
+// FuzzAptSources: whatever the host's apt sources hold, an entry is an
+// http(s) URI and one suite word.
+func FuzzAptSources(f *testing.F) {
+	f.Add("deb [arch=amd64 signed-by=/k.gpg] http://deb.debian.org/debian bookworm main\ndeb-src http://x/ y main\n")
+	f.Add("Types: deb\nURIs: http://deb.debian.org/debian https://m/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nEnabled: no\nURIs: http://x/\nSuites: s\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		for _, e := range append(entriesOfList(text), entriesOfSources(text)...) {
+			if !mirrorURI(e.uri) || e.suite == "" || strings.ContainsAny(e.suite, " \t\n") {
+				t.Fatalf("entry %+v of %q", e, text)
+			}
 		}
 	})
 }

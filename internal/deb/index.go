@@ -30,6 +30,8 @@ type Package struct {
 	Depends      string
 	PreDepends   string
 	Provides     string
+	// Source is the suite whose index the package is from.
+	Source string
 
 	ver    version.Version
 	verErr error

@@ -13,28 +13,55 @@ import (
 	"github.com/slateos/slate/configs"
 )
 
-// LockVersion is the format of the lock file.
-const LockVersion = 1
+// LockVersion is the format of the lock files slate writes: 2 has a
+// list of sources and each package's source. Version 1 (one suite, the
+// fields Mirror, Suite, Components, Date, InRelease) is still read.
+const LockVersion = 2
 
 // MaxLockSize bounds a lock file.
 const MaxLockSize = 16 << 20
 
-// Lock is SPEC.lock: the resolved closure of a spec's packages and the
-// release it came from. A build with a lock fetches exactly these files
-// and needs no index.
-type Lock struct {
-	Version    int      `json:"lock_version"`
+// LockSource is one suite a lock's packages come from and the signed
+// release they were resolved against.
+type LockSource struct {
 	Mirror     string   `json:"mirror"`
 	Suite      string   `json:"suite"`
 	Components []string `json:"components"`
 	// Date is the release's Date field; InRelease its file's sha256.
 	Date      string `json:"date"`
 	InRelease string `json:"inrelease_sha256"`
+}
+
+// Lock is SPEC.lock: the resolved closure of a spec's packages and the
+// releases it came from. A build with a lock fetches exactly these files
+// and needs no index.
+type Lock struct {
+	Version int `json:"lock_version"`
+	// Mirror, Suite, Components, Date and InRelease are version 1's one
+	// source; ParseLock puts them in Sources.
+	Mirror     string   `json:"mirror,omitempty"`
+	Suite      string   `json:"suite,omitempty"`
+	Components []string `json:"components,omitempty"`
+	Date       string   `json:"date,omitempty"`
+	InRelease  string   `json:"inrelease_sha256,omitempty"`
+	// Sources are the suites, in the order of preference they were
+	// resolved with (version 2).
+	Sources []LockSource `json:"sources,omitempty"`
 	// Requested are the spec's packages as written (name or name=version).
 	Requested []string `json:"requested"`
 	// Exclude is the exclusion list in force, sorted.
 	Exclude  []string `json:"exclude"`
 	Packages []Pinned `json:"packages"`
+}
+
+// source is the lock's source of suite, nil when it has none.
+func (l *Lock) source(suite string) *LockSource {
+	for i := range l.Sources {
+		if l.Sources[i].Suite == suite {
+			return &l.Sources[i]
+		}
+	}
+	return nil
 }
 
 // LockPath is the lock file beside a spec: SPEC.lock.
@@ -54,11 +81,48 @@ func ParseLock(data []byte) (*Lock, error) {
 	if dec.More() {
 		return nil, errors.New("lock: data after the JSON object")
 	}
-	if l.Version != LockVersion {
-		return nil, fmt.Errorf("lock: lock_version %d, this slate reads %d", l.Version, LockVersion)
+	switch l.Version {
+	case 1:
+		if l.Suite == "" {
+			return nil, errors.New("lock: no suite")
+		}
+		if len(l.Sources) > 0 {
+			return nil, errors.New("lock: a lock_version 1 lock has no sources list")
+		}
+		for i := range l.Packages {
+			if l.Packages[i].Source != "" {
+				return nil, fmt.Errorf("lock: packages[%d]: a lock_version 1 lock names no source", i)
+			}
+			l.Packages[i].Source = l.Suite
+		}
+		// read as the version 2 lock it is equivalent to
+		l.Sources = []LockSource{{Mirror: l.Mirror, Suite: l.Suite, Components: l.Components, Date: l.Date, InRelease: l.InRelease}}
+		l.Version, l.Mirror, l.Suite, l.Components, l.Date, l.InRelease = LockVersion, "", "", nil, "", ""
+	case LockVersion:
+		if l.Mirror != "" || l.Suite != "" || len(l.Components) > 0 || l.Date != "" || l.InRelease != "" {
+			return nil, errors.New("lock: a lock_version 2 lock has its suites in sources only")
+		}
+		if len(l.Sources) == 0 {
+			return nil, errors.New("lock: no sources")
+		}
+	default:
+		return nil, fmt.Errorf("lock: lock_version %d, this slate reads 1 and %d", l.Version, LockVersion)
 	}
-	if l.Suite == "" {
-		return nil, errors.New("lock: no suite")
+	for i, src := range l.Sources {
+		if src.Suite == "" || src.Mirror == "" {
+			return nil, fmt.Errorf("lock: sources[%d]: no mirror or suite", i)
+		}
+		if !mirrorURI(src.Mirror) {
+			return nil, fmt.Errorf("lock: sources[%d]: mirror %q is not an http(s) URL", i, src.Mirror)
+		}
+		if l.source(src.Suite) != &l.Sources[i] {
+			return nil, fmt.Errorf("lock: sources[%d]: suite %s twice", i, src.Suite)
+		}
+	}
+	for i, p := range l.Packages {
+		if l.source(p.Source) == nil {
+			return nil, fmt.Errorf("lock: packages[%d]: %s: source %q is not in sources", i, p.Name, p.Source)
+		}
 	}
 	seen := map[string]bool{}
 	for i, p := range l.Packages {
@@ -141,11 +205,37 @@ func (l *Lock) Matches(spec *configs.Spec) error {
 	if d == nil {
 		return errors.New("the lock does not match the spec: the spec has no packages")
 	}
-	if d.Suite != l.Suite {
-		return fmt.Errorf("the lock does not match the spec: suite %q, the spec says %q (run slate packages update)", l.Suite, d.Suite)
+	if len(l.Sources) == 0 {
+		return errors.New("the lock does not match the spec: the lock has no sources")
 	}
-	if !slices.Equal(d.Components, l.Components) {
-		return fmt.Errorf("the lock does not match the spec: components %v, the spec says %v (run slate packages update)", l.Components, d.Components)
+	if len(d.Sources) > 0 {
+		// the spec's own list: the same suites in the same order
+		var have, want []string
+		for _, s := range l.Sources {
+			have = append(have, s.Suite)
+		}
+		for _, s := range d.Sources {
+			want = append(want, s.Suite)
+		}
+		if !slices.Equal(have, want) {
+			return fmt.Errorf("the lock does not match the spec: suites %v, the spec says %v (run slate packages update)", have, want)
+		}
+		for i, s := range d.Sources {
+			if !slices.Equal(s.Components, l.Sources[i].Components) {
+				return fmt.Errorf("the lock does not match the spec: suite %s has components %v, the spec says %v (run slate packages update)", s.Suite, l.Sources[i].Components, s.Components)
+			}
+		}
+	} else {
+		// debian.suite and the suites derived from the build host's apt
+		// sources: only the spec's own suite is compared, so a lock made
+		// on one host builds on another
+		first := l.Sources[0]
+		if d.Suite != first.Suite {
+			return fmt.Errorf("the lock does not match the spec: suite %q, the spec says %q (run slate packages update)", first.Suite, d.Suite)
+		}
+		if !slices.Equal(d.Components, first.Components) {
+			return fmt.Errorf("the lock does not match the spec: components %v, the spec says %v (run slate packages update)", first.Components, d.Components)
+		}
 	}
 	ex := sortedKeys(Excluded(d))
 	if !slices.Equal(ex, l.Exclude) {

@@ -27,6 +27,11 @@ var scsiControllers = map[string]bool{
 	"lsi53c895a": true, "lsi53c810": true, "virtio-scsi-pci": true,
 }
 
+// sasWWNBase is the NAA 5 (IEEE Registered) world wide name with QEMU's
+// OUI 52:54:00 that the SAS addresses of disks behind an mptsas1068 count
+// up from.
+const sasWWNBase uint64 = 0x5525400000000000
+
 // nicModels are the network cards NICs may name.
 var nicModels = map[string]bool{
 	"virtio-net-pci": true, "e1000": true, "e1000e": true,
@@ -46,8 +51,18 @@ func deviceArgs(opts Options) ([]string, error) {
 		switch {
 		case scsiControllers[d.Controller]:
 			hba := fmt.Sprintf("xhba%d", i)
-			args = append(args, "-device", d.Controller+",id="+hba,
-				"-device", "scsi-hd,drive="+drive+",bus="+hba+".0")
+			disk := "scsi-hd,drive=" + drive + ",bus=" + hba + ".0"
+			if d.Controller == "mptsas1068" {
+				// QEMU's SAS1068 reports a disk's wwn as its SAS address,
+				// and scsi-hd's default is 0. Linux's mptsas takes only
+				// an attached device with a non-zero SAS address for an
+				// end device (mptsas_is_end_device), so without one it
+				// registers the phys but never scans a target: no disk.
+				// Real SAS disks always have one; this is NAA 5 with
+				// QEMU's OUI 52:54:00, one address per disk.
+				disk += fmt.Sprintf(",wwn=0x%x", sasWWNBase+uint64(i)+1)
+			}
+			args = append(args, "-device", d.Controller+",id="+hba, "-device", disk)
 		case d.Controller == "nvme":
 			args = append(args, "-device", fmt.Sprintf("nvme,drive=%s,serial=slate%d", drive, i))
 		case d.Controller == "virtio-blk-pci":

@@ -12,9 +12,10 @@ func TestArgsDisksAndNICs(t *testing.T) {
 	dir := t.TempDir()
 	kernel := touch(t, filepath.Join(dir, "vmlinuz"), 1)
 	a, b, c := touch(t, filepath.Join(dir, "root.raw"), 1<<20), touch(t, filepath.Join(dir, "b.qcow2"), 1<<20), touch(t, filepath.Join(dir, "c,d.raw"), 1<<20)
+	sas := touch(t, filepath.Join(dir, "sas.raw"), 1<<20)
 	args, err := Args(Options{
 		Kernel: kernel,
-		Disks:  []Disk{{a, "megasas"}, {b, "nvme"}, {c, "virtio-blk-pci"}},
+		Disks:  []Disk{{a, "megasas"}, {b, "nvme"}, {c, "virtio-blk-pci"}, {sas, "mptsas1068"}, {sas, "mptsas1068"}},
 		NICs:   []string{"vmxnet3", "rtl8139"},
 	})
 	if err != nil {
@@ -25,11 +26,18 @@ func TestArgsDisksAndNICs(t *testing.T) {
 		"-drive file=" + a + ",format=raw,if=none,id=xd0,cache=writeback -device megasas,id=xhba0 -device scsi-hd,drive=xd0,bus=xhba0.0",
 		"-drive file=" + b + ",format=qcow2,if=none,id=xd1,cache=writeback -device nvme,drive=xd1,serial=slate1",
 		"-drive file=" + strings.ReplaceAll(c, ",", ",,") + ",format=raw,if=none,id=xd2,cache=writeback -device virtio-blk-pci,drive=xd2",
+		// a SAS address of its own for each disk behind an mptsas1068
+		"-device mptsas1068,id=xhba3 -device scsi-hd,drive=xd3,bus=xhba3.0,wwn=0x5525400000000004 ",
+		"-device mptsas1068,id=xhba4 -device scsi-hd,drive=xd4,bus=xhba4.0,wwn=0x5525400000000005 ",
 		"-netdev user,id=xn0 -device vmxnet3,netdev=xn0 -netdev user,id=xn1 -device rtl8139,netdev=xn1",
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("args lack %q:\n%s", want, line)
 		}
+	}
+	// other controllers' disks keep QEMU's default (no WWN)
+	if n := strings.Count(line, "wwn="); n != 2 {
+		t.Errorf("%d disks with a wwn, want the 2 behind mptsas1068:\n%s", n, line)
 	}
 	// the extra NICs do not bring the default one
 	if slices.Contains(args, "virtio-net-pci,netdev=n0") {

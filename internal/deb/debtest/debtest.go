@@ -259,11 +259,34 @@ func NewRepo(t testing.TB, pkgs []Pkg) *Repo {
 
 // SetIndex publishes an index (as .xz) and re-signs the release.
 func (r *Repo) SetIndex(t testing.TB, index []byte) {
+	r.setIndex(t, "test", index)
+}
+
+func (r *Repo) setIndex(t testing.TB, suite string, index []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	x := xzOf(t, index)
-	r.files["dists/test/main/binary-amd64/Packages.xz"] = x
-	rel := fmt.Sprintf("Origin: Test\nSuite: test\nCodename: test\nDate: Sat, 10 May 2025 09:00:00 UTC\nArchitectures: amd64\nComponents: main\nSHA256:\n %s %d main/binary-amd64/Packages.xz\n %s %d main/binary-amd64/Packages\n",
-		SHA256(x), len(x), SHA256(index), len(index))
-	r.files["dists/test/InRelease"] = ClearSign(t, r.Entity, []byte(rel))
+	r.files["dists/"+suite+"/main/binary-amd64/Packages.xz"] = x
+	rel := fmt.Sprintf("Origin: Test\nSuite: %s\nCodename: %s\nDate: Sat, 10 May 2025 09:00:00 UTC\nArchitectures: amd64\nComponents: main\nSHA256:\n %s %d main/binary-amd64/Packages.xz\n %s %d main/binary-amd64/Packages\n",
+		suite, suite, SHA256(x), len(x), SHA256(index), len(index))
+	r.files["dists/"+suite+"/InRelease"] = ClearSign(t, r.Entity, []byte(rel))
+}
+
+// AddSuite publishes another suite of the repository (signed with the
+// same key), like bookworm-security beside bookworm. Its .debs go into the
+// same pool.
+func (r *Repo) AddSuite(t testing.TB, suite string, pkgs []Pkg) {
+	sort.SliceStable(pkgs, func(i, j int) bool { return pkgs[i].Name < pkgs[j].Name })
+	var index strings.Builder
+	for _, p := range pkgs {
+		if p.Arch == "" {
+			p.Arch = "amd64"
+		}
+		d := BuildDeb(t, p)
+		r.SetFile(PoolPath(p), d)
+		index.WriteString(indexText(p, d))
+	}
+	r.setIndex(t, suite, []byte(index.String()))
 }
 
 // Mirror is the repository's URL, for debian.mirror (suite "test").
