@@ -28,8 +28,12 @@ func BenchmarkContainerStart(b *testing.B) {
 	})
 	dir := b.TempDir()
 	spec := filepath.Join(dir, "spec.yaml")
+	// DHCP: without an update section nothing else turns the machine's
+	// network on, and both answers come through QEMU's forwards
 	body := fmt.Sprintf(`name: slate-ctr-bench
 version: 1.0.0
+network:
+  dhcp: true
 root:
   files:
     - {src: %s, dst: /usr/local/bin/ctrapp, mode: "0755"}

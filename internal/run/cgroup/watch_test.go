@@ -47,18 +47,35 @@ func TestWatchMemoryEvents(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	// The leaf appears later, as runc makes it.
-	time.Sleep(100 * time.Millisecond)
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	// The leaf appears later, as runc makes it, and with its files at
+	// once, as cgroupfs shows them: made beside it and renamed into place,
+	// so the watch never sees the folder without memory.events (which
+	// means no memory controller).
+	tmp := dir + ".new"
+	if err := os.Mkdir(tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	events := filepath.Join(dir, "memory.events")
-	if err := os.WriteFile(events, []byte("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, "memory.events"), []byte("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the watch is waiting for the leaf
+	if err := os.Rename(tmp, dir); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(MemoryEvents{})
-	// The poll is an hour: only inotify can bring the change.
-	if err := os.WriteFile(events, []byte("low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n"), 0o644); err != nil {
+	// The poll is an hour: only inotify can bring the change. The new
+	// counts are written in place in one write of the same length, as the
+	// kernel changes the file: a truncate and a rewrite could be read
+	// half-way.
+	f, err := os.OpenFile(events, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(MemoryEvents{OOM: 1, OOMKill: 1})
