@@ -286,6 +286,7 @@ func (b *boot) setupEtc() error {
 		}
 	}
 	etc := filepath.Join(nr, "etc")
+	mergeAccounts(etc, upper)
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", etc, upper, work)
 	if err := b.sys.Mount("overlay", etc, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("mount overlay on /etc (%s): %w", opts, err)

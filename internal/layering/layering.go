@@ -52,7 +52,7 @@ var Allowed = map[string][]string{
 	"internal/deb/debtest": nil,
 	// Boot.
 	"internal/boot/netroot": {"internal/cmdline", "internal/fetch"},
-	"initramfs/stage1":      {"internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "internal/format/ext4fs", "internal/format/kmod", "internal/boot/netconf", "internal/boot/netroot", "partitions", "internal/redact"},
+	"initramfs/stage1":      {"internal/accounts", "internal/boot/bootinfo", "internal/bootlog", "internal/cmdline", "internal/format/ext4fs", "internal/format/kmod", "internal/boot/netconf", "internal/boot/netroot", "partitions", "internal/redact"},
 	// Run.
 	"internal/bootdisk":       {"internal/cmdline", "partitions"},
 	"internal/run/supervisor": {"internal/accounts", "internal/bootlog", "configs", "internal/imageinfo", "internal/run/cgroup", "internal/boot/netconf"},
