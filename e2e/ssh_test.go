@@ -143,7 +143,8 @@ func sshRun(t *testing.T, env []string, args ...string) (string, error) {
 // `slate vm run --ssh` with OpenSSH's client and the command it prints
 // (its known_hosts file filled from the console); a password login and a
 // root login (root has a key from Ignition) are refused; the host key is
-// the same after a power cut and after an A/B update.
+// the same after a power cut and after an A/B update, and the update's
+// permit_root_login and new user reach the machine's account files.
 func TestSSH(t *testing.T) {
 	needQEMU(t)
 	needTool(t, "ssh")
@@ -170,9 +171,12 @@ func TestSSH(t *testing.T) {
 	c := newChannel(t)
 	top := fmt.Sprintf("ssh:\n  enable: true\nusers:\n  - name: bob\n    uid: 1001\n    ssh_keys: [%q]\n", bobPub)
 	v1 := c.publish(t, updSpec{version: "1.0.0", top: top})
-	// v2 is built now, published later
+	// v2, built now and published later, lets root in and adds carol:
+	// once Ignition has changed /etc/passwd and shadow on v1, the
+	// machine's copies must take the new slot's entries
 	staging := filepath.Join(c.dir, "staging")
-	c.publishTo(t, updSpec{version: "1.1.0", top: top}, staging)
+	top2 := fmt.Sprintf("ssh:\n  enable: true\n  permit_root_login: true\nusers:\n  - name: bob\n    uid: 1001\n    ssh_keys: [%q]\n  - name: carol\n    uid: 1002\n    ssh_keys: [%q]\n", bobPub, bobPub)
+	c.publishTo(t, updSpec{version: "1.1.0", top: top2}, staging)
 	t.Logf("two builds: %s", time.Since(start).Round(time.Millisecond))
 
 	ign := filepath.Join(dir, "config.ign")
@@ -299,6 +303,15 @@ func TestSSH(t *testing.T) {
 	out, err = sshRun(t, nil, append([]string{"-i", alice}, append(strict("alice"), ". /etc/os-release; echo on=$VERSION_ID")...)...)
 	if err != nil || !strings.Contains(out, "on=1.1.0") {
 		t.Fatalf("login after the update: %v\n%s", err, out)
+	}
+	// root's key came from Ignition on v1's first boot; v2 allows it
+	out, err = sshRun(t, nil, append([]string{"-i", alice}, append(strict("root"), "id -u")...)...)
+	if err != nil || strings.TrimSpace(out) != "0" {
+		t.Errorf("root login on 1.1.0 (permit_root_login): %v\n%s", err, out)
+	}
+	out, err = sshRun(t, nil, append([]string{"-i", bob}, append(strict("carol"), "id -un")...)...)
+	if err != nil || strings.TrimSpace(out) != "carol" {
+		t.Errorf("carol, new in 1.1.0: %v\n%s", err, out)
 	}
 	t.Logf("TestSSH: %s in all", time.Since(start).Round(time.Millisecond))
 }
