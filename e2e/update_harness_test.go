@@ -100,6 +100,7 @@ type updSpec struct {
 	extra      string // more services (YAML list items)
 	update     string // more fields of the update section (YAML, indented two spaces)
 	interval   string // update.check_interval (default 20s)
+	top        string // more top-level sections (YAML)
 }
 
 func (c *channel) spec(t testing.TB, s updSpec) string {
@@ -148,7 +149,7 @@ services:
   health:
     services: [web]
     hold: 3s
-%s`, s.version, args, probeBin, s.webMode, env.String(), s.extra, c.guestURL(), filepath.Join(c.keys, "update.pub"), s.interval, s.update)
+%s%s`, s.version, args, probeBin, s.webMode, env.String(), s.extra, c.guestURL(), filepath.Join(c.keys, "update.pub"), s.interval, s.update, s.top)
 	p := filepath.Join(c.dir, "spec-"+s.version+"-"+s.webMode+".yaml")
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)

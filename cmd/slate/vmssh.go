@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"time"
 
 	"github.com/google/renameio/v2"
 
@@ -100,6 +104,54 @@ func (s *vmSSH) watch(ctx context.Context, vm *qemu.VM, out io.Writer) {
 			fmt.Fprintf(out, "slate: ssh: %v\n", err)
 			continue
 		}
-		fmt.Fprintf(out, "slate: ssh: host key %s %s (%s), in %s\nslate: ssh: %s\n", id.Type, id.Fingerprint, id.State, s.knownHosts, s.command(port))
+		fmt.Fprintf(out, "slate: ssh: host key %s %s (%s), in %s\n", id.Type, id.Fingerprint, id.State, s.knownHosts)
+		// The line comes before sshd starts, and QEMU accepts a forwarded
+		// connection before the guest does: the command is printed once
+		// the server greets.
+		if err := waitBanner(ctx, fmt.Sprintf("127.0.0.1:%d", port), 3*time.Minute); err != nil {
+			fmt.Fprintf(out, "slate: ssh: no ssh server answers on 127.0.0.1:%d: %v\n", port, err)
+			continue
+		}
+		fmt.Fprintf(out, "slate: ssh: %s\n", s.command(port))
+	}
+}
+
+// waitBanner waits until a connection to addr gets an SSH greeting
+// ("SSH-2.0-...", RFC 4253 4.2), trying again every half second.
+func waitBanner(ctx context.Context, addr string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var last error
+	for {
+		last = banner(ctx, addr)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %w)", ctx.Err(), last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func banner(ctx context.Context, addr string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// a server may send other lines before its version line
+	r := bufio.NewReader(io.LimitReader(c, 8<<10))
+	for {
+		l, err := r.ReadString('\n')
+		if strings.HasPrefix(l, "SSH-") {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("no SSH greeting: %w", err)
+		}
 	}
 }

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestNewVMSSH(t *testing.T) {
@@ -49,5 +53,53 @@ func TestVMSSHFlagsNeedSSH(t *testing.T) {
 	root.SetErr(&strings.Builder{})
 	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "are for --ssh") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// TestWaitBanner: the command is printed only once the server greets; a
+// port that accepts and drops connections (QEMU's forward before the
+// guest listens) does not count.
+func TestWaitBanner(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if n.Add(1) > 2 {
+				c.Write([]byte("a line first\r\nSSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"))
+			}
+			c.Close()
+		}
+	}()
+	if err := waitBanner(context.Background(), l.Addr().String(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() != 3 {
+		t.Errorf("%d connections, want 3", n.Load())
+	}
+	// never an answer: an error after d
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if err := waitBanner(context.Background(), mute.Addr().String(), 2*time.Second); err == nil {
+		t.Error("a server that never greets was taken")
 	}
 }
