@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,11 +60,15 @@ func ociConfig(rootPath string, readOnly bool, volume, cgroupsPath string, port 
 	}
 }
 
-// TestRealRunc runs two tiny containers (a static Go program as their
-// only file) through the supervisor and a real runc: one with a
-// read-only root, one with the writable overlay; both with a volume and an
-// HTTP health check. It runs in a child process with a mount namespace of
-// its own, where cgroup2 is mounted at /sys/fs/cgroup as on a machine.
+// TestRealRunc runs tiny containers (a static Go program as their only
+// file) through the supervisor and a real runc: one with a read-only
+// root and one with the writable overlay, both with a volume and an HTTP
+// health check; one that ignores SIGTERM; one stopped by its image's
+// STOPSIGNAL; one that exits by itself, read and deleted after its exit
+// (runc run --keep). It runs in a child process with a mount namespace of
+// its own, where cgroup2 is mounted at /sys/fs/cgroup as on a machine,
+// and a network namespace of its own, so the containers' ports are
+// free.
 func TestRealRunc(t *testing.T) {
 	runc := findRunc()
 	if runc == "" {
@@ -121,7 +124,8 @@ func TestRealRunc(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(rootfs, "hello"), b, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		port := freePort(t)
+		// the child has a network namespace of its own: any port is free
+		port := 8081 + len(cs)
 		readOnly := name != "rw"
 		rootPath := "rootfs"
 		if !readOnly {
@@ -166,7 +170,7 @@ func TestRealRunc(t *testing.T) {
 		cmd := exec.Command(self, "-test.run=^$")
 		cmd.Env = append(os.Environ(), helperEnv+"=runc-child", "RUNC="+runc, "RUNC_DIR="+dir, "RUNC_SPEC="+string(spec),
 			"RUNC_CGROUP_BASE="+base, "RUNC_CGROUP_ROOT="+testRoot)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWNET}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("child: %v\n%s", err, out)
@@ -212,16 +216,6 @@ func TestRealRunc(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // runcChild is TestRealRunc's child: cgroup2 on /sys/fs/cgroup, the
 // supervisor with the containers until both are healthy, then a stop.
 func runcChild() int {
@@ -231,6 +225,11 @@ func runcChild() int {
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fail("private mounts: %v", err)
+	}
+	// the containers share the child's network namespace (network
+	// host): its loopback is where they listen and are checked
+	if err := loopbackUp(); err != nil {
+		return fail("loopback: %v", err)
 	}
 	if !cgroup.IsCgroup2(cgroup.Mountpoint) {
 		if err := unix.Mount("cgroup2", cgroup.Mountpoint, "cgroup2", 0, "nsdelegate"); err != nil {
