@@ -336,6 +336,10 @@ func TestBuildContainersReproducible(t *testing.T) {
 	if len(slots) != 1 || slots[0].Slot != "a" || slots[0].Problem != "" || len(slots[0].Containers) != 2 {
 		t.Fatalf("InspectContainers = %+v", slots)
 	}
+	// the same slot reader serves vm run --ssh; this image has no ssh
+	if c, err := InspectSSH(filepath.Join(dir1, "disk.raw")); !errors.Is(err, ErrNoSSH) {
+		t.Errorf("InspectSSH = %+v, %v; want ErrNoSSH", c, err)
+	}
 	web, pinned := slots[0].Containers[0], slots[0].Containers[1]
 	if web.Name != "web" || web.Digest != digest || web.UID != 1000 || web.GID != 1000 ||
 		web.Address != "10.88.0.2/16" || web.Gateway != "10.88.0.1" || web.Bundle != "/usr/lib/slate/containers/web" || web.StopSignal != "SIGQUIT" {

@@ -32,6 +32,36 @@ const maxImageInfo = 4 << 20
 // disk image or an unmounted device and returns its containers. A slot
 // with no filesystem is left out.
 func InspectContainers(p string) ([]SlotContainers, error) {
+	slots, err := readSlotInfos(p)
+	if err != nil {
+		return nil, err
+	}
+	var out []SlotContainers
+	for _, s := range slots {
+		switch {
+		case errors.Is(s.err, errNoFS):
+			continue
+		case s.err != nil:
+			out = append(out, SlotContainers{Slot: s.slot, Problem: s.err.Error()})
+			continue
+		}
+		out = append(out, SlotContainers{Slot: s.slot, Version: s.info.Version, Containers: s.info.Containers})
+	}
+	return out, nil
+}
+
+// slotInfo is a root slot's image description, or why it could not be
+// read (errNoFS: the slot has no filesystem).
+type slotInfo struct {
+	slot string
+	info *imageinfo.Info
+	err  error
+}
+
+// readSlotInfos reads /usr/lib/slate/image.json from each root slot of a
+// disk image or an unmounted device, slot A first; a slot the partition
+// table lacks is left out.
+func readSlotInfos(p string) ([]slotInfo, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("inspect: %w", err)
@@ -45,7 +75,7 @@ func InspectContainers(p string) ([]SlotContainers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", p, err)
 	}
-	var out []SlotContainers
+	var out []slotInfo
 	for _, slot := range []string{"a", "b"} {
 		label := partitions.SlotLabel(slot)
 		var part *partitions.Part
@@ -58,14 +88,7 @@ func InspectContainers(p string) ([]SlotContainers, error) {
 			continue
 		}
 		info, err := readImageInfo(f, part.Start, part.Size)
-		switch {
-		case errors.Is(err, errNoFS):
-			continue
-		case err != nil:
-			out = append(out, SlotContainers{Slot: slot, Problem: err.Error()})
-			continue
-		}
-		out = append(out, SlotContainers{Slot: slot, Version: info.Version, Containers: info.Containers})
+		out = append(out, slotInfo{slot: slot, info: info, err: err})
 	}
 	return out, nil
 }
