@@ -95,21 +95,32 @@ func TestUpdateUnhealthy(t *testing.T) {
 // action.
 func TestUpdateBroken(t *testing.T) {
 	needQEMU(t)
+	// A hang: 1.1.0 comes up, then a service stops the machine with a
+	// panic that never reboots; only the watchdog PID 1 armed resets it.
+	hang := `  - name: hang
+    command: /usr/local/bin/probe
+    args: [hang]
+    restart: never
+`
 	cases := []struct {
-		name string
-		args []string
-		sign string // what the console shows for the failure
+		name  string
+		args  []string
+		extra string // more services of 1.1.0
+		sign  string // what the console shows for the failure
+		ready bool   // 1.1.0 reaches SLATE-READY before it fails
 	}{
-		{"kernel panic", []string{"rdinit=/nonexistent"}, `Kernel panic`},
-		{"init fails", []string{"slate.break=root"}, `^SLATE-FAILED stage=root `},
+		{name: "kernel panic", args: []string{"rdinit=/nonexistent"}, sign: `Kernel panic`},
+		{name: "init fails", args: []string{"slate.break=root"}, sign: `^SLATE-FAILED stage=root `},
+		{name: "hang", extra: hang, sign: `Kernel panic - not syncing: sysrq triggered crash`, ready: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := newChannel(t)
 			v1 := c.publish(t, updSpec{version: "1.0.0"})
-			c.publish(t, updSpec{version: "1.1.0", kernelArgs: tc.args})
+			c.publish(t, updSpec{version: "1.1.0", kernelArgs: tc.args, extra: tc.extra})
 			vm := boot(t, machine(t, v1), qemu.Options{Network: true})
+			nthMatch(t, vm, `msg="watchdog armed" dev=/dev/watchdog timeout=30s`, 1, 4*time.Minute)
 			nthMatch(t, vm, `^SLATE-UPDATE state=staged version=1\.1\.0`, 1, 4*time.Minute)
 			nthMatch(t, vm, tc.sign, 1, 3*time.Minute)
 			nthMatch(t, vm, `^SLATE-READY version=1\.0\.0 slot=a$`, 2, 6*time.Minute)
@@ -117,7 +128,9 @@ func TestUpdateBroken(t *testing.T) {
 			if n := countMatches(vm.Lines(), tc.sign); n < 2 {
 				t.Errorf("the broken version ran %d times, want its tries (3)", n)
 			}
-			noneMatch(t, vm.Lines(), `^SLATE-READY version=1\.1\.0`, "the broken version came up")
+			if !tc.ready {
+				noneMatch(t, vm.Lines(), `^SLATE-READY version=1\.1\.0`, "the broken version came up")
+			}
 		})
 	}
 }

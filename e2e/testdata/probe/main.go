@@ -24,6 +24,8 @@ func main() {
 	switch mode {
 	case "crash":
 		crash()
+	case "hang":
+		hang()
 	case "sleep":
 		for {
 			time.Sleep(time.Hour)
@@ -67,6 +69,20 @@ func crash() {
 	}
 	for {
 		time.Sleep(time.Hour)
+	}
+}
+
+// hang stops the whole machine as a deadlocked kernel would: a panic
+// that never reboots (kernel.panic=0 overrides the command line's
+// panic=10). Only a hardware watchdog gets such a machine going again.
+func hang() {
+	fmt.Println("HANG now")
+	if err := os.WriteFile("/proc/sys/kernel/panic", []byte("0"), 0o644); err != nil {
+		fmt.Printf("HANG error=%q\n", err.Error())
+		return
+	}
+	if err := os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0o200); err != nil {
+		fmt.Printf("HANG error=%q\n", err.Error())
 	}
 }
 

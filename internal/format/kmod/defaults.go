@@ -44,8 +44,7 @@ var MMCStorage = []string{"mmc_block", "sdhci", "sdhci-pci", "sdhci-acpi"}
 // BootSupport is the rest of what init needs: ext4 for the slots and
 // state, overlay for /etc, vfat with its code pages for the ESP,
 // qemu_fw_cfg, crc32c for ext4 metadata checksums, and the i6300esb
-// (QEMU) and iTCO (Intel) watchdog drivers, so a watchdog can be armed
-// (nothing arms one yet: a hard hang of a slot is not reset).
+// (QEMU) and iTCO (Intel) watchdogs that PID 1 arms.
 var BootSupport = []string{
 	// file systems
 	"ext4", "overlay", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1",

@@ -76,6 +76,9 @@ func run() error {
 	} else if len(mods) > 0 {
 		logrus.WithField("modules", strings.Join(mods, ",")).Info("device modules loaded")
 	}
+	// The watchdog's driver was just loaded (async): arm it when its node
+	// appears, without holding up the boot.
+	go newWatchdog().arm(nil)
 	setupContainerNetwork(info, dir)
 	rawCmdline, _ := os.ReadFile(cmdline.Path)
 	kc := cmdline.Parse(string(rawCmdline))
